@@ -1,0 +1,182 @@
+"""Empirical stability boundaries from alpha x beta grids, and a bisection that finds them
+with far fewer runs (MATH.md, "Empirical thresholds").
+
+Conventions: grids are alpha-major arrays of shape (n_alpha, n_beta); ``betas`` ascend. A cell
+is *stable* when the caller's criterion says so (linear regression: finite and below the loss
+threshold, as Fig. 3; network sweeps: not diverged, as Fig. 4). The measured boundary of an
+alpha column is the bracket [largest stable beta, the next beta of the grid]; the bracket's
+width in decades is the error bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+PAPER_LOSS_THRESHOLD = 1e-2
+"""Fig. 3 of the paper colours cells by final training loss below / above 1e-2."""
+
+
+def classify(
+    final_loss: np.ndarray, *, threshold: float = PAPER_LOSS_THRESHOLD
+) -> np.ndarray:
+    """Converged cells: finite final loss strictly below ``threshold``."""
+    loss = np.asarray(final_loss, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(loss) & (loss < threshold)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Per-alpha upper edge of the stable region; every field has shape (n_alpha,).
+
+    ``beta_lo`` is the largest stable beta of the column (NaN when none is stable),
+    ``beta_hi`` the next grid beta (inf when the largest grid beta is stable).
+    ``inside_grid`` is False when the edge is not bracketed by two grid points.
+    ``monotone`` is False when some beta below ``beta_lo`` is not stable (a column that is
+    slow at small beta, or a chaotic edge): the bracket is still the upper edge.
+    """
+
+    alphas: np.ndarray
+    beta_lo: np.ndarray
+    beta_hi: np.ndarray
+    inside_grid: np.ndarray
+    monotone: np.ndarray
+
+    @property
+    def beta_mid(self) -> np.ndarray:
+        """Geometric centre of the bracket (NaN when not bracketed)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mid = np.sqrt(self.beta_lo * self.beta_hi)
+        return np.where(self.inside_grid, mid, np.nan)
+
+    @property
+    def width_decades(self) -> np.ndarray:
+        """log10(beta_hi / beta_lo): the error bar of the measured edge."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.inside_grid, np.log10(self.beta_hi / self.beta_lo), np.nan)
+
+    def log10_error(self, beta_theory: np.ndarray) -> np.ndarray:
+        """Decades between a prediction and the bracket: 0 inside it, else distance to it."""
+        theory = np.asarray(beta_theory, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            below = np.log10(self.beta_lo / theory)  # > 0 when the prediction is too low
+            above = np.log10(theory / self.beta_hi)  # > 0 when the prediction is too high
+        err = np.maximum(np.maximum(below, above), 0.0)
+        both_inf = np.isinf(theory) & np.isinf(self.beta_hi)
+        return np.where(both_inf, 0.0, np.where(np.isnan(self.beta_lo), np.nan, err))
+
+    def as_records(self, beta_theory: np.ndarray | None = None) -> list[dict]:
+        """One JSON-ready dict per alpha (inf as float('inf'), missing as None)."""
+        rows = []
+        errs = None if beta_theory is None else self.log10_error(beta_theory)
+        for i, a in enumerate(self.alphas):
+            row = {
+                "alpha": float(a),
+                "beta_lo": _json_float(self.beta_lo[i]),
+                "beta_hi": _json_float(self.beta_hi[i]),
+                "inside_grid": bool(self.inside_grid[i]),
+                "monotone": bool(self.monotone[i]),
+            }
+            if beta_theory is not None:
+                row["beta_c_theory"] = _json_float(np.asarray(beta_theory, dtype=float)[i])
+                row["log10_error"] = _json_float(errs[i])
+            rows.append(row)
+        return rows
+
+
+def _json_float(x: float) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def extract_boundary(alphas: np.ndarray, betas: np.ndarray, stable: np.ndarray) -> Boundary:
+    """Upper edge of the stable cells per alpha column of an (n_alpha, n_beta) grid."""
+    alphas = np.asarray(alphas, dtype=float)
+    betas = np.asarray(betas, dtype=float)
+    stable = np.asarray(stable, dtype=bool)
+    if stable.shape != (alphas.size, betas.size):
+        raise ValueError(
+            f"stable has shape {stable.shape}, expected (n_alpha, n_beta) = "
+            f"({alphas.size}, {betas.size})"
+        )
+    if np.any(np.diff(betas) <= 0):
+        raise ValueError("betas must be strictly increasing")
+    n_beta = betas.size
+    any_stable = stable.any(axis=1)
+    # index of the largest stable beta per row (0 where none, masked below)
+    top = n_beta - 1 - np.argmax(stable[:, ::-1], axis=1)
+    beta_lo = np.where(any_stable, betas[top], np.nan)
+    has_next = any_stable & (top < n_beta - 1)
+    beta_hi = np.where(has_next, betas[np.minimum(top + 1, n_beta - 1)], np.inf)
+    beta_hi = np.where(any_stable, beta_hi, betas[0])
+    below = np.arange(n_beta)[None, :] <= top[:, None]
+    monotone = np.where(any_stable, np.all(stable | ~below, axis=1), True)
+    return Boundary(alphas, beta_lo, beta_hi, has_next, monotone)
+
+
+@dataclass(frozen=True)
+class BisectionResult:
+    """Per-alpha bracket [beta_lo, beta_hi] of the stability edge found by bisection."""
+
+    alphas: np.ndarray
+    beta_lo: np.ndarray
+    beta_hi: np.ndarray
+    inside_range: np.ndarray
+    n_rounds: int
+    n_runs: int
+
+    def as_boundary(self) -> Boundary:
+        return Boundary(
+            self.alphas,
+            np.where(self.inside_range, self.beta_lo, np.nan),
+            np.where(self.inside_range, self.beta_hi, np.inf),
+            self.inside_range.copy(),
+            np.ones_like(self.inside_range),
+        )
+
+
+def bisect_boundary(
+    is_stable: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    alphas: np.ndarray,
+    *,
+    beta_min: float,
+    beta_max: float,
+    rtol: float = 1e-2,
+    max_rounds: int = 60,
+) -> BisectionResult:
+    """Bisect log(beta) for every alpha at once.
+
+    ``is_stable(alphas, betas)`` runs one training per (alphas[i], betas[i]) pair (vectorised
+    by the caller) and returns a boolean array. The search assumes stability is monotone in
+    beta near the edge. It first checks the ends: a column stable at ``beta_max`` or unstable
+    at ``beta_min`` is flagged ``inside_range=False`` and left alone. Stops when every bracket
+    satisfies beta_hi / beta_lo <= 1 + rtol.
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    if not (0 < beta_min < beta_max):
+        raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
+    if rtol <= 0:
+        raise ValueError(f"rtol must be > 0, got {rtol}")
+    n = alphas.size
+    lo = np.full(n, float(beta_min))
+    hi = np.full(n, float(beta_max))
+    ends = is_stable(np.concatenate([alphas, alphas]), np.concatenate([lo, hi]))
+    ends = np.asarray(ends, dtype=bool)
+    inside = ends[:n] & ~ends[n:]
+    n_runs = 2 * n
+    rounds = 0
+    while rounds < max_rounds:
+        active = inside & (hi / lo > 1 + rtol)
+        if not active.any():
+            break
+        mid = np.sqrt(lo[active] * hi[active])
+        ok = np.asarray(is_stable(alphas[active], mid), dtype=bool)
+        n_runs += int(active.sum())
+        idx = np.flatnonzero(active)
+        lo[idx[ok]] = mid[ok]
+        hi[idx[~ok]] = mid[~ok]
+        rounds += 1
+    return BisectionResult(alphas, lo, hi, inside, rounds, n_runs)

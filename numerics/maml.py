@@ -1,0 +1,123 @@
+"""One MAML meta-gradient for one task, for the three MAML objects of MATH.md.
+
+For a task with support data s and query data q, inner learning rate alpha and k inner steps,
+theta_0 = theta, theta_{j+1} = theta_j - alpha * grad L_s(theta_j) (paper Eq. 1):
+
+- ``exact``       grad_theta L_q(theta_k): autodiff through the inner steps (Eq. 2-3, Finn et al.)
+- ``first_order`` grad L_q evaluated at theta_k, the Jacobian of the inner steps dropped (FOMAML)
+- ``surrogate``   (I - alpha H_s(theta)) grad L_q(theta), one step only: the paper's Eq. 4. With
+                  s = q this is exactly grad [L - (alpha/2) g^T g] (Eq. 5).
+
+Everything is a pure function of explicit arguments built from ``torch.func``, so the same code
+serves float64 checks, ``vmap`` over tasks and over cells of an alpha x beta grid, and
+Hessian-vector products of the meta-objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, grad_and_value, jvp
+
+from mamlconv.numerics.tasks import Params, TaskBatch
+
+Variant = Literal["exact", "first_order", "surrogate"]
+VARIANTS: tuple[Variant, ...] = ("exact", "first_order", "surrogate")
+LossFn = Callable[[Params, Tensor, Tensor], Tensor]
+
+
+def check_variant(variant: str, steps: int) -> None:
+    """Raise ValueError naming the bad value for an unknown variant or step count."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if variant == "surrogate" and steps != 1:
+        raise ValueError(f"the surrogate is a one-step object (paper Eq. 4); got steps={steps}")
+
+
+def adapt(
+    params: Params, loss_fn: LossFn, x: Tensor, y: Tensor, *, alpha: float | Tensor, steps: int
+) -> Params:
+    """theta_k after k plain gradient steps of size alpha on loss_fn(., x, y) (Eq. 1)."""
+    for _ in range(steps):
+        g = grad(loss_fn)(params, x, y)
+        params = {name: p - alpha * g[name] for name, p in params.items()}
+    return params
+
+
+def task_meta_gradient(
+    params: Params,
+    task: TaskBatch,
+    *,
+    loss_fn: LossFn,
+    alpha: float | Tensor,
+    steps: int = 1,
+    variant: Variant = "exact",
+) -> tuple[Params, dict[str, Tensor]]:
+    """Meta-gradient of one task (fields of ``task`` WITHOUT a task axis) and diagnostics.
+
+    Returns ``(direction, aux)``: ``direction`` has the structure of ``params``; ``aux`` holds
+    ``loss_post`` = L_q(theta_k) (the MAML training loss), ``loss_pre`` = L_q(theta) and
+    ``support_grad`` = grad L_s(theta) (for per-task gradient norms and inner products).
+    """
+    xs, ys, xq, yq = task
+
+    if variant == "exact":
+
+        def objective(p: Params) -> tuple[Tensor, Tensor]:
+            adapted = adapt(p, loss_fn, xs, ys, alpha=alpha, steps=steps)
+            loss_post = loss_fn(adapted, xq, yq)
+            return loss_post, loss_post
+
+        direction, loss_post = grad(objective, has_aux=True)(params)
+        support_grad = grad(loss_fn)(params, xs, ys)
+    elif variant == "first_order":
+        support_grad = grad(loss_fn)(params, xs, ys)
+        adapted = {n: p - alpha * support_grad[n] for n, p in params.items()}
+        adapted = adapt(adapted, loss_fn, xs, ys, alpha=alpha, steps=steps - 1)
+        direction, loss_post = grad_and_value(loss_fn)(adapted, xq, yq)
+    elif variant == "surrogate":
+        query_grad = grad(loss_fn)(params, xq, yq)
+
+        def support_gradient(p: Params) -> Params:
+            return grad(loss_fn)(p, xs, ys)
+
+        # One forward-over-reverse product gives grad L_s and H_s @ grad L_q together.
+        support_grad, hvp = jvp(support_gradient, (params,), (query_grad,))
+        direction = {n: query_grad[n] - alpha * hvp[n] for n in params}
+        adapted = {n: p - alpha * support_grad[n] for n, p in params.items()}
+        loss_post = loss_fn(adapted, xq, yq)
+    else:
+        check_variant(variant, steps)
+        raise AssertionError("unreachable")
+    aux = {
+        "loss_post": loss_post.detach(),
+        "loss_pre": loss_fn(params, xq, yq).detach(),
+        "support_grad": {n: g.detach() for n, g in support_grad.items()},
+    }
+    return {n: d.detach() for n, d in direction.items()}, aux
+
+
+def meta_objective(
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    loss_fn: LossFn,
+    alpha: float | Tensor,
+    steps: int = 1,
+) -> Tensor:
+    """Exact MAML objective: mean over tasks of L_q(theta_k), differentiable in params.
+
+    ``tasks`` has a leading task axis. Its gradient is the mean ``exact`` meta-gradient; its
+    Hessian is the exact meta-Hessian of MATH.md section 8.
+    """
+
+    def one(task: TaskBatch) -> Tensor:
+        xs, ys, xq, yq = task
+        return loss_fn(adapt(params, loss_fn, xs, ys, alpha=alpha, steps=steps), xq, yq)
+
+    return torch.func.vmap(one)(tasks).mean()

@@ -1,0 +1,21 @@
+"""mamlconv: checks, derivations and experiments for Takagi et al. (2019),
+"On the conditions of MAML convergence".
+
+Layers (each importable on its own; heavy imports stay inside them):
+
+- ``mamlconv.theory``       SymPy derivations and the numeric thresholds alpha_c / beta_c
+- ``mamlconv.numerics``     MAML steps, exact dynamics on quadratics, curvature spectra
+- ``mamlconv.experiments``  batched MAML training sweeps on sinusoid, Omniglot, MiniImagenet
+- ``mamlconv.paper_checks`` the claims audit (pytest)
+- ``mamlconv.cli``          the ``mamlconv`` command, a thin layer over the above
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("mamlconv")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+MODELS = ("surrogate", "first_order", "exact")
+"""The three MAML objects of MATH.md, by the names used everywhere in the package."""

@@ -1,0 +1,5 @@
+import sys
+
+from mamlconv.cli import main
+
+sys.exit(main())
