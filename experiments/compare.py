@@ -1,0 +1,425 @@
+"""Measured stability boundaries against three predictions of beta_c (MATH.md section 8, claim X-5).
+
+For a sweep result, at a parameter point theta and inner rate alpha:
+
+- ``formula``: the paper's Eq. 14-15 on the spectrum of the task-mean Hessian H(theta),
+  beta_c = 2 / max_i (lambda_i - alpha lambda_i^2) over the positive lambda_i, and 0 once
+  alpha > 1/lambda_max (Eq. 11), via :func:`mamlconv.theory.thresholds.beta_c`
+  (``model='surrogate'``). Negative eigenvalues (theta is not a minimum) are left out, as the
+  paper's condition is about minima; their smallest is reported.
+- ``surrogate``: 2 / lambda_max of the surrogate Hessian E[H - alpha (Tg + H^2)] (Eq. 8 with the
+  Tg term kept, tasks not simultaneously diagonalisable).
+- ``meta``: 2 / lambda_max of the exact meta-Hessian, the Hessian of E_tau L_q(theta - alpha
+  grad L_s(theta)) -- the linearisation of exact (second-order) MAML's gradient step.
+
+Each is evaluated at two points: ``init`` (the sweep's initial parameters; one spectrum of H,
+one surrogate and one meta spectrum per alpha) and ``trained`` (per alpha row, the final
+parameters of the row's best non-diverged cell, saved by the sweep). Spectra come from
+:func:`mamlconv.numerics.curvature.spectrum` (Lanczos on Hessian-vector products, float64) on
+the sweep's first task batch (the whole pool for ``task_source='pool'``): H and the surrogate on
+each task's pooled support + query data, the meta-Hessian adapting on support and evaluating on
+query data, as the training does.
+
+The formula needs every positive eigenvalue that can maximise lambda (1 - alpha lambda); with the
+top-k eigenvalues that is guaranteed when lambda_k < lambda_max / 2 (lambda (1 - alpha lambda)
+increases up to 1/(2 alpha) >= lambda_max / 2 for every alpha <= 1/lambda_max); the output says
+per point whether the top-k were enough (``formula_complete``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mamlconv.experiments.results import SweepResult
+from mamlconv.numerics.boundary import Boundary
+
+PREDICTIONS: tuple[str, ...] = ("formula", "surrogate", "meta")
+POINTS: tuple[str, ...] = ("init", "trained")
+LABELS = {
+    "formula": "paper formula on H",
+    "surrogate": "surrogate Hessian",
+    "meta": "exact meta-Hessian",
+}
+
+
+@dataclass
+class PointSpectra:
+    """Spectral quantities at one parameter point (float64)."""
+
+    hessian_top: np.ndarray
+    """Top-k eigenvalues of the task-mean H, descending."""
+    hessian_min: float
+    """Smallest eigenvalue of H (negative: not a minimum)."""
+    surrogate_max: dict[float, float] = field(default_factory=dict)
+    meta_max: dict[float, float] = field(default_factory=dict)
+    n_matvecs: int = 0
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.hessian_top[0])
+
+    @property
+    def formula_complete(self) -> bool:
+        return bool(self.hessian_top.size and self.hessian_top[-1] < self.lambda_max / 2)
+
+
+@dataclass
+class Comparison:
+    """Per alpha row: the measured bracket and each prediction at each point."""
+
+    alphas: np.ndarray
+    boundary: Boundary
+    predictions: dict[str, dict[str, np.ndarray]]
+    """predictions[point][name] -> beta_c per alpha (NaN where the point is missing)."""
+    errors: dict[str, dict[str, np.ndarray]]
+    """Decades between prediction and measured bracket (0 inside it)."""
+    spectra: dict[str, Any]
+    alpha0: dict[str, Any]
+    trained_cells: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, dict[str, dict[str, float | int]]]:
+        """Per point and prediction: median and max |log10 error| over the alphas with a
+        finite error, and how many alphas that is."""
+        out: dict[str, dict[str, dict[str, float | int]]] = {}
+        for point, preds in self.errors.items():
+            out[point] = {}
+            for name, err in preds.items():
+                ok = ~np.isnan(err)  # inf (a prediction of 0 or inf, off the bracket) counts
+                out[point][name] = {
+                    "median_log10_error": float(np.median(err[ok])) if ok.any() else math.nan,
+                    "max_log10_error": float(np.max(err[ok])) if ok.any() else math.nan,
+                    "n_alphas": int(ok.sum()),
+                    "n_within_bracket": int((err[ok] == 0).sum()),
+                }
+        return out
+
+
+def log10_error(boundary: Boundary, beta: np.ndarray, *, beta_min: float) -> np.ndarray:
+    """Decades from each prediction to the measured bracket (0 inside it), as
+    ``Boundary.log10_error``, and also for a column where every cell diverged: its edge lies
+    in [0, beta_min], so the error is how far the prediction lies above beta_min (a prediction
+    of 0 -- "nothing converges" -- is then exact). NaN where the prediction is missing."""
+    beta = np.asarray(beta, dtype=float)
+    err = boundary.log10_error(beta)
+    none_stable = np.isnan(boundary.beta_lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below_grid = np.maximum(np.log10(beta / beta_min), 0.0)
+    err = np.where(none_stable, below_grid, err)
+    return np.where(np.isnan(beta), np.nan, err)
+
+
+def _beta_from_lambda(lam: float) -> float:
+    """2 / lambda for a positive top curvature; inf when none is positive."""
+    return 2.0 / lam if lam > 0 else math.inf
+
+
+def point_spectra(
+    problem: Any,
+    params: dict[str, Any],
+    tasks: Any,
+    *,
+    alphas: np.ndarray,
+    k: int,
+    tol: float,
+    seed: int = 0,
+) -> PointSpectra:
+    """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha."""
+    from mamlconv.numerics.curvature import spectrum
+
+    top = spectrum(problem.loss, params, tasks, operator="hessian", k=k, which="LA", tol=tol,
+                   seed=seed)
+    low = spectrum(problem.loss, params, tasks, operator="hessian", k=1, which="SA", tol=tol,
+                   seed=seed)
+    sp = PointSpectra(np.sort(top.eigenvalues)[::-1], float(low.eigenvalues[0]),
+                      n_matvecs=top.n_matvecs + low.n_matvecs)
+    for a in np.asarray(alphas, dtype=float):
+        for op, store in (("surrogate", sp.surrogate_max), ("meta", sp.meta_max)):
+            r = spectrum(problem.loss, params, tasks, operator=op, alpha=float(a), k=1,
+                         which="LA", tol=tol, seed=seed)
+            store[float(a)] = float(r.eigenvalues[0])
+            sp.n_matvecs += r.n_matvecs
+    return sp
+
+
+def _predict(sp: PointSpectra, alpha: float) -> dict[str, float]:
+    from mamlconv.theory.thresholds import beta_c
+
+    positive = sp.hessian_top[sp.hessian_top > 0]
+    formula = float(beta_c(positive, alpha, model="surrogate")) if positive.size else math.inf
+    return {
+        "formula": formula,
+        "surrogate": _beta_from_lambda(sp.surrogate_max[float(alpha)]),
+        "meta": _beta_from_lambda(sp.meta_max[float(alpha)]),
+    }
+
+
+def compare(
+    result: SweepResult,
+    *,
+    points: tuple[str, ...] = POINTS,
+    k: int = 30,
+    tol: float = 1e-4,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Comparison:
+    """Spectra at the requested points and the predictions against the measured boundary."""
+    import sys
+
+    import torch
+
+    from mamlconv.experiments.engine import initial_state
+    from mamlconv.experiments.problems import get_problem
+
+    bad = set(points) - set(POINTS)
+    if bad:
+        raise ValueError(f"points must be among {POINTS}, got {sorted(bad)}")
+    config = result.config.replace(device=device)
+    problem = get_problem(config.problem, **config.problem_options)
+    init, stream = initial_state(problem, config, dtype=torch.float64, device=device)
+    tasks = stream.next()
+    alphas = np.asarray(result.alphas, dtype=float)
+    n = alphas.size
+    boundary = result.boundary()
+    predictions = {p: {name: np.full(n, np.nan) for name in PREDICTIONS} for p in points}
+    spectra: dict[str, Any] = {}
+    trained_cells: list[dict[str, Any]] = []
+
+    def say(msg: str) -> None:
+        if progress:
+            sys.stderr.write(f"compare: {msg}\n")
+            sys.stderr.flush()
+
+    if "init" in points:
+        say(f"spectra at init ({n} alphas)")
+        sp = point_spectra(problem, init, tasks, alphas=alphas, k=k, tol=tol)
+        spectra["init"] = _spectra_record(sp)
+        for i, a in enumerate(alphas):
+            for name, value in _predict(sp, a).items():
+                predictions["init"][name][i] = value
+    if "trained" in points:
+        spectra["trained"] = []
+        for i, a in enumerate(alphas):
+            theta = result.trained_params(i)
+            if theta is None:
+                spectra["trained"].append(None)
+                trained_cells.append({"alpha": float(a), "beta": None})
+                continue
+            j = int(result.best_beta_index[i])  # type: ignore[index]
+            trained_cells.append({
+                "alpha": float(a),
+                "beta": float(result.betas[j]),
+                "final_loss": float(result.final_loss[i, j]),
+            })
+            say(f"spectra at the trained point of alpha={a:.3g} ({i + 1}/{n})")
+            params = {
+                name: torch.as_tensor(np.asarray(v), dtype=torch.float64, device=device)
+                for name, v in theta.items()
+            }
+            sp = point_spectra(problem, params, tasks, alphas=np.array([a]), k=k, tol=tol)
+            spectra["trained"].append(_spectra_record(sp))
+            for name, value in _predict(sp, a).items():
+                predictions["trained"][name][i] = value
+    errors = {
+        p: {name: log10_error(boundary, v, beta_min=result.betas[0]) for name, v in preds.items()}
+        for p, preds in predictions.items()
+    }
+    alpha0: dict[str, Any] = {}
+    b0 = result.alpha0_boundary()
+    if b0 is not None:
+        alpha0["measured"] = b0.as_records()[0]
+    if "init" in spectra:
+        alpha0["gd_prediction_init"] = 2.0 / spectra["init"]["hessian_top"][0]
+    return Comparison(alphas, boundary, predictions, errors, spectra, alpha0, trained_cells)
+
+
+def _spectra_record(sp: PointSpectra) -> dict[str, Any]:
+    return {
+        "hessian_top": [float(x) for x in sp.hessian_top],
+        "hessian_min": sp.hessian_min,
+        "alpha_c_formula": 1.0 / sp.lambda_max if sp.lambda_max > 0 else math.inf,
+        "formula_complete": sp.formula_complete,
+        "surrogate_lambda_max": {repr(a): v for a, v in sp.surrogate_max.items()},
+        "meta_lambda_max": {repr(a): v for a, v in sp.meta_max.items()},
+        "n_matvecs": sp.n_matvecs,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+
+
+def _clean(x: Any) -> Any:
+    """JSON-ready: NaN -> None, inf stays a float ('Infinity' in JSON), arrays -> lists."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, np.integer | np.bool_):
+        return x.item()
+    if isinstance(x, float | np.floating):
+        return None if math.isnan(x) else float(x)
+    return x
+
+
+def comparison_record(cmp: Comparison, result: SweepResult, source: str) -> dict[str, Any]:
+    rows = []
+    for i, rec in enumerate(cmp.boundary.as_records()):
+        rec["predictions"] = {
+            p: {
+                name: {"beta_c": cmp.predictions[p][name][i], "log10_error": cmp.errors[p][name][i]}
+                for name in PREDICTIONS
+            }
+            for p in cmp.predictions
+        }
+        rows.append(rec)
+    return _clean({
+        "result": source,
+        "config": result.config.to_dict(),
+        "sweep_provenance": result.provenance,
+        "rows": rows,
+        "alpha0": cmp.alpha0,
+        "trained_cells": cmp.trained_cells,
+        "spectra": cmp.spectra,
+        "summary": cmp.summary(),
+    })
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if math.isinf(x):
+        return "∞"
+    return f"{x:.3g}"
+
+
+def markdown_table(cmp: Comparison, result: SweepResult) -> str:
+    """Per alpha: measured bracket and each prediction with its log10 error in brackets."""
+    cfg = result.config
+    cols = [(p, name) for p in cmp.predictions for name in PREDICTIONS]
+    head = ["alpha", "measured beta edge [lo, hi]"] + [f"{LABELS[n]} @ {p}" for p, n in cols]
+    lines = [
+        f"# {cfg.problem} / {cfg.variant}: measured beta edge vs predictions",
+        "",
+        f"{cfg.iters} iterations, {cfg.tasks_per_batch} tasks, outer {cfg.outer}, "
+        f"{cfg.dtype}, divergence level {cfg.divergence_level:g}; a cell is stable when it did "
+        "not diverge. Each prediction is beta_c with, in brackets, its distance in decades "
+        "from the measured bracket (0: inside).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    b = cmp.boundary
+    for i, a in enumerate(cmp.alphas):
+        lo, hi = b.beta_lo[i], b.beta_hi[i]
+        meas = f"[{_fmt(lo)}, {_fmt(hi)}]" + ("" if b.inside_grid[i] else " (outside grid)")
+        cells = [
+            f"{_fmt(cmp.predictions[p][n][i])} ({_fmt(cmp.errors[p][n][i])})" for p, n in cols
+        ]
+        lines.append("| " + " | ".join([f"{a:.3g}", meas, *cells]) + " |")
+    lines += ["", "Median (max) log10 error over alphas with a finite error:", ""]
+    for p, preds in cmp.summary().items():
+        for n, s in preds.items():
+            lines.append(
+                f"- {LABELS[n]} @ {p}: {_fmt(s['median_log10_error'])} "
+                f"({_fmt(s['max_log10_error'])}), {s['n_within_bracket']}/{s['n_alphas']} "
+                "inside the bracket"
+            )
+    if cmp.alpha0:
+        m = cmp.alpha0.get("measured")
+        if m is not None:
+            lines.append(
+                f"- alpha = 0 row (joint training): edge [{_fmt(m['beta_lo'])}, "
+                f"{_fmt(m['beta_hi'])}]; GD's 2/lambda_max(H) at init: "
+                f"{_fmt(cmp.alpha0.get('gd_prediction_init', math.nan))}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _log_edges(x: np.ndarray) -> np.ndarray:
+    lx = np.log10(x)
+    if lx.size == 1:
+        return 10 ** np.array([lx[0] - 0.5, lx[0] + 0.5])
+    mid = (lx[1:] + lx[:-1]) / 2
+    return 10 ** np.concatenate([[2 * lx[0] - mid[0]], mid, [2 * lx[-1] - mid[-1]]])
+
+
+def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
+    """Fig. 4-style map: log10 final loss of non-diverged cells (diverged: no colour), the
+    alpha = 0 edge dashed, the predictions drawn over it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result.config
+    loss = np.where(result.diverged, np.nan, result.final_loss)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), constrained_layout=True)
+    mesh = ax.pcolormesh(
+        _log_edges(result.alphas), _log_edges(result.betas), np.log10(loss).T,
+        cmap="viridis", shading="flat",
+    )
+    fig.colorbar(mesh, ax=ax, label="log10 final training loss (no colour: diverged)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    m0 = cmp.alpha0.get("measured") if cmp.alpha0 else None
+    if m0 is not None and m0.get("beta_lo") is not None:
+        edge = math.sqrt(m0["beta_lo"] * m0["beta_hi"]) if m0["inside_grid"] else m0["beta_lo"]
+        ax.axhline(edge, color="k", ls="--", lw=1.2, label="measured edge at alpha = 0")
+    styles = {"formula": ("C3", "o"), "surrogate": ("C1", "s"), "meta": ("C0", "^")}
+    ylo, yhi = _log_edges(result.betas)[[0, -1]]
+    for p, preds in cmp.predictions.items():
+        for name, values in preds.items():
+            color, marker = styles[name]
+            shown = np.where((values > 0) & np.isfinite(values), values, np.nan)
+            shown = np.clip(shown, ylo, yhi)
+            kw: dict[str, Any] = {"color": color, "label": f"{LABELS[name]} ({p})"}
+            if p == "init":
+                ax.plot(result.alphas, shown, "-", lw=1.8, **kw)
+            else:
+                ax.plot(result.alphas, shown, linestyle="none", marker=marker, ms=6,
+                        markerfacecolor="none", mew=1.5, **kw)
+    b = cmp.boundary
+    ax.errorbar(
+        result.alphas[b.inside_grid], b.beta_mid[b.inside_grid], fmt="none", ecolor="w",
+        yerr=[b.beta_mid[b.inside_grid] - b.beta_lo[b.inside_grid],
+              b.beta_hi[b.inside_grid] - b.beta_mid[b.inside_grid]],
+        elinewidth=1, capsize=2, label="measured edge (bracket)",
+    )
+    ax.set_ylim(ylo, yhi)
+    ax.set_xlim(*_log_edges(result.alphas)[[0, -1]])
+    ax.set_xlabel("inner learning rate alpha")
+    ax.set_ylabel("meta learning rate beta")
+    ax.set_title(
+        f"{cfg.problem}, {cfg.variant} MAML, {cfg.iters} iterations "
+        f"(predictions clipped to the grid)"
+    )
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(
+    cmp: Comparison, result: SweepResult, out_dir: str | Path, *, source: str, stem: str
+) -> dict[str, Path]:
+    """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into ``out_dir``."""
+    from mamlconv.experiments.results import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / f"{stem}.md", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
+    atomic_write_text(paths["md"], markdown_table(cmp, result))
+    record = comparison_record(cmp, result, source)
+    atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
+    heatmap(cmp, result, paths["png"])
+    return paths

@@ -1,0 +1,492 @@
+"""alpha x beta sweeps: chunked, resumable, optionally spread over worker processes.
+
+``run_sweep(config, out)`` trains every cell of ``config`` (plus the alpha = 0 row when asked)
+with :func:`mamlconv.experiments.engine.train_cells`, a chunk of cells at a time. Each finished
+chunk is written atomically to ``<out>.chunks/chunk_NNNN.npz`` together with the
+configuration's identity, so an interrupted sweep (Ctrl-C, a killed job) keeps every finished
+chunk and ``resume=True`` trains only the cells that no finished chunk holds. When all cells
+are done the chunks are merged into one result file (:mod:`.results`) and the chunk folder is
+removed.
+
+Chunks take every ``n_chunks``-th cell of the flattened grid (not a block of rows), so each
+chunk holds a mix of quickly diverging and long-running cells and worker processes finish at
+about the same time.
+
+``bisect_sweep`` finds the stability edge beta_c(alpha) for all alphas at once by bisection
+on log(beta) (:func:`mamlconv.numerics.boundary.bisect_boundary`), stable meaning "not
+diverged within ``iters``", the criterion of the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.results import (
+    TRAJECTORIES,
+    SweepResult,
+    atomic_savez,
+    best_beta_index,
+    save_result,
+)
+from mamlconv.numerics.boundary import BisectionResult, bisect_boundary
+
+DEFAULT_CHUNK_MLP = 64
+"""Cells per batch for the hand-batched MLP backend: per-cell cost is flat from about 16 to
+about 100 cells on a CPU and rises beyond (memory traffic), ENGINE-NOTES.md."""
+DEFAULT_CHUNK_GENERIC = 16
+"""Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
+
+
+# --------------------------------------------------------------------------------------------
+# cells and chunks
+# --------------------------------------------------------------------------------------------
+
+
+def grid_rows(config: SweepConfig) -> np.ndarray:
+    """The alphas of the rows actually trained: 0 first when ``alpha_zero_row``."""
+    rows = ((0.0,) if config.alpha_zero_row else ()) + tuple(config.alphas)
+    return np.asarray(rows, dtype=float)
+
+
+def sweep_cells(config: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (alpha, beta) of every cell, row-major over ``grid_rows`` x betas."""
+    a, b = np.meshgrid(grid_rows(config), np.asarray(config.betas), indexing="ij")
+    return a.ravel(), b.ravel()
+
+
+def plan_chunks(cells: np.ndarray, chunk_size: int) -> list[np.ndarray]:
+    """Split cell indices into ceil(n / chunk_size) strided chunks of nearly equal size."""
+    cells = np.asarray(cells, dtype=np.int64)
+    if cells.size == 0:
+        return []
+    n_chunks = math.ceil(cells.size / chunk_size)
+    return [cells[k::n_chunks] for k in range(n_chunks)]
+
+
+def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
+    if config.chunk_size is not None:
+        return config.chunk_size
+    mlp = backend == "mlp" or (backend == "auto" and config.problem == "sinusoid"
+                               and config.steps == 1)
+    return DEFAULT_CHUNK_MLP if mlp else DEFAULT_CHUNK_GENERIC
+
+
+def chunk_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".chunks")
+
+
+def _identity_json(config: SweepConfig) -> str:
+    return json.dumps(config.identity(), sort_keys=True)
+
+
+def load_finished_chunks(
+    directory: Path, config: SweepConfig
+) -> tuple[list[dict[str, np.ndarray]], int]:
+    """Finished chunks of this configuration in ``directory`` and the next free chunk id.
+
+    A chunk made with another configuration is an error (never mixed in silently)."""
+    chunks = []
+    next_id = 0
+    if not directory.is_dir():
+        return chunks, next_id
+    want = _identity_json(config)
+    for path in sorted(directory.glob("chunk_*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        if str(data.pop("identity_json")) != want:
+            raise ValueError(
+                f"{path} was made with another configuration; remove {directory} or use "
+                "the configuration it was made with"
+            )
+        chunks.append(data)
+        next_id = max(next_id, int(path.stem.split("_")[1]) + 1)
+    return chunks, next_id
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line text progress bar on stderr: cells finished and each running chunk's
+    iteration. Redrawn in place on a terminal, a line every ``interval`` seconds otherwise."""
+
+    def __init__(
+        self, *, total_cells: int, done_cells: int, iters: int, label: str,
+        stream: TextIO | None = None, interval: float | None = None,
+    ) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (0.25 if self.tty else 10.0)
+        self.total, self.done, self.iters, self.label = total_cells, done_cells, iters, label
+        self.diverged = 0
+        self.running: dict[int, tuple[int, int]] = {}
+        self.start = time.perf_counter()
+        self.last = -math.inf
+
+    def update(self, chunk: int, iteration: int, n_active: int) -> None:
+        self.running[chunk] = (iteration, n_active)
+        self._draw()
+
+    def chunk_done(self, chunk: int, n_cells: int, n_diverged: int) -> None:
+        self.running.pop(chunk, None)
+        self.done += n_cells
+        self.diverged += n_diverged
+        self._draw(force=True)
+
+    def close(self) -> None:
+        self._draw(force=True)
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        width = 20
+        filled = int(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        runs = ", ".join(
+            f"it {it}/{self.iters} ({act} active)" for it, act in self.running.values()
+        )
+        line = (
+            f"{self.label} [{bar}] cells {self.done}/{self.total} "
+            f"({self.diverged} diverged) {runs} {now - self.start:.0f}s"
+        )
+        if self.tty:
+            self.stream.write("\r" + line[:200].ljust(120))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# one chunk (in this process or a worker)
+# --------------------------------------------------------------------------------------------
+
+_WORKER_QUEUE: Any = None
+
+
+def _worker_init(q: Any, threads: int) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = q
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_chunk(
+    config_json: str,
+    chunk_id: int,
+    cells: np.ndarray,
+    path: str,
+    backend: str,
+    report: Callable[[int, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train the cells of one chunk and write the chunk file atomically."""
+    from mamlconv.experiments.engine import train_cells
+    from mamlconv.experiments.problems import get_problem
+
+    config = SweepConfig.from_json(config_json)
+    problem = get_problem(config.problem, **config.problem_options)
+    alphas, betas = sweep_cells(config)
+    cell_iters = [0]
+    q = _WORKER_QUEUE
+    last = [0.0]
+
+    def progress(t: int, n_active: int) -> None:
+        cell_iters[0] += n_active
+        if report is not None:
+            report(chunk_id, t, n_active)
+        elif q is not None and (time.perf_counter() - last[0] > 0.5 or n_active == 0):
+            last[0] = time.perf_counter()
+            q.put((chunk_id, t, n_active))
+
+    t0 = time.perf_counter()
+    run = train_cells(
+        problem, config, alphas[cells], betas[cells], backend=backend,
+        save_params=config.save_params != "none", progress=progress,
+    )
+    wall = time.perf_counter() - t0
+    arrays: dict[str, np.ndarray] = {
+        "cells": np.asarray(cells, dtype=np.int64),
+        "final_loss": run.final_loss,
+        "diverged_at": run.diverged_at,
+        "identity_json": np.array(_identity_json(config)),
+    }
+    for name in TRAJECTORIES:
+        arrays[name] = getattr(run, name)
+    if run.final_params is not None:
+        for name, p in run.final_params.items():
+            arrays[f"params/{name}"] = p.astype(config.dtype)
+    atomic_savez(Path(path), arrays)
+    return {
+        "chunk": chunk_id,
+        "n_cells": int(len(cells)),
+        "n_diverged": int((run.diverged_at >= 0).sum()),
+        "wall_s": wall,
+        "cell_iters": int(cell_iters[0]),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the sweep
+# --------------------------------------------------------------------------------------------
+
+
+def _run_chunks(
+    config: SweepConfig,
+    plan: list[tuple[int, np.ndarray, Path]],
+    *,
+    backend: str,
+    workers: int,
+    threads: int | None,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """Run the planned chunks here (workers=1) or in ``workers`` spawned processes."""
+    config_json = config.to_json()
+    summaries: list[dict[str, Any]] = []
+    if workers <= 1 or len(plan) <= 1:
+        report = progress.update if progress is not None else None
+        for chunk_id, cells, path in plan:
+            s = run_chunk(config_json, chunk_id, cells, str(path), backend, report)
+            summaries.append(s)
+            if progress is not None:
+                progress.chunk_done(chunk_id, s["n_cells"], s["n_diverged"])
+        return summaries
+
+    ctx = mp.get_context("spawn")  # fork after torch's thread pools started is unsafe
+    q = ctx.Queue()
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(q, threads or 1))
+    try:
+        pending = [
+            pool.apply_async(run_chunk, (config_json, cid, cells, str(path), backend))
+            for cid, cells, path in plan
+        ]
+        while pending:
+            try:
+                chunk, t, n_active = q.get(timeout=0.2)
+                if progress is not None:
+                    progress.update(chunk, t, n_active)
+            except queue_mod.Empty:
+                pass
+            still = []
+            for res in pending:
+                if res.ready():
+                    s = res.get()  # re-raises a worker's exception here
+                    summaries.append(s)
+                    if progress is not None:
+                        progress.chunk_done(s["chunk"], s["n_cells"], s["n_diverged"])
+                else:
+                    still.append(res)
+            pending = still
+        pool.close()
+    except BaseException:
+        pool.terminate()  # Ctrl-C or a failed chunk: finished chunk files stay on disk
+        raise
+    finally:
+        pool.join()
+    return summaries
+
+
+def _merge(config: SweepConfig, chunks: list[dict[str, np.ndarray]]) -> SweepResult:
+    """Assemble the chunk files into grid-shaped arrays."""
+    alphas_all, _ = sweep_cells(config)
+    n_cells = alphas_all.size
+    n_rows = grid_rows(config).size
+    n_b = len(config.betas)
+    n_rec = config.record_iters.size
+    final = np.full(n_cells, np.nan)
+    div = np.full(n_cells, -1, dtype=np.int64)
+    traj = {name: np.full((n_cells, n_rec), np.nan) for name in TRAJECTORIES}
+    param_names = sorted(k[len("params/"):] for k in chunks[0] if k.startswith("params/"))
+    params = {
+        n: np.full((n_cells, *chunks[0][f"params/{n}"].shape[1:]), np.nan) for n in param_names
+    }
+    seen = np.zeros(n_cells, dtype=bool)
+    for ch in chunks:
+        cells = ch["cells"]
+        seen[cells] = True
+        final[cells] = ch["final_loss"]
+        div[cells] = ch["diverged_at"]
+        for name in TRAJECTORIES:
+            traj[name][cells] = ch[name]
+        for n in param_names:
+            params[n][cells] = ch[f"params/{n}"]
+    if not seen.all():
+        raise RuntimeError(f"{int((~seen).sum())} cells missing after all chunks ran")
+
+    z = 1 if config.alpha_zero_row else 0
+
+    def grid(a: np.ndarray) -> np.ndarray:  # (cells, ...) -> (rows, nB, ...)
+        return a.reshape(n_rows, n_b, *a.shape[1:])
+
+    final_g, div_g = grid(final), grid(div)
+    traj_g = {name: grid(v) for name, v in traj.items()}
+    alpha0 = None
+    if z:
+        alpha0 = {"final_loss": final_g[0], "diverged_at": div_g[0]}
+        alpha0.update({name: v[0] for name, v in traj_g.items()})
+    best = best_beta_index(final_g[z:], div_g[z:] >= 0)
+    saved = None
+    if config.save_params == "all":
+        saved = {n: grid(p)[z:].astype(config.dtype) for n, p in params.items()}
+    elif config.save_params == "best":
+        rows = np.arange(best.size)
+        saved = {
+            n: np.where(
+                (best >= 0).reshape(-1, *([1] * (p.ndim - 1))),
+                grid(p)[z:][rows, np.maximum(best, 0)],
+                np.nan,
+            ).astype(config.dtype)
+            for n, p in params.items()
+        }
+    return SweepResult(
+        config=config,
+        alphas=np.asarray(config.alphas, dtype=float),
+        betas=np.asarray(config.betas, dtype=float),
+        record_iters=config.record_iters,
+        final_loss=final_g[z:],
+        diverged_at=div_g[z:],
+        trajectories={name: v[z:] for name, v in traj_g.items()},
+        alpha0=alpha0,
+        params=saved,
+        best_beta_index=best,
+    )
+
+
+def run_sweep(
+    config: SweepConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    threads: int | None = None,
+    backend: str = "auto",
+    progress: bool | Progress = True,
+) -> SweepResult:
+    """Train every cell of ``config`` and write the result file ``out`` (see module doc).
+
+    ``resume=False`` refuses to start over a chunk folder left by an interrupted run (pass
+    ``resume=True`` to continue it, or delete it). ``workers`` > 1 runs chunks in that many
+    spawned processes with ``threads`` torch threads each (default 1).
+    """
+    import torch
+
+    from mamlconv.experiments.engine import resolve_device
+    from mamlconv.provenance import describe
+
+    out = Path(out)
+    device = str(resolve_device(config.device))
+    directory = chunk_dir(out)
+    if directory.exists() and not resume:
+        n_old = len(list(directory.glob("chunk_*.npz")))
+        raise FileExistsError(
+            f"{directory} holds {n_old} finished chunks of an earlier run; pass resume "
+            "(--resume) to continue it, or delete the folder"
+        )
+    chunks, next_id = load_finished_chunks(directory, config)
+    alphas_all, _ = sweep_cells(config)
+    done = np.zeros(alphas_all.size, dtype=bool)
+    for ch in chunks:
+        done[ch["cells"]] = True
+    todo = np.flatnonzero(~done)
+    chunk_size = default_chunk_size(config, backend)
+    plan = [
+        (next_id + k, cells, directory / f"chunk_{next_id + k:04d}.npz")
+        for k, cells in enumerate(plan_chunks(todo, chunk_size))
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    bar = progress if isinstance(progress, Progress) else None
+    if progress is True:
+        bar = Progress(
+            total_cells=alphas_all.size, done_cells=int(done.sum()), iters=config.iters,
+            label=f"sweep {config.problem}/{config.variant}",
+        )
+    t0 = time.perf_counter()
+    summaries = _run_chunks(
+        config, plan, backend=backend, workers=workers, threads=threads, progress=bar
+    )
+    wall = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    chunks, _ = load_finished_chunks(directory, config)
+    result = _merge(config, chunks)
+    result.provenance = describe(device)
+    result.run_info = {
+        "wall_s": round(wall, 3),
+        "backend": backend,
+        "chunk_size": chunk_size,
+        "workers": workers,
+        "threads_per_worker": threads if workers > 1 else torch.get_num_threads(),
+        "resumed_cells": int(done.sum()),
+        "cell_iterations": int(sum(s["cell_iters"] for s in summaries)),
+        "chunks": summaries,
+    }
+    save_result(result, out)
+    shutil.rmtree(directory)
+    return result
+
+
+def bisect_sweep(
+    config: SweepConfig,
+    *,
+    beta_min: float | None = None,
+    beta_max: float | None = None,
+    rtol: float = 0.05,
+    backend: str = "auto",
+    progress: bool = True,
+) -> BisectionResult:
+    """beta_c(alpha) for every alpha of ``config`` by bisection on log(beta), all at once.
+
+    Each round trains one cell per unresolved alpha (in one batch), stable meaning not
+    diverged within ``config.iters``. Defaults: the config's beta range.
+    """
+    from mamlconv.experiments.engine import train_cells
+    from mamlconv.experiments.problems import get_problem
+
+    problem = get_problem(config.problem, **config.problem_options)
+    beta_min = config.betas[0] if beta_min is None else beta_min
+    beta_max = config.betas[-1] if beta_max is None else beta_max
+    chunk_size = default_chunk_size(config, backend)
+    rounds = [0]
+
+    def is_stable(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        rounds[0] += 1
+        stable = np.zeros(alphas.size, dtype=bool)
+        for cells in plan_chunks(np.arange(alphas.size), chunk_size):
+            run = train_cells(problem, config, alphas[cells], betas[cells], backend=backend)
+            stable[cells] = run.diverged_at < 0
+        if progress:
+            sys.stderr.write(
+                f"bisect {config.problem}/{config.variant}: round {rounds[0]}, "
+                f"{alphas.size} runs, {int(stable.sum())} stable\n"
+            )
+        return stable
+
+    return bisect_boundary(
+        is_stable, np.asarray(config.alphas), beta_min=beta_min, beta_max=beta_max, rtol=rtol
+    )
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

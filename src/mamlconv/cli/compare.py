@@ -1,0 +1,82 @@
+"""``mamlconv compare``: a sweep's measured beta edge against three predictions of beta_c.
+
+Library: :mod:`mamlconv.experiments.compare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mamlconv.cli._args import UsageError, positive_int
+
+
+def _points(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(","))
+    bad = [p for p in parts if p not in ("init", "trained")]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"expected init, trained or init,trained; got {text!r}")
+    return parts
+
+
+def _tol(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0 < value < 1):
+        raise argparse.ArgumentTypeError(f"need 0 < TOL < 1, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare a sweep's boundary with the paper formula and two Hessian spectra",
+        description=(
+            "For a result of `mamlconv sweep`, compute at the initial parameters and at each "
+            "alpha's trained point (i) the paper's beta_c formula on the task-mean Hessian, "
+            "(ii) 2/lambda_max of the surrogate Hessian E[H - alpha(Tg + H^2)] and (iii) "
+            "2/lambda_max of the exact meta-Hessian, and write a table per alpha (Markdown and "
+            "JSON) and a Fig. 4-style heatmap with the predictions drawn over it."
+        ),
+    )
+    p.add_argument("result", type=Path, help="sweep result file (.npz)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--points", type=_points, default=("init", "trained"),
+                   help="where to take spectra: init, trained or init,trained (default both)")
+    p.add_argument("--k", type=positive_int, default=30,
+                   help="top eigenvalues of H for the formula (default 30)")
+    p.add_argument("--tol", type=_tol, default=1e-4, help="Lanczos tolerance (default 1e-4)")
+    p.add_argument("--stem", default=None,
+                   help="output file names (default: the result's name + '_compare')")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mamlconv.experiments.compare import compare, write_comparison
+    from mamlconv.experiments.results import load_result
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if not args.result.is_file():
+        raise UsageError(f"no such result file: {args.result}")
+    try:
+        result = load_result(args.result)
+    except (ValueError, OSError, KeyError) as exc:
+        raise UsageError(f"cannot read {args.result}: {exc}") from None
+    if "trained" in args.points and result.params is None:
+        raise UsageError(
+            f"{args.result} holds no trained parameters (swept with --save-params none); "
+            "use --points init"
+        )
+    cmp = compare(result, points=args.points, k=args.k, tol=args.tol, progress=not args.quiet)
+    stem = args.stem or f"{args.result.stem}_compare"
+    paths = write_comparison(cmp, result, args.out, source=str(args.result), stem=stem)
+    for path in paths.values():
+        sys.stdout.write(f"{path}\n")
+    return 0

@@ -1,0 +1,149 @@
+"""``mamlconv data``: verify the Omniglot / MiniImagenet installation, or build it from the
+official inputs (never a download).
+
+    mamlconv data check [--root DIR] [--rehash] [--decode]
+    mamlconv data import-omniglot DIR [--out-root ROOT]
+    mamlconv data import-miniimagenet IMAGES_DIR CSV_DIR [--out-root ROOT] [--splits train,val]
+
+The data root (a folder holding ``omniglot/`` and ``miniimagenet/``) is ``--root``, else the
+``MAMLCONV_DATA`` environment variable, else ``../shared/data`` beside the checkout, else
+``~/.cache/mamlconv/data``. Imports write below ``--out-root``, else ``MAMLCONV_DATA``, else
+``~/.cache/mamlconv/data``, and report whether the result reproduces the shipped sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mamlconv.cli._args import UsageError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="check or import the Omniglot and MiniImagenet files",
+        description=__doc__.split("\n\n")[0],
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(parser))
+
+    check = sub.add_parser("check", help="verify sizes and sha256 of every data file")
+    check.add_argument("--root", type=Path, default=None, help="data root (default: see above)")
+    check.add_argument(
+        "--rehash", action="store_true", help="hash every file again (ignore the cache)"
+    )
+    check.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode the MiniImagenet JPEGs into the cache (once; about 10 s)",
+    )
+    check.add_argument("--cache", type=Path, default=None, help="cache folder (MAMLCONV_CACHE)")
+    check.set_defaults(func=run)
+
+    omni = sub.add_parser(
+        "import-omniglot",
+        help="build omniglot/omniglot.npz from images_background.zip + images_evaluation.zip",
+    )
+    omni.add_argument("src", type=Path, metavar="DIR", help="folder holding the two zips")
+    omni.add_argument("--out-root", type=Path, default=None, help="data root to write into")
+    omni.set_defaults(func=run)
+
+    mini = sub.add_parser(
+        "import-miniimagenet",
+        help="build miniimagenet/miniimagenet_<split>.npz from the 84x84 JPEGs and split CSVs",
+    )
+    mini.add_argument("images", type=Path, metavar="IMAGES_DIR", help="folder of the .jpg files")
+    mini.add_argument("csvs", type=Path, metavar="CSV_DIR", help="folder of train/val/test.csv")
+    mini.add_argument("--out-root", type=Path, default=None, help="data root to write into")
+    mini.add_argument(
+        "--splits",
+        default="train,val,test",
+        help="comma-separated subset of train,val,test (default: all three)",
+    )
+    mini.set_defaults(func=run)
+    parser.set_defaults(func=_no_action, _data_parser=parser)
+
+
+def _no_action(args: argparse.Namespace) -> int:
+    args._data_parser.print_help()
+    return 2
+
+
+def _out_root(arg: Path | None) -> Path:
+    from mamlconv.experiments import data
+
+    if arg is not None:
+        return arg.expanduser()
+    if os.environ.get(data.DATA_ENV):
+        return Path(os.environ[data.DATA_ENV]).expanduser()
+    return data.DEFAULT_DATA_ROOTS[-1]
+
+
+def _report_written(path: Path, key: str) -> bool:
+    from mamlconv.experiments import data
+
+    digest = data.sha256_file(path)
+    ok = digest == data.SHIPPED[key].sha256
+    verdict = "matches the shipped sha256" if ok else "DIFFERS from the shipped sha256"
+    print(f"wrote {path} ({path.stat().st_size} bytes, sha256 {digest}): {verdict}")
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    from mamlconv.experiments import data
+
+    try:
+        if args.data_command == "check":
+            return _check(args)
+        if args.data_command == "import-omniglot":
+            if not args.src.is_dir():
+                raise UsageError(f"not a folder: {str(args.src)!r}")
+            out = _out_root(args.out_root) / data.SHIPPED["omniglot"].relpath
+            path = data.import_omniglot(args.src, out)
+            return 0 if _report_written(path, "omniglot") else 1
+        if args.data_command == "import-miniimagenet":
+            for folder in (args.images, args.csvs):
+                if not folder.is_dir():
+                    raise UsageError(f"not a folder: {str(folder)!r}")
+            splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+            bad = [s for s in splits if s not in data.MINIIMAGENET_SPLITS]
+            if bad or not splits:
+                raise UsageError(f"--splits takes a subset of train,val,test, got {args.splits!r}")
+            out_dir = _out_root(args.out_root) / "miniimagenet"
+            ok = True
+            for split in splits:
+                (path,) = data.import_miniimagenet(args.images, args.csvs, out_dir, splits=[split])
+                ok &= _report_written(path, f"miniimagenet_{split}")
+            return 0 if ok else 1
+    except data.DataError as exc:
+        raise UsageError(str(exc)) from None
+    raise AssertionError(f"unknown data action {args.data_command!r}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mamlconv.experiments import data
+
+    roots = data.candidate_roots(args.root)
+    print("data roots searched: " + ", ".join(str(r) for r in roots))
+    results = data.check_installation(args.root, cache=args.cache, rehash=args.rehash)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.key}: {r.message if not r.ok else r.path}")
+    failed = [r for r in results if not r.ok]
+    if args.decode:
+        for split in data.MINIIMAGENET_SPLITS:
+            if any(r.key == f"miniimagenet_{split}" for r in failed):
+                continue
+            try:
+                s = data.load_miniimagenet(split, args.root, cache=args.cache)
+            except data.DataError as exc:
+                print(f"FAIL decode {split}: {exc}")
+                failed.append(data.CheckResult(split, Path(), False, str(exc)))
+            else:
+                print(f"ok   decoded miniimagenet {split}: {s.images.shape} uint8 (cached)")
+    if failed:
+        sys.stderr.write(f"mamlconv data check: {len(failed)} of the data files failed\n")
+        return 1
+    print(f"all {len(results)} data files verified")
+    return 0

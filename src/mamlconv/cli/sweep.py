@@ -1,0 +1,173 @@
+"""``mamlconv sweep``: train MAML over an alpha x beta grid (paper Section 4, Fig. 4).
+
+Library: :mod:`mamlconv.experiments.sweep` (chunks, resume, workers),
+:mod:`mamlconv.experiments.engine` (the batched trainer), :mod:`mamlconv.experiments.problems`
+(problems and presets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mamlconv.cli._args import UsageError, log_grid, nonnegative_float, positive_int
+
+PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
+VARIANT_CHOICES = ("exact", "first_order", "surrogate")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="Fig. 4: train MAML over an alpha x beta grid and save the losses",
+        description=(
+            "Train MAML on every cell of a log-spaced alpha x beta grid at once (cells batched, "
+            "all seeing the same tasks), freezing cells that diverge, and write one "
+            "self-describing result file (.npz, with a .json sidecar). Interrupted sweeps "
+            "keep their finished chunks; rerun with --resume. Options override the preset."
+        ),
+    )
+    p.add_argument("problem", choices=PROBLEM_CHOICES, help="task family")
+    p.add_argument("--preset", choices=("paper", "smoke"), default="paper",
+                   help="paper: the paper's settings (default); smoke: a seconds-long run")
+    p.add_argument("--variant", choices=VARIANT_CHOICES, default=None,
+                   help="MAML object (default: the preset's, exact)")
+    p.add_argument("--alphas", type=log_grid, metavar="LO:HI:N", default=None,
+                   help="log-spaced inner learning rates")
+    p.add_argument("--betas", type=log_grid, metavar="LO:HI:N", default=None,
+                   help="log-spaced meta learning rates")
+    p.add_argument("--no-alpha-zero", action="store_true",
+                   help="skip the alpha = 0 row (Fig. 4's dashed line)")
+    p.add_argument("--iters", type=positive_int, default=None, help="outer iterations")
+    p.add_argument("--tasks", type=positive_int, default=None, dest="tasks_per_batch",
+                   help="tasks per meta-update")
+    p.add_argument("--task-source", choices=("pool", "fresh"), default=None,
+                   help="fixed task pool (preset) or fresh tasks every iteration")
+    p.add_argument("--outer", choices=("sgd", "adam"), default=None, help="outer optimizer")
+    p.add_argument("--divergence-level", type=_positive_float, default=None,
+                   help="loss above which a cell counts as diverged")
+    p.add_argument("--record-every", type=positive_int, default=None,
+                   help="trajectory subsampling interval")
+    p.add_argument("--seed", type=_int, default=None, help="seed of init and tasks")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="training precision (default float32)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--chunk-size", type=positive_int, default=None,
+                   help="cells per batched computation (default: chosen by the backend)")
+    p.add_argument("--save-params", choices=("none", "best", "all"), default=None,
+                   help="final parameters to keep (default best: one cell per alpha)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes on disjoint chunks (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads (per worker when --workers > 1; default 1 there)")
+    p.add_argument("--backend", choices=("auto", "generic", "mlp"), default="auto",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep from its finished chunks")
+    p.add_argument("--bisect", action="store_true",
+                   help="find beta_c(alpha) by bisection instead of the grid (writes JSON)")
+    p.add_argument("--rtol", type=_positive_float, default=0.05,
+                   help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="result file (.npz; with --bisect, .json)")
+    p.set_defaults(func=run)
+
+
+OVERRIDES = (
+    "variant", "iters", "tasks_per_batch", "task_source", "outer", "divergence_level",
+    "record_every", "seed", "dtype", "device", "chunk_size", "save_params",
+)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The preset of ``args.problem`` with the command line's overrides applied."""
+    from mamlconv.experiments.problems import get_preset
+
+    config = get_preset(args.problem, args.preset)
+    changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    if args.alphas is not None:
+        changes["alphas"] = tuple(args.alphas)
+    if args.betas is not None:
+        changes["betas"] = tuple(args.betas)
+    if args.no_alpha_zero:
+        changes["alpha_zero_row"] = False
+    tasks = changes.get("tasks_per_batch")
+    if tasks is not None and tasks > config.pool_size:
+        changes["pool_size"] = tasks  # a pool at least as large as one batch
+    return config.replace(**changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mamlconv.experiments.engine import resolve_device
+    from mamlconv.experiments.results import atomic_write_text
+    from mamlconv.experiments.sweep import bisect_sweep, run_sweep
+
+    try:
+        config = build_config(args)
+        resolve_device(config.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.threads is not None and args.workers == 1:
+        torch.set_num_threads(args.threads)
+    if args.bisect:
+        from mamlconv.provenance import describe
+
+        res = bisect_sweep(config, rtol=args.rtol, backend=args.backend,
+                           progress=not args.no_progress)
+        record = {
+            "config": config.to_dict(),
+            "provenance": describe(str(resolve_device(config.device))),
+            "bisection": {"rtol": args.rtol, "rounds": res.n_rounds, "runs": res.n_runs},
+            "boundary": res.as_boundary().as_records(),
+        }
+        atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
+        sys.stdout.write(f"{args.out}: {res.n_runs} runs in {res.n_rounds} rounds\n")
+        return 0
+    try:
+        result = run_sweep(
+            config, args.out, resume=args.resume, workers=args.workers, threads=args.threads,
+            backend=args.backend, progress=not args.no_progress,
+        )
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        from mamlconv.experiments.sweep import chunk_dir
+
+        sys.stderr.write(
+            f"\ninterrupted: finished chunks are kept in {chunk_dir(args.out)}; "
+            "rerun the same command with --resume\n"
+        )
+        raise
+    info = result.run_info
+    sys.stdout.write(
+        f"{args.out}: {result.diverged.size} cells, {int(result.diverged.sum())} diverged, "
+        f"{info['cell_iterations']} cell-iterations in {info['wall_s']:.1f} s\n"
+    )
+    return 0

@@ -1,0 +1,111 @@
+"""``mamlconv thresholds``: alpha_c, beta_c(alpha) and the binding eigenvalue for a spectrum."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from mamlconv.cli._args import UsageError, float_list, nonnegative_float, positive_int
+
+MODELS = ("surrogate", "first_order", "exact")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "thresholds",
+        help="alpha_c, beta_c(alpha) and the binding eigenvalue for a Hessian spectrum",
+        description=(
+            "Print the learning-rate thresholds of paper Sec. 3 (Eq. 11 and 14, taken over the "
+            "whole spectrum) for one MAML object: alpha_c, the largest inner rate below which no "
+            "effective curvature turns negative; beta_c(alpha) = 2 / (largest positive effective "
+            "curvature), the supremum of meta rates for which gradient descent converges "
+            "locally (strictly below it); and the eigenvalue that sets beta_c. Effective "
+            "curvatures: surrogate lambda(1 - alpha lambda), first_order lambda(1 - alpha "
+            "lambda)^K, exact lambda(1 - alpha lambda)^(2K)."
+        ),
+        epilog="example: mamlconv thresholds --eigs 0.5,1,2,4 --alpha 0.2 --model exact --json",
+    )
+    parser.add_argument(
+        "--eigs",
+        type=float_list,
+        required=True,
+        metavar="L1,L2,...",
+        help="eigenvalues of the Hessian H of the loss, comma-separated",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=nonnegative_float,
+        required=True,
+        help="inner learning rate alpha >= 0",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="surrogate",
+        help="which MAML object (default: surrogate, the paper's simplified MAML)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="inner steps K >= 1 (default 1; the surrogate is one-step only)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def _jsonable(value: float) -> float | str | None:
+    """inf -> "inf" (the issue's convention), NaN (no binding eigenvalue) -> null."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "none (no mode of positive curvature)"
+    return "inf" if math.isinf(value) else f"{value:.10g}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model == "surrogate" and args.steps != 1:
+        raise UsageError(
+            f"--steps {args.steps} with --model surrogate: the surrogate is one-step only "
+            "(use --model exact or first_order for K > 1)"
+        )
+    from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
+
+    try:
+        a_c = alpha_c(args.eigs, model=args.model, steps=args.steps)
+        b_c = float(beta_c(args.eigs, args.alpha, model=args.model, steps=args.steps))
+        bind = float(binding_eigenvalue(args.eigs, args.alpha, model=args.model, steps=args.steps))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    gd = float(beta_c(args.eigs, 0.0, model=args.model, steps=args.steps))
+    if args.json:
+        record = {
+            "model": args.model,
+            "steps": args.steps,
+            "alpha": args.alpha,
+            "eigs": args.eigs,
+            "alpha_c": _jsonable(a_c),
+            "beta_c": _jsonable(b_c),
+            "binding_eigenvalue": _jsonable(bind),
+            "beta_c_gd": _jsonable(gd),
+        }
+        print(json.dumps(record))
+        return 0
+    print(f"model               {args.model} ({args.steps} inner step{'s' * (args.steps > 1)})")
+    print(f"eigenvalues         {', '.join(f'{e:g}' for e in args.eigs)}")
+    print(f"alpha               {args.alpha:g}")
+    print(f"alpha_c             {_fmt(a_c)}")
+    print(f"beta_c(alpha)       {_fmt(b_c)}   (converges for beta < beta_c)")
+    print(f"binding eigenvalue  {_fmt(bind)}")
+    print(f"beta_c(0) (GD)      {_fmt(gd)}")
+    if args.alpha > a_c:
+        print(f"note: alpha > alpha_c: some mode has negative curvature, so beta_c = {_fmt(b_c)}")
+    return 0
