@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mamlconv.experiments.results import SweepResult
 from mamlconv.numerics.boundary import Boundary
 
@@ -132,16 +131,30 @@ def point_spectra(
     """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha."""
     from mamlconv.numerics.curvature import spectrum
 
-    top = spectrum(problem.loss, params, tasks, operator="hessian", k=k, which="LA", tol=tol,
-                   seed=seed)
-    low = spectrum(problem.loss, params, tasks, operator="hessian", k=1, which="SA", tol=tol,
-                   seed=seed)
-    sp = PointSpectra(np.sort(top.eigenvalues)[::-1], float(low.eigenvalues[0]),
-                      n_matvecs=top.n_matvecs + low.n_matvecs)
+    top = spectrum(
+        problem.loss, params, tasks, operator="hessian", k=k, which="LA", tol=tol, seed=seed
+    )
+    low = spectrum(
+        problem.loss, params, tasks, operator="hessian", k=1, which="SA", tol=tol, seed=seed
+    )
+    sp = PointSpectra(
+        np.sort(top.eigenvalues)[::-1],
+        float(low.eigenvalues[0]),
+        n_matvecs=top.n_matvecs + low.n_matvecs,
+    )
     for a in np.asarray(alphas, dtype=float):
         for op, store in (("surrogate", sp.surrogate_max), ("meta", sp.meta_max)):
-            r = spectrum(problem.loss, params, tasks, operator=op, alpha=float(a), k=1,
-                         which="LA", tol=tol, seed=seed)
+            r = spectrum(
+                problem.loss,
+                params,
+                tasks,
+                operator=op,
+                alpha=float(a),
+                k=1,
+                which="LA",
+                tol=tol,
+                seed=seed,
+            )
             store[float(a)] = float(r.eigenvalues[0])
             sp.n_matvecs += r.n_matvecs
     return sp
@@ -172,7 +185,6 @@ def compare(
     import sys
 
     import torch
-
     from mamlconv.experiments.engine import initial_state
     from mamlconv.experiments.problems import get_problem
 
@@ -211,11 +223,13 @@ def compare(
                 trained_cells.append({"alpha": float(a), "beta": None})
                 continue
             j = int(result.best_beta_index[i])  # type: ignore[index]
-            trained_cells.append({
-                "alpha": float(a),
-                "beta": float(result.betas[j]),
-                "final_loss": float(result.final_loss[i, j]),
-            })
+            trained_cells.append(
+                {
+                    "alpha": float(a),
+                    "beta": float(result.betas[j]),
+                    "final_loss": float(result.final_loss[i, j]),
+                }
+            )
             say(f"spectra at the trained point of alpha={a:.3g} ({i + 1}/{n})")
             params = {
                 name: torch.as_tensor(np.asarray(v), dtype=torch.float64, device=device)
@@ -281,16 +295,18 @@ def comparison_record(cmp: Comparison, result: SweepResult, source: str) -> dict
             for p in cmp.predictions
         }
         rows.append(rec)
-    return _clean({
-        "result": source,
-        "config": result.config.to_dict(),
-        "sweep_provenance": result.provenance,
-        "rows": rows,
-        "alpha0": cmp.alpha0,
-        "trained_cells": cmp.trained_cells,
-        "spectra": cmp.spectra,
-        "summary": cmp.summary(),
-    })
+    return _clean(
+        {
+            "result": source,
+            "config": result.config.to_dict(),
+            "sweep_provenance": result.provenance,
+            "rows": rows,
+            "alpha0": cmp.alpha0,
+            "trained_cells": cmp.trained_cells,
+            "spectra": cmp.spectra,
+            "summary": cmp.summary(),
+        }
+    )
 
 
 def _fmt(x: float) -> str:
@@ -321,9 +337,7 @@ def markdown_table(cmp: Comparison, result: SweepResult) -> str:
     for i, a in enumerate(cmp.alphas):
         lo, hi = b.beta_lo[i], b.beta_hi[i]
         meas = f"[{_fmt(lo)}, {_fmt(hi)}]" + ("" if b.inside_grid[i] else " (outside grid)")
-        cells = [
-            f"{_fmt(cmp.predictions[p][n][i])} ({_fmt(cmp.errors[p][n][i])})" for p, n in cols
-        ]
+        cells = [f"{_fmt(cmp.predictions[p][n][i])} ({_fmt(cmp.errors[p][n][i])})" for p, n in cols]
         lines.append("| " + " | ".join([f"{a:.3g}", meas, *cells]) + " |")
     lines += ["", "Median (max) log10 error over alphas with a finite error:", ""]
     for p, preds in cmp.summary().items():
@@ -362,10 +376,13 @@ def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
 
     cfg = result.config
     loss = np.where(result.diverged, np.nan, result.final_loss)
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), constrained_layout=True)
     mesh = ax.pcolormesh(
-        _log_edges(result.alphas), _log_edges(result.betas), np.log10(loss).T,
-        cmap="viridis", shading="flat",
+        _log_edges(result.alphas),
+        _log_edges(result.betas),
+        np.log10(loss).T,
+        cmap="viridis",
+        shading="flat",
     )
     fig.colorbar(mesh, ax=ax, label="log10 final training loss (no colour: diverged)")
     ax.set_xscale("log")
@@ -373,26 +390,41 @@ def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
     m0 = cmp.alpha0.get("measured") if cmp.alpha0 else None
     if m0 is not None and m0.get("beta_lo") is not None:
         edge = math.sqrt(m0["beta_lo"] * m0["beta_hi"]) if m0["inside_grid"] else m0["beta_lo"]
-        ax.axhline(edge, color="k", ls="--", lw=1.2, label="measured edge at alpha = 0")
+        ax.axhline(edge, color="k", ls="--", lw=1.2, label="measured edge at alpha = 0 (joint)")
     styles = {"formula": ("C3", "o"), "surrogate": ("C1", "s"), "meta": ("C0", "^")}
     ylo, yhi = _log_edges(result.betas)[[0, -1]]
     for p, preds in cmp.predictions.items():
         for name, values in preds.items():
             color, marker = styles[name]
-            shown = np.where((values > 0) & np.isfinite(values), values, np.nan)
-            shown = np.clip(shown, ylo, yhi)
+            # 0 ("nothing converges") is drawn at the bottom edge, inf at the top edge.
+            shown = np.clip(values, ylo, yhi)
             kw: dict[str, Any] = {"color": color, "label": f"{LABELS[name]} ({p})"}
             if p == "init":
                 ax.plot(result.alphas, shown, "-", lw=1.8, **kw)
             else:
-                ax.plot(result.alphas, shown, linestyle="none", marker=marker, ms=6,
-                        markerfacecolor="none", mew=1.5, **kw)
+                ax.plot(
+                    result.alphas,
+                    shown,
+                    linestyle="none",
+                    marker=marker,
+                    ms=6,
+                    markerfacecolor="none",
+                    mew=1.5,
+                    **kw,
+                )
     b = cmp.boundary
     ax.errorbar(
-        result.alphas[b.inside_grid], b.beta_mid[b.inside_grid], fmt="none", ecolor="w",
-        yerr=[b.beta_mid[b.inside_grid] - b.beta_lo[b.inside_grid],
-              b.beta_hi[b.inside_grid] - b.beta_mid[b.inside_grid]],
-        elinewidth=1, capsize=2, label="measured edge (bracket)",
+        result.alphas[b.inside_grid],
+        b.beta_mid[b.inside_grid],
+        fmt="none",
+        ecolor="0.35",
+        yerr=[
+            b.beta_mid[b.inside_grid] - b.beta_lo[b.inside_grid],
+            b.beta_hi[b.inside_grid] - b.beta_mid[b.inside_grid],
+        ],
+        elinewidth=1.2,
+        capsize=3,
+        label="measured edge (grid bracket)",
     )
     ax.set_ylim(ylo, yhi)
     ax.set_xlim(*_log_edges(result.alphas)[[0, -1]])
@@ -402,7 +434,7 @@ def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
         f"{cfg.problem}, {cfg.variant} MAML, {cfg.iters} iterations "
         f"(predictions clipped to the grid)"
     )
-    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -36,11 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
-
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.maml import task_meta_gradient
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
+from torch import Tensor
 
 BACKENDS: tuple[str, ...] = ("auto", "generic", "mlp")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -174,8 +173,9 @@ def make_generic_step(problem: Problem, *, variant: str, steps: int) -> StepFn:
     ) -> StepOut:
         direction, loss_post, loss_pre, sq, total_sq = batched(params, alphas, tasks)
         grad_norm, grad_inner = _pair_stats(sq, total_sq)
-        return StepOut(direction if need_direction else None, loss_post, loss_pre, grad_norm,
-                       grad_inner)
+        return StepOut(
+            direction if need_direction else None, loss_post, loss_pre, grad_norm, grad_inner
+        )
 
     return step
 
@@ -516,9 +516,7 @@ def train_cells(
         assert out.direction is not None
         if adam is None:
             shape = {n: (-1,) + (1,) * (p.dim() - 1) for n, p in params.items()}
-            params = {
-                n: p - beta_t.reshape(shape[n]) * out.direction[n] for n, p in params.items()
-            }
+            params = {n: p - beta_t.reshape(shape[n]) * out.direction[n] for n, p in params.items()}
         else:
             params = adam.update(params, out.direction, beta_t)
         if dead_np.any():

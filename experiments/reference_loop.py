@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 import torch
-
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import CellRun, initial_state, resolve_device, resolve_dtype
 from mamlconv.numerics.tasks import Problem
@@ -65,26 +64,42 @@ def train_cell_loop(
             g_s = torch.autograd.grad(loss_s, leaves, create_graph=variant != "first_order")
             support_grads.append(torch.cat([g.detach().flatten() for g in g_s]))
             if variant == "first_order":
-                adapted = {n: p - alpha_f * g.detach() for n, p, g in zip(names, leaves, g_s)}
-                # FOMAML: the query gradient at the adapted point, the Jacobian dropped.
-                adapted = {n: a.detach().requires_grad_(True) for n, a in adapted.items()}
-                loss_q = problem.loss(adapted, xq, yq)
-                d = torch.autograd.grad(loss_q, [adapted[n] for n in names])
+                # FOMAML: the query gradient at theta_k, the Jacobian of the inner steps dropped.
+                fast = [(p - alpha_f * g).detach() for p, g in zip(leaves, g_s, strict=True)]
+                for _ in range(config.steps - 1):
+                    fast = [f.requires_grad_(True) for f in fast]
+                    g = torch.autograd.grad(
+                        problem.loss(dict(zip(names, fast, strict=True)), xs, ys), fast
+                    )
+                    fast = [(f - alpha_f * gi).detach() for f, gi in zip(fast, g, strict=True)]
+                fast = [f.requires_grad_(True) for f in fast]
+                loss_q = problem.loss(dict(zip(names, fast, strict=True)), xq, yq)
+                d = torch.autograd.grad(loss_q, fast)
             elif variant == "exact":
-                adapted = {n: p - alpha_f * g for n, p, g in zip(names, leaves, g_s)}
-                loss_q = problem.loss(adapted, xq, yq)
-                d = torch.autograd.grad(loss_q, leaves, retain_graph=False)
+                # Second-order MAML: differentiate through every inner step.
+                fast = [p - alpha_f * g for p, g in zip(leaves, g_s, strict=True)]
+                for _ in range(config.steps - 1):
+                    g = torch.autograd.grad(
+                        problem.loss(dict(zip(names, fast, strict=True)), xs, ys),
+                        fast,
+                        create_graph=True,
+                    )
+                    fast = [f - alpha_f * gi for f, gi in zip(fast, g, strict=True)]
+                loss_q = problem.loss(dict(zip(names, fast, strict=True)), xq, yq)
+                d = torch.autograd.grad(loss_q, leaves)
             else:  # surrogate: g_q - alpha H_s g_q
                 with torch.no_grad():
-                    adapted = {n: p - alpha_f * g for n, p, g in zip(names, leaves, g_s)}
+                    adapted = {
+                        n: p - alpha_f * g for n, p, g in zip(names, leaves, g_s, strict=True)
+                    }
                     loss_q = problem.loss(adapted, xq, yq)
                 g_q = torch.autograd.grad(problem.loss(params, xq, yq), leaves)
-                dot = sum((gs * gq).sum() for gs, gq in zip(g_s, g_q))
+                dot = sum((gs * gq).sum() for gs, gq in zip(g_s, g_q, strict=True))
                 hvp = torch.autograd.grad(dot, leaves)
-                d = [gq - alpha_f * h for gq, h in zip(g_q, hvp)]
+                d = [gq - alpha_f * h for gq, h in zip(g_q, hvp, strict=True)]
             with torch.no_grad():
                 pre += float(problem.loss(params, xq, yq))
-            for acc, di in zip(direction, d):
+            for acc, di in zip(direction, d, strict=True):
                 acc += di.detach() / tasks.n_tasks
             meta_loss += float(loss_q.detach()) / tasks.n_tasks
 
@@ -109,7 +124,7 @@ def train_cell_loop(
             final_loss = meta_loss
             break
         opt.zero_grad()
-        for p, d in zip(leaves, direction):
+        for p, d in zip(leaves, direction, strict=True):
             p.grad = d
         opt.step()
 

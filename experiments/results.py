@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.boundary import Boundary, extract_boundary
 
@@ -166,8 +165,8 @@ def save_result(result: SweepResult, path: str | Path) -> Path:
         arrays[name] = arr.astype(np.float32)  # trajectories: float32 suffices, halves the file
     if result.alpha0 is not None:
         for name, arr in result.alpha0.items():
-            arrays[f"alpha0_{name}"] = arr if name in ("final_loss", "diverged_at") else arr.astype(
-                np.float32
+            arrays[f"alpha0_{name}"] = (
+                arr if name in ("final_loss", "diverged_at") else arr.astype(np.float32)
             )
     if result.params is not None:
         for name, arr in result.params.items():

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.results import (
     TRAJECTORIES,
@@ -80,8 +79,9 @@ def plan_chunks(cells: np.ndarray, chunk_size: int) -> list[np.ndarray]:
 def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
     if config.chunk_size is not None:
         return config.chunk_size
-    mlp = backend == "mlp" or (backend == "auto" and config.problem == "sinusoid"
-                               and config.steps == 1)
+    mlp = backend == "mlp" or (
+        backend == "auto" and config.problem == "sinusoid" and config.steps == 1
+    )
     return DEFAULT_CHUNK_MLP if mlp else DEFAULT_CHUNK_GENERIC
 
 
@@ -128,8 +128,14 @@ class Progress:
     iteration. Redrawn in place on a terminal, a line every ``interval`` seconds otherwise."""
 
     def __init__(
-        self, *, total_cells: int, done_cells: int, iters: int, label: str,
-        stream: TextIO | None = None, interval: float | None = None,
+        self,
+        *,
+        total_cells: int,
+        done_cells: int,
+        iters: int,
+        label: str,
+        stream: TextIO | None = None,
+        interval: float | None = None,
     ) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -223,8 +229,13 @@ def run_chunk(
 
     t0 = time.perf_counter()
     run = train_cells(
-        problem, config, alphas[cells], betas[cells], backend=backend,
-        save_params=config.save_params != "none", progress=progress,
+        problem,
+        config,
+        alphas[cells],
+        betas[cells],
+        backend=backend,
+        save_params=config.save_params != "none",
+        progress=progress,
     )
     wall = time.perf_counter() - t0
     arrays: dict[str, np.ndarray] = {
@@ -318,7 +329,7 @@ def _merge(config: SweepConfig, chunks: list[dict[str, np.ndarray]]) -> SweepRes
     final = np.full(n_cells, np.nan)
     div = np.full(n_cells, -1, dtype=np.int64)
     traj = {name: np.full((n_cells, n_rec), np.nan) for name in TRAJECTORIES}
-    param_names = sorted(k[len("params/"):] for k in chunks[0] if k.startswith("params/"))
+    param_names = sorted(k[len("params/") :] for k in chunks[0] if k.startswith("params/"))
     params = {
         n: np.full((n_cells, *chunks[0][f"params/{n}"].shape[1:]), np.nan) for n in param_names
     }
@@ -391,8 +402,8 @@ def run_sweep(
     spawned processes with ``threads`` torch threads each (default 1).
     """
     import torch
-
     from mamlconv.experiments.engine import resolve_device
+
     from mamlconv.provenance import describe
 
     out = Path(out)
@@ -419,7 +430,9 @@ def run_sweep(
     bar = progress if isinstance(progress, Progress) else None
     if progress is True:
         bar = Progress(
-            total_cells=alphas_all.size, done_cells=int(done.sum()), iters=config.iters,
+            total_cells=alphas_all.size,
+            done_cells=int(done.sum()),
+            iters=config.iters,
             label=f"sweep {config.problem}/{config.variant}",
         )
     t0 = time.perf_counter()

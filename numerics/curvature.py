@@ -47,6 +47,9 @@ Which = Literal["LA", "SA", "LM"]
 WHICH: tuple[Which, ...] = ("LA", "SA", "LM")
 MatVec = Callable[[Tensor], Tensor]
 
+DENSE_FALLBACK_LIMIT = 2000
+"""Largest operator that :func:`lanczos` diagonalises densely when ARPACK cannot."""
+
 DENSE_FROBENIUS_LIMIT = 600
 """Up to this many parameters ``frobenius_norms(method='auto')`` builds the dense matrix
 (n products, exact); above it, Hutchinson's estimator with its standard error."""
@@ -288,26 +291,35 @@ def lanczos(
     maxiter: int | None = None,
 ) -> SpectrumResult:
     """k eigenpairs of a symmetric operator by implicitly restarted Lanczos (ARPACK ``eigsh``),
-    start vector from ``seed``. When ``k >= n`` (ARPACK needs k < n) the matrix is built from n
-    products and diagonalised densely instead (``method='dense'``)."""
+    start vector from ``seed``. When ``k >= n`` (ARPACK needs k < n), or when ARPACK fails on an
+    operator of at most :data:`DENSE_FALLBACK_LIMIT` rows (e.g. an exactly zero one), the matrix
+    is built from n products and diagonalised densely instead (``method='dense'``)."""
     from scipy.sparse.linalg import LinearOperator, eigsh
 
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     if not (1 <= k <= n):
         raise ValueError(f"need 1 <= k <= n = {n}, got k={k}")
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence
+
     op = _CountingOperator(matvec, n, like)
-    if k >= n:
+    method = "lanczos"
+    if k < n:
+        rng = np.random.default_rng(seed)
+        lin = LinearOperator((n, n), matvec=op, dtype=np.float64)
+        try:
+            vals, vecs = eigsh(
+                lin, k=k, which=which, tol=tol, v0=rng.standard_normal(n), maxiter=maxiter
+            )
+        except (ArpackError, ArpackNoConvergence) as exc:
+            # e.g. an exactly zero operator (Tg on a quadratic) breaks the Lanczos recurrence
+            if n > DENSE_FALLBACK_LIMIT:
+                raise RuntimeError(f"Lanczos failed on an operator of size {n}: {exc}") from exc
+            method = "dense"
+    if k >= n or method == "dense":
         m = np.column_stack([op(e) for e in np.eye(n)])
         vals, vecs = np.linalg.eigh(0.5 * (m + m.T))
         method = "dense"
-    else:
-        rng = np.random.default_rng(seed)
-        lin = LinearOperator((n, n), matvec=op, dtype=np.float64)
-        vals, vecs = eigsh(
-            lin, k=k, which=which, tol=tol, v0=rng.standard_normal(n), maxiter=maxiter
-        )
-        method = "lanczos"
     idx = _order(vals, which)[:k]
     vals, vecs = vals[idx], vecs[:, idx]
     res = _residuals(op, vals, vecs)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mamlconv.paper_checks.helpers import identities_hold, sinusoid_setup
+from mamlconv.paper_checks.helpers import identities_hold, linreg_study_paper, sinusoid_setup
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
 
 MODELS = ("surrogate", "first_order", "exact")
@@ -497,11 +497,10 @@ def test_claim_S3_8_linear_regression(audit: ClaimAudit) -> None:
     is compared with the paper's beta_c (Eq. 15 on the Hessian's eigenvalues) in decades;
     columns beyond alpha_c must have no converged cell.
     """
-    linreg = audit.require("mamlconv.numerics.linreg", "linreg_study", "torch_generator")
-    losses = audit.require("mamlconv.numerics.losses", "sample_linreg")
+    audit.require("mamlconv.numerics.linreg", "linreg_study", "torch_generator")
+    audit.require("mamlconv.numerics.losses", "sample_linreg")
     thresholds = audit.require("mamlconv.theory.thresholds", "beta_c", "alpha_c")
-    data = losses.sample_linreg(linreg.torch_generator(0), n_points=100)
-    study = linreg.linreg_study(data)
+    study = linreg_study_paper(0)
     eigs = study.hessian_eigs
     paper = np.asarray(thresholds.beta_c(eigs, study.alphas, model="surrogate"), dtype=float)
     a_c = thresholds.alpha_c(eigs, model="surrogate")

@@ -24,8 +24,8 @@ def document() -> str:
     return latex.build_document()
 
 
-@pytest.fixture
-def pdflatex() -> str:
+def require_pdflatex() -> str:
+    """pdflatex's path; skip without it, or FAIL when MAMLCONV_REQUIRE_LATEX=1 (CI)."""
     exe = shutil.which("pdflatex")
     if exe is None:
         if os.environ.get("MAMLCONV_REQUIRE_LATEX") == "1":
@@ -123,7 +123,8 @@ def test_missing_pdflatex_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.latex
-def test_document_compiles_without_errors(tmp_path: Path, pdflatex: str) -> None:
+def test_document_compiles_without_errors(tmp_path: Path) -> None:
+    require_pdflatex()
     tex = latex.write_document(tmp_path / "derivations.tex")
     pdf = latex.compile_pdf(tex)
     assert pdf.read_bytes().startswith(b"%PDF")
@@ -135,7 +136,8 @@ def test_document_compiles_without_errors(tmp_path: Path, pdflatex: str) -> None
 
 
 @pytest.mark.latex
-def test_undefined_control_sequence_fails_the_compile(tmp_path: Path, pdflatex: str) -> None:
+def test_undefined_control_sequence_fails_the_compile(tmp_path: Path) -> None:
+    require_pdflatex()
     tex = tmp_path / "bad.tex"
     tex.write_text("\\documentclass{article}\n\\begin{document}\n\\notamacro x\n\\end{document}\n")
     with pytest.raises(latex.LatexError, match="Undefined control sequence"):

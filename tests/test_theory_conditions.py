@@ -1,4 +1,4 @@
-"""Paper Sec. 3 (Eq. 9-15), its limits and the bound near alpha_c, derived; exact-MAML counterpart."""
+"""Paper Sec. 3 (Eq. 9-15), its limits and the bound near alpha_c; the exact-MAML counterpart."""
 
 from __future__ import annotations
 

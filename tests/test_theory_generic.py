@@ -35,7 +35,7 @@ def test_canonical_makes_chain_rule_orders_agree() -> None:
 
 
 def test_canonical_matches_a_concrete_function() -> None:
-    """Replace L by a concrete function after canonicalisation: must equal direct differentiation."""
+    """Replace L by a concrete function after canonicalisation: equals direct differentiation."""
     L, (x, y) = generic_loss(2)
     concrete = sp.exp(x) * sp.sin(y) + x**3 * y
     shifted = L.subs({x: x - alpha * y, y: y + alpha * x**2}, simultaneous=True)

@@ -1,4 +1,4 @@
-"""Sec. 2.2 (paper Eq. 3-7) for a generic smooth L of n = 2 and 3 parameters, by exact simplification."""
+"""Sec. 2.2 (paper Eq. 3-7) for a generic smooth L of n = 2 and 3 parameters, simplified exactly."""
 
 from __future__ import annotations
 

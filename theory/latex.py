@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import sympy as sp
@@ -481,11 +482,21 @@ spectrum of the mean Hessian and can be larger.
 
 
 def build_document(*, dims: Sequence[int] = (2, 3)) -> str:
-    """The whole LaTeX document as a string (runs every derivation; a few seconds)."""
-    from mamlconv import __version__
+    """The whole LaTeX document as a string (runs every derivation; a few seconds, then cached).
 
+    ``dims``: the parameter counts n for which the generic-L identities are checked; the
+    expressions are shown for the first.
+    """
+    dims = tuple(dims)
     if not dims or any(d not in (2, 3) for d in dims):
         raise ValueError(f"dims must be a non-empty subset of (2, 3), got {dims!r}")
+    return _build_document(dims)
+
+
+@cache
+def _build_document(dims: tuple[int, ...]) -> str:
+    from mamlconv import __version__
+
     body = [
         _PREAMBLE.replace("VERSION", __version__),
         _INTRO,

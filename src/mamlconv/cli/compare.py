@@ -45,13 +45,22 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("result", type=Path, help="sweep result file (.npz)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    p.add_argument("--points", type=_points, default=("init", "trained"),
-                   help="where to take spectra: init, trained or init,trained (default both)")
-    p.add_argument("--k", type=positive_int, default=30,
-                   help="top eigenvalues of H for the formula (default 30)")
+    p.add_argument(
+        "--points",
+        type=_points,
+        default=("init", "trained"),
+        help="where to take spectra: init, trained or init,trained (default both)",
+    )
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=30,
+        help="top eigenvalues of H for the formula (default 30)",
+    )
     p.add_argument("--tol", type=_tol, default=1e-4, help="Lanczos tolerance (default 1e-4)")
-    p.add_argument("--stem", default=None,
-                   help="output file names (default: the result's name + '_compare')")
+    p.add_argument(
+        "--stem", default=None, help="output file names (default: the result's name + '_compare')"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 

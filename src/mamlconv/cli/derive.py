@@ -12,7 +12,7 @@ from mamlconv.cli._args import UsageError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "derive",
-        help="run the symbolic derivations of the paper; write them as LaTeX / PDF",
+        help="check the paper's derivations with SymPy; write them as LaTeX / PDF",
         description=(
             "Derive, with SymPy, every identity and condition of the paper that the package "
             "relies on (Eq. 3-7 for a generic loss, Appendix A's Hessian, the conditions of "

@@ -51,56 +51,136 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     p.add_argument("problem", choices=PROBLEM_CHOICES, help="task family")
-    p.add_argument("--preset", choices=("paper", "smoke"), default="paper",
-                   help="paper: the paper's settings (default); smoke: a seconds-long run")
-    p.add_argument("--variant", choices=VARIANT_CHOICES, default=None,
-                   help="MAML object (default: the preset's, exact)")
-    p.add_argument("--alphas", type=log_grid, metavar="LO:HI:N", default=None,
-                   help="log-spaced inner learning rates")
-    p.add_argument("--betas", type=log_grid, metavar="LO:HI:N", default=None,
-                   help="log-spaced meta learning rates")
-    p.add_argument("--no-alpha-zero", action="store_true",
-                   help="skip the alpha = 0 row (Fig. 4's dashed line)")
+    p.add_argument(
+        "--preset",
+        choices=("paper", "smoke"),
+        default="paper",
+        help="paper: the paper's settings (default); smoke: a seconds-long run",
+    )
+    p.add_argument(
+        "--variant",
+        choices=VARIANT_CHOICES,
+        default=None,
+        help="MAML object (default: the preset's, exact)",
+    )
+    p.add_argument(
+        "--alphas",
+        type=log_grid,
+        metavar="LO:HI:N",
+        default=None,
+        help="log-spaced inner learning rates",
+    )
+    p.add_argument(
+        "--betas",
+        type=log_grid,
+        metavar="LO:HI:N",
+        default=None,
+        help="log-spaced meta learning rates",
+    )
+    p.add_argument(
+        "--no-alpha-zero", action="store_true", help="skip the alpha = 0 row (Fig. 4's dashed line)"
+    )
     p.add_argument("--iters", type=positive_int, default=None, help="outer iterations")
-    p.add_argument("--tasks", type=positive_int, default=None, dest="tasks_per_batch",
-                   help="tasks per meta-update")
-    p.add_argument("--task-source", choices=("pool", "fresh"), default=None,
-                   help="fixed task pool (preset) or fresh tasks every iteration")
+    p.add_argument(
+        "--tasks",
+        type=positive_int,
+        default=None,
+        dest="tasks_per_batch",
+        help="tasks per meta-update",
+    )
+    p.add_argument(
+        "--task-source",
+        choices=("pool", "fresh"),
+        default=None,
+        help="fixed task pool (preset) or fresh tasks every iteration",
+    )
     p.add_argument("--outer", choices=("sgd", "adam"), default=None, help="outer optimizer")
-    p.add_argument("--divergence-level", type=_positive_float, default=None,
-                   help="loss above which a cell counts as diverged")
-    p.add_argument("--record-every", type=positive_int, default=None,
-                   help="trajectory subsampling interval")
+    p.add_argument(
+        "--divergence-level",
+        type=_positive_float,
+        default=None,
+        help="loss above which a cell counts as diverged",
+    )
+    p.add_argument(
+        "--record-every", type=positive_int, default=None, help="trajectory subsampling interval"
+    )
     p.add_argument("--seed", type=_int, default=None, help="seed of init and tasks")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="training precision (default float32)")
-    p.add_argument("--device", type=_device, default=None,
-                   help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--chunk-size", type=positive_int, default=None,
-                   help="cells per batched computation (default: chosen by the backend)")
-    p.add_argument("--save-params", choices=("none", "best", "all"), default=None,
-                   help="final parameters to keep (default best: one cell per alpha)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="worker processes on disjoint chunks (default 1)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch threads (per worker when --workers > 1; default 1 there)")
-    p.add_argument("--backend", choices=("auto", "generic", "mlp"), default="auto",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted sweep from its finished chunks")
-    p.add_argument("--bisect", action="store_true",
-                   help="find beta_c(alpha) by bisection instead of the grid (writes JSON)")
-    p.add_argument("--rtol", type=_positive_float, default=0.05,
-                   help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="training precision (default float32)",
+    )
+    p.add_argument(
+        "--device", type=_device, default=None, help="auto (CUDA when present), cpu, cuda, cuda:N"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="cells per batched computation (default: chosen by the backend)",
+    )
+    p.add_argument(
+        "--save-params",
+        choices=("none", "best", "all"),
+        default=None,
+        help="final parameters to keep (default best: one cell per alpha)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes on disjoint chunks (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (per worker when --workers > 1; default 1 there)",
+    )
+    p.add_argument(
+        "--backend", choices=("auto", "generic", "mlp"), default="auto", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep from its finished chunks",
+    )
+    p.add_argument(
+        "--bisect",
+        action="store_true",
+        help="find beta_c(alpha) by bisection instead of the grid (writes JSON)",
+    )
+    p.add_argument(
+        "--rtol",
+        type=_positive_float,
+        default=0.05,
+        help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE",
-                   help="result file (.npz; with --bisect, .json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="result file (.npz; with --bisect, .json)",
+    )
     p.set_defaults(func=run)
 
 
 OVERRIDES = (
-    "variant", "iters", "tasks_per_batch", "task_source", "outer", "divergence_level",
-    "record_every", "seed", "dtype", "device", "chunk_size", "save_params",
+    "variant",
+    "iters",
+    "tasks_per_batch",
+    "task_source",
+    "outer",
+    "divergence_level",
+    "record_every",
+    "seed",
+    "dtype",
+    "device",
+    "chunk_size",
+    "save_params",
 )
 
 
@@ -139,8 +219,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bisect:
         from mamlconv.provenance import describe
 
-        res = bisect_sweep(config, rtol=args.rtol, backend=args.backend,
-                           progress=not args.no_progress)
+        res = bisect_sweep(
+            config, rtol=args.rtol, backend=args.backend, progress=not args.no_progress
+        )
         record = {
             "config": config.to_dict(),
             "provenance": describe(str(resolve_device(config.device))),
@@ -152,8 +233,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         result = run_sweep(
-            config, args.out, resume=args.resume, workers=args.workers, threads=args.threads,
-            backend=args.backend, progress=not args.no_progress,
+            config,
+            args.out,
+            resume=args.resume,
+            workers=args.workers,
+            threads=args.threads,
+            backend=args.backend,
+            progress=not args.no_progress,
         )
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None

@@ -14,7 +14,7 @@ MODELS = ("surrogate", "first_order", "exact")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "thresholds",
-        help="alpha_c, beta_c(alpha) and the binding eigenvalue for a Hessian spectrum",
+        help="alpha_c, beta_c(alpha) and the binding eigenvalue of a spectrum",
         description=(
             "Print the learning-rate thresholds of paper Sec. 3 (Eq. 11 and 14, taken over the "
             "whole spectrum) for one MAML object: alpha_c, the largest inner rate below which no "

@@ -1,0 +1,161 @@
+"""Fig. 1 and Fig. 5 (sinusoid training): files written, and the plotted numbers checked
+against independent autograd computations at the initial point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from mamlconv.experiments import figures
+from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.engine import initial_state
+from mamlconv.experiments.problems import get_problem
+from PIL import Image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: the machine is shared, and small ops only lose from thread syncs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _init_and_pool(config_dict: dict) -> tuple[object, dict, object]:
+    config = SweepConfig.from_dict(config_dict)
+    problem = get_problem(config.problem, **config.problem_options)
+    params, stream = initial_state(problem, config, dtype=torch.float64, device="cpu")
+    assert stream.pool is not None
+    return problem, params, stream.pool
+
+
+def _support_grads(problem, params, pool) -> list[torch.Tensor]:
+    """Per-task support gradients with plain autograd, one task at a time (no torch.func)."""
+    leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+    grads = []
+    for t in range(pool.n_tasks):
+        loss = problem.loss(leaves, pool.x_support[t], pool.y_support[t])
+        g = torch.autograd.grad(loss, list(leaves.values()))
+        grads.append(torch.cat([x.flatten() for x in g]))
+    return grads
+
+
+def _check_files(paths, name):
+    assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf", f"{name}.json"]
+    with Image.open(paths[0]) as img:
+        assert img.size[0] > 800 and img.size[1] > 200
+    assert paths[1].read_bytes().startswith(b"%PDF")
+    return json.loads(paths[2].read_text())
+
+
+def test_fig1_numbers_at_init_match_autograd(tmp_path):
+    paths = figures.fig1(tmp_path, iters=6, device="cpu", seed=3, tasks=5)
+    record = _check_files(paths, "fig1")
+    assert record["iters"] == 6 and record["paper_iters"] == 50_000
+    assert "6 iterations" in record["what_ran"]
+    assert record["config"]["outer"] == "adam" and record["beta"] == 1e-3
+    assert record["alphas"] == [0.0, 1e-2]
+    norms = np.array(record["grad_norm"], dtype=float)  # (cells, records)
+    inner = np.array(record["grad_inner"], dtype=float)
+    assert norms.shape == (2, len(record["record_iters"]))
+    # Both cells start at the same point on the same tasks.
+    np.testing.assert_allclose(norms[0, 0], norms[1, 0], rtol=1e-6)
+
+    problem, params, pool = _init_and_pool(record["config"])
+    grads = _support_grads(problem, params, pool)
+    expected_norm = np.mean([float(g.norm()) for g in grads])
+    pairs = [float(grads[i] @ grads[j]) for i in range(5) for j in range(5) if i != j]
+    np.testing.assert_allclose(norms[0, 0], expected_norm, rtol=1e-5)  # float32 training
+    np.testing.assert_allclose(inner[0, 0], np.mean(pairs), rtol=1e-4)
+    # After a few Adam steps the two runs differ (alpha = 1e-2 vs 0).
+    assert norms[0, -1] != norms[1, -1]
+
+
+def _power_iteration_h2(problem, params, pool, iters: int = 500) -> float:
+    """Largest eigenvalue of E_tau H_tau^2 on pooled data: power iteration on autograd HVPs."""
+    pooled = pool.pooled()
+    leaves = [p.clone().requires_grad_(True) for p in params.values()]
+    names = list(params)
+
+    def hvp(t: int, v: torch.Tensor) -> torch.Tensor:
+        loss = problem.loss(
+            dict(zip(names, leaves, strict=True)), pooled.x_support[t], pooled.y_support[t]
+        )
+        g = torch.cat([x.flatten() for x in torch.autograd.grad(loss, leaves, create_graph=True)])
+        hv = torch.autograd.grad(g @ v, leaves)
+        return torch.cat([x.flatten() for x in hv])
+
+    def matvec(v):
+        return sum(hvp(t, hvp(t, v)) for t in range(pool.n_tasks)) / pool.n_tasks
+
+    v = torch.randn(
+        sum(p.numel() for p in leaves),
+        generator=torch.Generator().manual_seed(0),
+        dtype=torch.float64,
+    )
+    v = v / v.norm()
+    lam = 0.0
+    for _ in range(iters):
+        w = matvec(v)
+        new = float(v @ w)
+        v = w / w.norm()
+        if abs(new - lam) <= 1e-13 * abs(new):
+            break
+        lam = new
+    return new
+
+
+def test_fig5_writes_files_and_h2_matches_power_iteration(tmp_path):
+    paths = figures.fig5(
+        tmp_path, iters=2, device="cpu", seed=1, n_checkpoints=2, n_probes=4, tasks=3
+    )
+    record = _check_files(paths, "fig5")
+    assert [c["iteration"] for c in record["checkpoints"]] == [0, 1, 2]
+    assert record["alpha"] == record["beta"] == 1e-3
+    assert record["config"]["outer"] == "sgd" and record["config"]["pool_size"] == 3
+    first = record["checkpoints"][0]
+    for op in ("tg", "h2", "tg_plus_h2"):
+        vals = first[op]["eigenvalues"]
+        assert len(vals) == 2 and vals[0] >= vals[1]
+        assert max(first[op]["residuals"]) < 1e-4 * abs(vals[0])
+    assert first["h2"]["eigenvalues"][1] > 0  # H^2 is positive semi-definite
+    # Weyl: lambda_max(Tg + H^2) <= lambda_max(Tg) + lambda_max(H^2)
+    lam = {op: first[op]["eigenvalues"][0] for op in ("tg", "h2", "tg_plus_h2")}
+    assert lam["tg_plus_h2"] <= lam["tg"] + lam["h2"] + 1e-8 * abs(lam["h2"])
+
+    problem, params, pool = _init_and_pool(record["config"])
+    expected = _power_iteration_h2(problem, params, pool)
+    np.testing.assert_allclose(first["h2"]["eigenvalues"][0], expected, rtol=1e-6)
+    summary = record["summary"]
+    assert summary["iteration"] == 2
+    np.testing.assert_allclose(
+        summary["ratio_frobenius_tg_over_h2"],
+        record["checkpoints"][-1]["frobenius"]["tg"]["estimate"]
+        / record["checkpoints"][-1]["frobenius"]["h2"]["estimate"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("iters", "n", "expected"),
+    [(1, 8, [0, 1]), (10, 3, [0, 1, 3, 10]), (50_000, 8, None)],
+    ids=["one", "ten", "paper"],
+)
+def test_checkpoints(iters, n, expected):
+    pts = figures.checkpoints(iters, n=n)
+    assert pts[0] == 0 and pts[-1] == iters and pts == sorted(set(pts))
+    if expected is not None:
+        assert pts == expected
+    else:
+        assert 8 <= len(pts) <= 9
+
+
+def test_cli_figure_fig1(tmp_path, capsys):
+    from mamlconv.cli import main
+
+    assert main(["figure", "fig1", "--iters", "3", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / f"fig1.{ext}") for ext in ("png", "pdf", "json")]
+    assert json.loads((tmp_path / "fig1.json").read_text())["config"]["pool_size"] == 100
