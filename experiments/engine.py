@@ -204,8 +204,18 @@ def _back(dz: Tensor, w: Tensor) -> Tensor:
 
 
 def _gram(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b^T over the point axes: (C|., T, n, i), (C|., T, m, i) -> (C, T, n, m)."""
-    return torch.matmul(a, b.transpose(-1, -2))
+    """a @ b^T over the point axes: (C|., T, n, i), (C|., T, m, i) -> (C, T, n, m).
+
+    One bmm over the flattened (cell, task) batch on a transposed *view* of b (torch.matmul
+    would copy the transposed operand of a 4-d product)."""
+    if a.dim() == 3 and b.dim() == 3:  # both shared by the cells (the input layer)
+        return torch.bmm(a, b.transpose(1, 2))
+    c = a.shape[0] if a.dim() == 4 else b.shape[0]
+    t, n, i = a.shape[-3:]
+    m = b.shape[-2]
+    a3 = a.expand(c, t, n, i).reshape(c * t, n, i)
+    b3 = b.expand(c, t, m, i).reshape(c * t, m, i)
+    return torch.bmm(a3, b3.transpose(1, 2)).view(c, t, n, m)
 
 
 def _mlp_pass(
@@ -231,8 +241,10 @@ def _mlp_pass(
     dz = err * (2.0 / err.shape[2] / err.shape[3])  # d mean((f - y)^2) / d f
     deltas = [dz]
     for layer in range(n_layers, 1, -1):
-        # relu' as a constant mask, as autograd's own relu backward (threshold_backward) does.
-        dz = torch.ops.aten.threshold_backward(_back(dz, params[f"w{layer}"]), pre[layer - 2], 0)
+        # relu' is a constant mask: its derivative is zero, as in autograd's own relu backward.
+        # Detaching the mask's argument spares autograd building and adding those zeros.
+        mask_arg = pre[layer - 2].detach()
+        dz = torch.ops.aten.threshold_backward(_back(dz, params[f"w{layer}"]), mask_arg, 0)
         deltas.append(dz)
     deltas.reverse()
     return acts, deltas, loss

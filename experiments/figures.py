@@ -401,3 +401,135 @@ def fig5(
     paths = _save(fig, Path(out_dir), "fig5", record)
     plt.close(fig)
     return paths
+
+
+# ------------------------------------------------------------------------------ Fig. 4b / 4c
+
+
+def boundary_summary(result: Any) -> dict[str, Any]:
+    """The Fig. 4 claim in numbers: per alpha the largest stable beta, against alpha = 0.
+
+    ``result`` is a :class:`mamlconv.experiments.results.SweepResult`. "Stable" is Fig. 4's
+    coloured cell (not diverged within the run). The paper's claim (Sec. 4, Fig. 4): the maximum
+    stable beta near the largest usable alpha (alpha_c, estimated as the largest grid alpha
+    with a stable cell) exceeds the one at alpha = 0.
+    """
+    b = result.boundary()
+    b0 = result.alpha0_boundary()
+    rows = [
+        {
+            "alpha": float(a),
+            "beta_stable_max": _num(lo),
+            "beta_next": _num(hi),
+            "inside_grid": bool(ins),
+            "monotone": bool(mono),
+        }
+        for a, lo, hi, ins, mono in zip(
+            b.alphas, b.beta_lo, b.beta_hi, b.inside_grid, b.monotone, strict=True
+        )
+    ]
+    usable = np.flatnonzero(np.isfinite(b.beta_lo))
+    out: dict[str, Any] = {"per_alpha": rows}
+    beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
+    out["alpha0_beta_stable_max"] = _num(beta0)
+    out["alpha0_beta_next"] = _num(float(b0.beta_hi[0])) if b0 is not None else None
+    if usable.size:
+        i_c = int(usable[-1])
+        # "near alpha_c": the stable alphas within one decade below the estimate
+        near = usable[b.alphas[usable] >= b.alphas[i_c] / 10]
+        i_best = int(near[np.argmax(b.beta_lo[near])])
+        out["alpha_c_estimate"] = float(b.alphas[i_c])
+        out["beta_stable_max_at_alpha_c"] = float(b.beta_lo[i_c])
+        out["best_alpha_near_alpha_c"] = float(b.alphas[i_best])
+        out["beta_stable_max_near_alpha_c"] = float(b.beta_lo[i_best])
+        best = float(b.beta_lo[i_best])
+        if math.isfinite(beta0):
+            out["ratio_near_alpha_c_vs_alpha0"] = best / beta0
+            alpha0_open = b0 is not None and not bool(b0.inside_grid[0])
+            if best > beta0:
+                out["claim_holds"] = True
+                verdict = "holds: the max stable beta near alpha_c exceeds the alpha = 0 one"
+            elif alpha0_open:
+                out["claim_holds"] = None
+                verdict = "undecided: alpha = 0 is stable up to the largest grid beta"
+            else:
+                out["claim_holds"] = False
+                verdict = "fails: no alpha near alpha_c allows a larger stable beta than 0"
+            out["claim"] = (
+                f"{verdict} ({best:.3g} at alpha {b.alphas[i_best]:.3g} vs {beta0:.3g} at 0)"
+            )
+    return out
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def fig4_fewshot(
+    result_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    stem: str | None = None,
+) -> list[Path]:
+    """Fig. 4b/4c-style map of a few-shot sweep: final training loss per (alpha, beta),
+    diverged cells uncoloured, the alpha = 0 edge dashed, each alpha's edge marked; and a JSON
+    of :func:`boundary_summary`. Needs no spectra (``mamlconv compare`` adds predictions)."""
+    from mamlconv.experiments.results import load_result
+
+    result = load_result(result_path)
+    summary = boundary_summary(result)
+    cfg = result.config
+    plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    loss = np.where(result.diverged, np.nan, result.final_loss)  # (n_alpha, n_beta)
+    a, b = result.alphas, result.betas
+    a_edges, b_edges = _log_edges(a), _log_edges(b)
+    finite = loss[np.isfinite(loss)]
+    norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=finite.max()) if finite.size else None
+    mesh = ax.pcolormesh(b_edges, a_edges, loss, norm=norm, cmap="viridis", shading="flat")
+    fig.colorbar(mesh, ax=ax, label=f"training loss after {cfg.iters} iterations")
+    bnd = result.boundary()
+    ok = np.isfinite(bnd.beta_lo)
+    ax.plot(bnd.beta_lo[ok], a[ok], "w^", ms=5, mec="k", label="largest stable β per α")
+    beta0 = summary.get("alpha0_beta_stable_max")
+    if beta0 is not None:
+        ax.axvline(beta0, color="k", ls="--", lw=1.2, label="largest stable β at α = 0")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("β (meta learning rate)")
+    ax.set_ylabel("α (inner learning rate)")
+    ax.legend(fontsize=7, loc="lower left")
+    opts = cfg.problem_options
+    episode = f"{opts['ways']}-way {opts['shots']}-shot, " if "ways" in opts else ""
+    ax.set_title(
+        f"{cfg.problem}: {episode}"
+        f"{cfg.tasks_per_batch} tasks, {cfg.steps} steps, {cfg.variant}, {cfg.iters} it.\n"
+        "uncoloured: diverged (non-finite or loss > "
+        f"{cfg.divergence_level:g})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    stem = stem or f"{Path(result_path).stem}_fig4"
+    record = {
+        "figure": "fig4 (few-shot)",
+        "paper": "Takagi et al. 2019, Fig. 4b/4c (Section 4.2)",
+        "source": str(result_path),
+        "config": cfg.to_dict(),
+        "run_info": result.run_info,
+        "summary": summary,
+    }
+    paths = _save(fig, Path(out_dir), stem, record)
+    plt.close(fig)
+    return paths
+
+
+def _log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges of a log-spaced axis (geometric midpoints, extended at both ends)."""
+    c = np.log(np.asarray(centres, dtype=float))
+    if c.size == 1:
+        return np.exp(np.array([c[0] - 0.5, c[0] + 0.5]))
+    mid = (c[1:] + c[:-1]) / 2
+    return np.exp(np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]]))

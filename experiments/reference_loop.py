@@ -62,7 +62,8 @@ def train_cell_loop(
             xs, ys, xq, yq = (f[i] for f in tasks)
             loss_s = problem.loss(params, xs, ys)
             g_s = torch.autograd.grad(loss_s, leaves, create_graph=variant != "first_order")
-            support_grads.append(torch.cat([g.detach().flatten() for g in g_s]))
+            if t in record:
+                support_grads.append(torch.cat([g.detach().flatten() for g in g_s]))
             if variant == "first_order":
                 # FOMAML: the query gradient at theta_k, the Jacobian of the inner steps dropped.
                 fast = [(p - alpha_f * g).detach() for p, g in zip(leaves, g_s, strict=True)]
@@ -97,8 +98,9 @@ def train_cell_loop(
                 dot = sum((gs * gq).sum() for gs, gq in zip(g_s, g_q, strict=True))
                 hvp = torch.autograd.grad(dot, leaves)
                 d = [gq - alpha_f * h for gq, h in zip(g_q, hvp, strict=True)]
-            with torch.no_grad():
-                pre += float(problem.loss(params, xq, yq))
+            if t in record:  # diagnostics only where recorded, as the engine does
+                with torch.no_grad():
+                    pre += float(problem.loss(params, xq, yq))
             for acc, di in zip(direction, d, strict=True):
                 acc += di.detach() / tasks.n_tasks
             meta_loss += float(loss_q.detach()) / tasks.n_tasks

@@ -48,6 +48,8 @@ DEFAULT_CHUNK_MLP = 64
 about 100 cells on a CPU and rises beyond (memory traffic), ENGINE-NOTES.md."""
 DEFAULT_CHUNK_GENERIC = 16
 """Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
+DEFAULT_CHUNK_CUDA = 1024
+"""Cells per batch on a GPU: the whole paper grid in one batch."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,8 +79,14 @@ def plan_chunks(cells: np.ndarray, chunk_size: int) -> list[np.ndarray]:
 
 
 def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
+    """The config's chunk size, else: on CUDA every cell at once (up to ``DEFAULT_CHUNK_CUDA``;
+    a GPU wants large batches), on a CPU ``DEFAULT_CHUNK_MLP`` / ``DEFAULT_CHUNK_GENERIC``."""
     if config.chunk_size is not None:
         return config.chunk_size
+    from mamlconv.experiments.engine import resolve_device
+
+    if resolve_device(config.device).type == "cuda":
+        return DEFAULT_CHUNK_CUDA
     mlp = backend == "mlp" or (
         backend == "auto" and config.problem == "sinusoid" and config.steps == 1
     )

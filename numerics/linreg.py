@@ -66,9 +66,19 @@ class ModelResult:
 
     @property
     def max_log10_error(self) -> float:
+        """Largest finite per-alpha error (columns where theory and measurement both give an
+        edge); the infinite ones are counted by :attr:`contradicted_alphas`."""
         err = self.log10_error
-        err = err[~np.isnan(err)]
+        err = err[np.isfinite(err)]
         return float(err.max()) if err.size else float("nan")
+
+    @property
+    def contradicted_alphas(self) -> np.ndarray:
+        """Alphas where theory says no beta converges (beta_c = 0: alpha just beyond alpha_c, a
+        negative curvature) yet some cell met the loss criterion within the finite horizon: the
+        inner step multiplies the slowly growing mode by (1 - alpha lambda) ~ 0, so the
+        post-adaptation loss hides it for 500 iterations. Infinite log10 error."""
+        return self.boundary.alphas[np.isinf(self.log10_error)]
 
 
 @dataclass(frozen=True)
@@ -170,8 +180,10 @@ def study_to_json(study: LinRegStudy) -> dict[str, Any]:
     ``betas``, ``config``, ``models``. Per model: ``final_loss_post``, ``final_loss_pre``,
     ``converged`` (alpha-major (n_alpha, n_beta) nested lists), ``boundary`` (per alpha:
     ``alpha``, ``beta_lo``, ``beta_hi`` (null when above the grid), ``beta_c_theory`` (null when
-    infinite), ``log10_error``, ``inside_grid``, ``monotone``), ``alpha_c`` (null: none, as for
-    exact MAML) and ``max_log10_error``.
+    infinite), ``log10_error`` (null where infinite: theory beta_c = 0 but a cell converged),
+    ``inside_grid``, ``monotone``), ``alpha_c`` (null: none, as for exact MAML),
+    ``max_log10_error`` (over the finite errors), ``alphas_theory_unstable_but_converged`` and
+    ``n_converged``.
     """
     models = {}
     for name, res in study.results.items():
@@ -182,6 +194,7 @@ def study_to_json(study: LinRegStudy) -> dict[str, Any]:
             "converged": res.converged,
             "boundary": res.boundary.as_records(res.beta_c_theory),
             "max_log10_error": res.max_log10_error,
+            "alphas_theory_unstable_but_converged": res.contradicted_alphas,
             "n_converged": int(res.converged.sum()),
         }
     return _clean(

@@ -149,8 +149,9 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
 
     The measured edge per alpha is the package's ``SweepResult.boundary()`` (the upper edge of
     the non-diverged betas). The reference is the alpha = 0 row when the sweep ran it (Fig. 4's
-    dashed line), else the smallest alpha. "Near the divergence alpha": the rows within one
-    decade below alpha_div, the smallest alpha above which every row diverged. The claim holds
+    dashed line), else the smallest alpha. "Near the divergence alpha": the stable rows within
+    one decade below alpha_div, the smallest alpha above which every row diverged (the last
+    stable row when the grid is coarser than a decade there). The claim holds
     when the largest stable beta there is at or above the first diverged beta of the
     reference, i.e. larger beyond the grid's resolution.
     """
@@ -174,7 +175,10 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
         return out
     last_stable = int(np.flatnonzero(stable_rows).max())
     alpha_div = float(alphas[last_stable + 1]) if last_stable + 1 < alphas.size else math.inf
-    near = stable_rows & (alphas >= (alpha_div if math.isfinite(alpha_div) else alphas[-1]) / 10)
+    top = alpha_div if math.isfinite(alpha_div) else float(alphas[-1])
+    near = stable_rows & (alphas >= top / 10)
+    if not near.any():  # a grid coarser than a decade: the last stable row is the nearest
+        near = np.arange(alphas.size) == last_stable
     best = int(np.flatnonzero(near)[np.argmax(b.beta_lo[near])])
     out.update(
         alpha_div=alpha_div,

@@ -9,8 +9,9 @@ Options
   the largest reasonable size); without it they are skipped and reported NOT-RUN.
 - ``--gpu`` (or ``MAMLCONV_GPU=1``): run tests marked ``gpu`` (paper-size reruns on CUDA).
 - ``--audit-report PATH`` (default ``audit-report.md``; empty string: no report): the Markdown
-  report, with ``PATH.with_suffix('.json')`` beside it and figures under ``audit-figures/``
-  there. Written only when claim tests were collected.
+  report, with ``PATH.with_suffix('.json')`` beside it and the figures and rerun result files
+  in ``PATH.with_suffix('.files')/`` (``audit-report.files/``; ignored by git with the report).
+  Written only when claim tests were collected.
 
 Every test of the audit is named ``test_claim_<ID>_<slug>`` (``S2-1`` -> ``S2_1``), carries
 ``@pytest.mark.claim("<ID>")`` and records one verdict through the ``audit`` fixture
@@ -49,8 +50,9 @@ class AuditState:
 
     @property
     def figure_dir(self) -> Path:
-        base = self.report_path.parent if self.report_path is not None else Path.cwd()
-        return base / "audit-figures"
+        """Figures and rerun results of this session: ``<report>.files/`` beside the report."""
+        report = self.report_path if self.report_path is not None else Path.cwd() / "audit-report"
+        return report.with_suffix(".files")
 
 
 _STATE = pytest.StashKey[AuditState]()
@@ -158,6 +160,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         state.collected[item.nodeid] = marked if marked in BY_ID else (from_name or "?")
         if problem:
             item.stash[_PROBLEM] = problem
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Deselected claim tests (``-k``, ``-m``) are not part of this run's report."""
+    for item in items:
+        state = item.config.stash.get(_STATE, None)
+        if state is not None:
+            state.collected.pop(item.nodeid, None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

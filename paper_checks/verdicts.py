@@ -176,6 +176,12 @@ class ClaimAudit:
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         return self.figure_dir / f"{self.claim_id}-{name}"
 
+    def rerun_path(self, name: str) -> Path:
+        """Where a rerun of this session writes its result file (beside the figures)."""
+        path = self.figure_dir / "reruns" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def attach(self, path: Path | str, caption: str) -> None:
         """Link a figure produced on the way into the report."""
         self._figures.append({"path": str(path), "caption": caption})

@@ -19,6 +19,16 @@ from mamlconv.experiments.reference_loop import train_cell_loop
 from mamlconv.experiments.sinusoid import SinusoidProblem
 from mamlconv.numerics.maml import meta_objective, task_meta_gradient
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 PROBLEM = SinusoidProblem(k_support=6, k_query=5)
 
 
@@ -245,3 +255,21 @@ def test_two_inner_steps_generic_backend_equals_loop(variant):
     _assert_runs_close(run, ref, rtol=1e-9, what="two steps")
     with pytest.raises(ValueError, match="one inner step"):
         make_step(PROBLEM, variant="exact", steps=2, backend="mlp")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["exact", "first_order", "surrogate"])
+@pytest.mark.parametrize("backend", ["mlp", "generic"])
+def test_cuda_float64_equals_cpu(variant, backend):
+    """The engine on CUDA (float64) reproduces the CPU run cell for cell."""
+    assert torch.cuda.is_available(), "--gpu given but no CUDA device"
+    cfg = small_config(variant=variant)
+    cpu = train_cells(PROBLEM, cfg, ALPHAS, BETAS, backend=backend, save_params=True)
+    gpu = train_cells(
+        PROBLEM, cfg.replace(device="cuda"), ALPHAS, BETAS, backend=backend, save_params=True
+    )
+    _assert_runs_close(gpu, cpu, rtol=1e-9, what=f"cuda {backend}")
+    for name in cpu.final_params:
+        np.testing.assert_allclose(
+            gpu.final_params[name], cpu.final_params[name], rtol=1e-9, atol=1e-12
+        )

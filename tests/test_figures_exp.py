@@ -159,3 +159,66 @@ def test_cli_figure_fig1(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert printed == [str(tmp_path / f"fig1.{ext}") for ext in ("png", "pdf", "json")]
     assert json.loads((tmp_path / "fig1.json").read_text())["config"]["pool_size"] == 100
+
+
+# ------------------------------------------------------------------------------ Fig. 4b/4c
+
+
+def _result(stable: np.ndarray, stable0: np.ndarray):
+    """A synthetic SweepResult: 3 alphas x 4 betas, stable cells given, alpha = 0 row too."""
+    from mamlconv.experiments.results import SweepResult
+
+    config = figures._sinusoid_config(
+        alphas=(0.01, 0.1, 1.0), betas=(0.1, 1.0, 10.0, 100.0), iters=5, record_every=5
+    )
+    div = np.where(stable, -1, 3).astype(np.int64)
+    loss = np.where(stable, 0.5, 1e4)
+    return SweepResult(
+        config=config,
+        alphas=np.array(config.alphas),
+        betas=np.array(config.betas),
+        record_iters=config.record_iters,
+        final_loss=loss,
+        diverged_at=div,
+        trajectories={},
+        alpha0={
+            "final_loss": np.where(stable0, 0.5, 1e4),
+            "diverged_at": np.where(stable0, -1, 2).astype(np.int64),
+        },
+    )
+
+
+T, F = True, False
+FIG4_CASES = {
+    # the edge moves right as alpha grows, alpha = 1 still has a stable cell: holds
+    "holds": ([[T, F, F, F], [T, T, F, F], [T, T, T, F]], [T, F, F, F], True, 1.0, 10.0),
+    # the largest alpha has a lower edge than alpha = 0: fails
+    "fails": ([[T, T, F, F], [T, T, F, F], [T, F, F, F]], [T, T, F, F], False, 1.0, 1.0),
+    # alpha = 0 stable over the whole grid, no alpha better: undecided
+    "undecided": ([[T, T, T, T], [T, T, T, T], [F, F, F, F]], [T, T, T, T], None, 0.1, 100.0),
+}
+
+
+@pytest.mark.parametrize("case", list(FIG4_CASES), ids=list(FIG4_CASES))
+def test_boundary_summary_verdicts(case):
+    stable, stable0, verdict, alpha_c, best = FIG4_CASES[case]
+    summary = figures.boundary_summary(_result(np.array(stable), np.array(stable0)))
+    assert summary["claim_holds"] is verdict
+    assert summary["alpha_c_estimate"] == alpha_c
+    assert summary["beta_stable_max_near_alpha_c"] == best
+    per = summary["per_alpha"]
+    assert [row["alpha"] for row in per] == [0.01, 0.1, 1.0]
+    assert per[0]["beta_stable_max"] == max(
+        b for b, s in zip((0.1, 1.0, 10.0, 100.0), stable[0], strict=True) if s
+    )
+
+
+def test_fig4_fewshot_draws_a_saved_result(tmp_path):
+    from mamlconv.experiments.results import save_result
+
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    path = save_result(_result(np.array(stable), np.array(stable0)), tmp_path / "r.npz")
+    paths = figures.fig4_fewshot(path, tmp_path / "fig")
+    record = _check_files(paths, "r_fig4")
+    assert record["summary"]["claim_holds"] is True
+    assert record["summary"]["alpha0_beta_stable_max"] == 0.1

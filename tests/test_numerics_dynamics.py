@@ -261,3 +261,17 @@ def test_run_cells_rejects_bad_rates(alphas: list[float], betas: list[float], ma
             model="exact",
             iters=1,
         )
+
+
+@pytest.mark.slow
+def test_appendix_c_full_grid_matches_theory() -> None:
+    """The default ``mamlconv linreg`` study (30 x 30 paper grid, 500 iterations, seed 0):
+    every measured edge within 0.05 decades of theory (a grid step is 0.11 decades)."""
+    from mamlconv.numerics.linreg import MODELS
+
+    data = losses.sample_linreg(torch.Generator().manual_seed(0))
+    study = linreg_study(data)
+    assert list(study.results) == list(MODELS)
+    for res in study.results.values():
+        assert res.boundary.inside_grid.sum() >= 25
+        assert res.max_log10_error < 0.05, (res.model, res.max_log10_error)

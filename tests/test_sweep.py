@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import train_cells
 from mamlconv.experiments.problems import get_preset, get_problem
@@ -22,6 +23,15 @@ from mamlconv.experiments.sweep import (
 )
 
 from mamlconv.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_config(**changes) -> SweepConfig:
@@ -116,7 +126,7 @@ def test_sweep_file_holds_what_the_engine_computes(tmp_path):
     """Chunked sweep (chunks of 2 cells) == one batched engine call on all cells; the file is
     self-describing (config, provenance) and loads back."""
     cfg = tiny_config(chunk_size=2, save_params="all")
-    result = run_sweep(cfg, tmp_path / "s.npz", progress=False)
+    run_sweep(cfg, tmp_path / "s.npz", progress=False)
     alphas, betas = sweep_cells(cfg)
     prob = get_problem(cfg.problem, **cfg.problem_options)
     direct = train_cells(prob, cfg, alphas, betas, save_params=True)

@@ -2,7 +2,8 @@
 
 Runs ``python -m pytest --pyargs mamlconv.paper_checks`` in a child process (so it works from a
 regular install as well as from a checkout) with the package's pytest plugin, and leaves
-``DIR/audit-report.md``, ``DIR/audit-report.json`` and ``DIR/audit-figures/``.
+``DIR/audit-report.md``, ``DIR/audit-report.json`` and ``DIR/audit-report.files/`` (figures and
+the result files of reruns).
 """
 
 from __future__ import annotations

@@ -61,17 +61,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--stem", default=None, help="output file names (default: the result's name + '_compare')"
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where to compute the spectra (cpu, cuda, cuda:N; default cpu)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from mamlconv.experiments.compare import compare, write_comparison
     from mamlconv.experiments.results import load_result
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if not args.result.is_file():
         raise UsageError(f"no such result file: {args.result}")
     try:
@@ -83,7 +85,20 @@ def run(args: argparse.Namespace) -> int:
             f"{args.result} holds no trained parameters (swept with --save-params none); "
             "use --points init"
         )
-    cmp = compare(result, points=args.points, k=args.k, tol=args.tol, progress=not args.quiet)
+    from mamlconv.experiments.engine import resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"bad --device {args.device!r}: {exc}") from None
+    cmp = compare(
+        result,
+        points=args.points,
+        k=args.k,
+        tol=args.tol,
+        device=device,
+        progress=not args.quiet,
+    )
     stem = args.stem or f"{args.result.stem}_compare"
     paths = write_comparison(cmp, result, args.out, source=str(args.result), stem=stem)
     for path in paths.values():

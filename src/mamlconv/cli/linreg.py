@@ -248,9 +248,15 @@ def run(args: argparse.Namespace) -> int:
     for name, m in obj["models"].items():
         out.write(
             f"\n[{name}] alpha_c = {_fmt(m['alpha_c'], '.4g')}  converged cells "
-            f"{m['n_converged']}/{len(alphas) * len(betas)}  max |log10 error| "
+            f"{m['n_converged']}/{len(alphas) * len(betas)}  max log10 error "
             f"{_fmt(m['max_log10_error'], '.3f')} decades\n"
         )
+        if m["alphas_theory_unstable_but_converged"]:
+            listed = ", ".join(f"{a:.3g}" for a in m["alphas_theory_unstable_but_converged"])
+            out.write(
+                f"  theory: no beta converges at alpha = {listed} (beyond alpha_c), yet cells "
+                f"met the loss criterion in {args.iters} iterations (infinite error)\n"
+            )
         out.write(f"{'alpha':>10} {'beta_lo':>10} {'beta_hi':>10} {'beta_c':>10} {'err':>7}\n")
         for row in m["boundary"]:
             hi = row["beta_hi"] if row["inside_grid"] else None

@@ -1,0 +1,135 @@
+"""Theory-vs-experiment comparison: predictions against dense float64 references, the error
+convention, the written table/figure and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from mamlconv.experiments.compare import compare, log10_error
+from mamlconv.experiments.engine import initial_state
+from mamlconv.experiments.problems import get_preset, get_problem
+from mamlconv.experiments.sweep import run_sweep
+from mamlconv.numerics.boundary import extract_boundary
+from mamlconv.numerics.curvature import dense_operator
+
+from mamlconv.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory):
+    """A 1-8-8-1 MLP (97 parameters: dense matrices are cheap) on a 3 x 5 grid."""
+    cfg = get_preset("sinusoid", "smoke").replace(
+        alphas=(1e-3, 0.03, 0.6),
+        betas=tuple(np.geomspace(0.02, 20, 5)),
+        iters=15,
+        tasks_per_batch=6,
+        pool_size=6,
+        dtype="float64",
+        device="cpu",
+        problem_options={"k_support": 5, "k_query": 5, "hidden": [8, 8]},
+    )
+    path = tmp_path_factory.mktemp("cmp") / "small.npz"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result = run_sweep(cfg, path, progress=False)
+    torch.set_num_threads(before)
+    return path, result
+
+
+def _dense_predictions(result, params, alpha):
+    """beta_c three ways from dense matrices (torch.func.hessian; no Hessian-vector products)."""
+    cfg = result.config
+    prob = get_problem(cfg.problem, **cfg.problem_options)
+    _, stream = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
+    tasks = stream.next()
+    lam = np.linalg.eigvalsh(dense_operator(prob.loss, params, tasks, operator="hessian").numpy())
+    pos = lam[lam > 0]
+    curv = pos - alpha * pos**2  # paper Eq. 14, over the positive eigenvalues
+    formula = 0.0 if (curv < 0).any() else 2 / curv.max()
+    out = {"formula": formula}
+    for op in ("surrogate", "meta"):
+        mat = dense_operator(prob.loss, params, tasks, operator=op, alpha=alpha).numpy()
+        top = np.linalg.eigvalsh(0.5 * (mat + mat.T))[-1]
+        out[op] = 2 / top if top > 0 else math.inf
+    return out
+
+
+def test_predictions_match_dense_references(small_sweep):
+    path, result = small_sweep
+    cmp = compare(result, k=96, tol=1e-10)  # k = n - 1: the formula sees every eigenvalue
+    cfg = result.config
+    prob = get_problem(cfg.problem, **cfg.problem_options)
+    init, _ = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
+    for i, alpha in enumerate(result.alphas):
+        want = _dense_predictions(result, init, alpha)
+        for name, value in want.items():
+            assert cmp.predictions["init"][name][i] == pytest.approx(value, rel=1e-7), (name, i)
+        theta = result.trained_params(i)
+        if theta is None:
+            assert np.isnan(cmp.predictions["trained"]["meta"][i])
+            continue
+        params = {n: torch.as_tensor(v, dtype=torch.float64) for n, v in theta.items()}
+        want = _dense_predictions(result, params, alpha)
+        for name, value in want.items():
+            got = cmp.predictions["trained"][name][i]
+            assert got == pytest.approx(value, rel=1e-7), (name, i)
+    assert cmp.alpha0["measured"]["alpha"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("stable_row", "prediction", "error"),
+    [
+        pytest.param([1, 1, 0, 0], 0.15, 0.0, id="inside-bracket"),
+        pytest.param([1, 1, 0, 0], 10.0, 1.0, id="one-decade-high"),
+        pytest.param([1, 1, 0, 0], 0.01, 1.0, id="one-decade-low"),
+        pytest.param([0, 0, 0, 0], 0.0, 0.0, id="nothing-stable-predicted-zero"),
+        pytest.param([0, 0, 0, 0], 0.1, 1.0, id="nothing-stable-predicted-high"),
+        pytest.param([1, 1, 1, 1], math.inf, 0.0, id="all-stable-predicted-inf"),
+        pytest.param([1, 1, 0, 0], math.nan, math.nan, id="missing"),
+    ],
+)
+def test_log10_error_convention(stable_row, prediction, error):
+    betas = np.array([0.01, 0.1, 1.0, 10.0])
+    bound = extract_boundary(np.array([0.1]), betas, np.array([stable_row], dtype=bool))
+    got = log10_error(bound, np.array([prediction]), beta_min=betas[0])[0]
+    if math.isnan(error):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(error, abs=1e-12)
+
+
+def test_written_outputs_and_cli(small_sweep, tmp_path, capsys):
+    path, result = small_sweep
+    assert main(["compare", str(path), "--out", str(tmp_path), "--k", "20", "--quiet"]) == 0
+    files = capsys.readouterr().out.split()
+    assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "md", "png"]
+    record = json.loads((tmp_path / "small_compare.json").read_text())
+    assert len(record["rows"]) == len(result.alphas)
+    assert set(record["summary"]) == {"init", "trained"}
+    assert record["config"] == result.config.to_dict()
+    table = (tmp_path / "small_compare.md").read_text()
+    assert table.count("\n| ") == len(result.alphas) + 1  # header + one row per alpha
+    png = (tmp_path / "small_compare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_cli_compare_bad_input(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "none.npz"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no such result file" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "x.npz", "--out", str(tmp_path), "--points", "final"])
+    assert exc.value.code == 2
