@@ -14,7 +14,8 @@ Two engines give the same numbers on quadratic losses (a test holds them to floa
 Recorded per cell, at the FINAL parameters theta_N: the pre-adaptation loss L(theta_N) and the
 MAML training loss L(theta_N - alpha grad L(theta_N)) (k steps; "post-adaptation"), both as the
 mean over tasks of the query loss, NaN when non-finite; the norm of the mean meta-gradient at
-theta_0 and theta_N; the first iteration at which the parameters stopped being finite.
+theta_0 and theta_N; the iteration (checked every ``CHECK_EVERY`` steps) at which the
+parameters were found non-finite.
 Classification and boundaries use :mod:`mamlconv.numerics.boundary` (not re-implemented here).
 """
 
@@ -57,7 +58,7 @@ class CellRun:
     initial_loss_post: np.ndarray
     initial_grad_norm: np.ndarray  # ||mean meta-gradient|| at theta_0
     final_grad_norm: np.ndarray  # at theta_N, NaN when non-finite
-    diverged_at: np.ndarray  # first iteration with non-finite parameters, -1 if none
+    diverged_at: np.ndarray  # check (every CHECK_EVERY its) that found non-finite params; -1 none
     iters: int
     model: str
     steps: int
@@ -96,6 +97,39 @@ class CellRun:
             value = getattr(self, name)
             fields[name] = value.reshape(shape) if isinstance(value, np.ndarray) else value
         return CellRun(**fields)
+
+
+def maml_step(
+    params: Params,
+    tasks: TaskBatch,
+    *,
+    loss_fn: LossFn,
+    alpha: float | Tensor,
+    beta: float | Tensor,
+    steps: int = 1,
+    model: Variant,
+) -> tuple[Params, Tensor, Tensor, Tensor]:
+    """One full-batch outer MAML step (paper Eq. 2, task mean):
+    ``theta <- theta - beta * mean_tau d_tau(theta)`` with ``d_tau`` the ``model`` meta-gradient of
+    :func:`numerics.maml.task_meta_gradient` (k = ``steps`` inner steps), ``vmap``-ed over the
+    leading task axis of ``tasks``. A pure function, ``vmap``-able over (params, alpha, beta).
+
+    Returns ``(new_params, loss_pre, loss_post, grad_norm)`` with the losses (mean over tasks of
+    L_q(theta) and L_q(theta_k)) and the norm of the mean meta-gradient, all at the INPUT params.
+    On a quadratic this is the closed-form ``numerics.quadratic.update_matrix`` (tested).
+    """
+
+    def per_task(task: TaskBatch) -> tuple[Params, Tensor, Tensor]:
+        d, aux = task_meta_gradient(
+            params, task, loss_fn=loss_fn, alpha=alpha, steps=steps, variant=model
+        )
+        return d, aux["loss_pre"], aux["loss_post"]
+
+    d, pre, post = vmap(per_task)(tasks)
+    mean_d = {k: v.mean(0) for k, v in d.items()}
+    norm2 = sum((v * v).sum() for v in mean_d.values())
+    new = {k: p - beta * mean_d[k] for k, p in params.items()}
+    return new, pre.mean(), post.mean(), torch.sqrt(norm2)
 
 
 def _as_cells(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,17 +209,9 @@ def _run_chunk(
     def cell_update(
         params: Params, alpha: Tensor, beta: Tensor
     ) -> tuple[Params, Tensor, Tensor, Tensor]:
-        def per_task(task: TaskBatch) -> tuple[Params, Tensor, Tensor]:
-            d, aux = task_meta_gradient(
-                params, task, loss_fn=loss_fn, alpha=alpha, steps=steps, variant=model
-            )
-            return d, aux["loss_pre"], aux["loss_post"]
-
-        d, pre, post = vmap(per_task)(tasks)
-        mean_d = {k: v.mean(0) for k, v in d.items()}
-        norm2 = sum((v * v).sum() for v in mean_d.values())
-        new = {k: p - beta * mean_d[k] for k, p in params.items()}
-        return new, pre.mean(), post.mean(), torch.sqrt(norm2)
+        return maml_step(
+            params, tasks, loss_fn=loss_fn, alpha=alpha, beta=beta, steps=steps, model=model
+        )
 
     step = vmap(cell_update)
     alpha_t = torch.as_tensor(alphas, dtype=dtype, device=device)

@@ -32,7 +32,7 @@ from mamlconv.numerics.losses import (
 )
 from mamlconv.numerics.maml import Variant
 
-MODELS: tuple[Variant, ...] = ("surrogate", "first_order", "exact")  # = mamlconv.MODELS
+MODELS: tuple[Variant, ...] = ("surrogate", "first_order", "exact")  # as mamlconv.MODELS
 PAPER_ALPHAS = (1e-5, 9e-2)
 PAPER_BETAS = (5e-3, 9.0)
 PAPER_ITERS = 500

@@ -53,6 +53,8 @@ def test_linreg_json_keys_shapes_and_theory(capsys: pytest.CaptureFixture[str]) 
                 np.array(m["converged"]), np.isfinite(post) & (post < 1e-2)
             )
         assert len(m["boundary"]) == 4
+        assert isinstance(m["alphas_theory_unstable_but_converged"], list)
+        assert m["max_log10_error"] is None or m["max_log10_error"] >= 0
         theory = beta_c(eigs, obj["alphas"], model=name)
         for row, bc in zip(m["boundary"], theory, strict=True):
             assert set(row) >= {"beta_lo", "beta_hi", "beta_c_theory", "log10_error", "inside_grid"}
@@ -67,10 +69,12 @@ def test_linreg_json_keys_shapes_and_theory(capsys: pytest.CaptureFixture[str]) 
 
 def test_linreg_defaults_are_appendix_c() -> None:
     """Parser defaults: 500 iterations, alpha in [1e-5, 9e-2], beta in [5e-3, 9], theta0 = 0."""
-    from mamlconv.numerics.linreg import paper_alphas, paper_betas
+    from mamlconv.numerics.linreg import MODELS, paper_alphas, paper_betas
 
+    import mamlconv
     from mamlconv.cli import build_parser
 
+    assert MODELS == mamlconv.MODELS
     args = build_parser().parse_args(["linreg"])
     assert args.iters == 500 and args.threshold == 1e-2 and args.theta0 == (0.0, 0.0)
     assert args.model == "all" and args.loss == "mse" and args.alphas is None

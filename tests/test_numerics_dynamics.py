@@ -275,3 +275,26 @@ def test_appendix_c_full_grid_matches_theory() -> None:
     for res in study.results.values():
         assert res.boundary.inside_grid.sum() >= 25
         assert res.max_log10_error < 0.05, (res.model, res.max_log10_error)
+
+
+def test_post_adaptation_loss_hides_slow_divergence_beyond_alpha_c() -> None:
+    """Seed 1 of App. C, alpha 2.7% beyond alpha_c = 1/lambda_max: theory (Eq. 15) says no beta
+    converges (curvature lambda(1 - alpha lambda) < 0), but within 500 iterations small-beta cells
+    meet the 1e-2 criterion on the post-adaptation loss, because the inner step multiplies the
+    growing mode by (1 - alpha lambda) ~ -0.03. Reported as an infinite error, not hidden; the
+    pre-adaptation loss of the same cells has grown."""
+    data = losses.sample_linreg(torch.Generator().manual_seed(1))
+    study = linreg_study(
+        data,
+        models=["first_order"],
+        alphas=np.array([0.05, 0.0671]),
+        betas=np.geomspace(5e-3, 9, 12),
+    )
+    res = study.results["first_order"]
+    assert study.alpha_c < 0.0671 and res.beta_c_theory[1] == 0.0
+    np.testing.assert_array_equal(res.contradicted_alphas, [0.0671])
+    assert np.isinf(res.log10_error[1]) and res.log10_error[0] == 0.0
+    hidden = res.converged[1]
+    assert hidden.any()
+    assert np.all(res.run.final_loss_pre[1][hidden] > res.run.initial_loss_pre[1][hidden])
+    assert np.isfinite(res.max_log10_error) and res.max_log10_error == 0.0

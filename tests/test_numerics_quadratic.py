@@ -150,3 +150,32 @@ def test_update_matrix_spectral_radius_crosses_one_at_beta_c() -> None:
         below = quadratic.update_matrix(q.hessian, alpha=0.05, beta=0.999 * bc, model=model)
         above = quadratic.update_matrix(q.hessian, alpha=0.05, beta=1.001 * bc, model=model)
         assert float(quadratic.spectral_radius(below)) < 1 < float(quadratic.spectral_radius(above))
+
+
+@pytest.mark.parametrize(
+    ("model", "steps"), [("exact", 1), ("exact", 2), ("first_order", 2), ("surrogate", 1)]
+)
+def test_maml_step_is_closed_form_update(model: str, steps: int) -> None:
+    """One outer step of the autodiff MAML (numerics.dynamics.maml_step) on a quadratic task is
+    v <- (I - beta D) v with the closed-form D."""
+    from mamlconv.numerics.dynamics import maml_step
+
+    q = losses.make_quadratic(
+        [0.2, 1.5, 6.0], seed=8, center=torch.tensor([1.0, 2.0, -1.0], dtype=F64)
+    )
+    theta = torch.tensor([0.3, -0.7, 2.2], dtype=F64)
+    new, pre, post, gnorm = maml_step(
+        {"theta": theta},
+        q.task_batch(),
+        loss_fn=losses.quadratic_loss,
+        alpha=0.1,
+        beta=0.2,
+        steps=steps,
+        model=model,  # type: ignore[arg-type]
+    )
+    m = quadratic.update_matrix(q.hessian, alpha=0.1, beta=0.2, steps=steps, model=model)
+    torch.testing.assert_close(
+        new["theta"] - q.center, m @ (theta - q.center), rtol=1e-13, atol=1e-13
+    )
+    v = theta - q.center
+    torch.testing.assert_close(pre, 0.5 * v @ q.hessian @ v, rtol=1e-13, atol=0)

@@ -218,7 +218,9 @@ def test_bisection_agrees_with_the_grid():
         np.array(cfg.alphas), np.array(cfg.betas), grid.diverged_at.reshape(2, 7) < 0
     )
     assert bound.inside_grid.all() and bound.monotone.all()
-    res = bisect_sweep(cfg, rtol=0.05, progress=False)
+    bis = bisect_sweep(cfg, rtol=0.05, progress=False)
+    res = bis.result
+    assert bis.stable_at_beta_min.all() and not bis.stable_at_beta_max.any()
     assert res.inside_range.all()
     assert (res.beta_lo >= bound.beta_lo * (1 - 1e-12)).all()
     assert (res.beta_hi <= bound.beta_hi * (1 + 1e-12)).all()

@@ -219,17 +219,23 @@ def run(args: argparse.Namespace) -> int:
     if args.bisect:
         from mamlconv.provenance import describe
 
-        res = bisect_sweep(
+        bis = bisect_sweep(
             config, rtol=args.rtol, backend=args.backend, progress=not args.no_progress
         )
         record = {
             "config": config.to_dict(),
             "provenance": describe(str(resolve_device(config.device))),
-            "bisection": {"rtol": args.rtol, "rounds": res.n_rounds, "runs": res.n_runs},
-            "boundary": res.as_boundary().as_records(),
+            "bisection": {
+                "rtol": args.rtol,
+                "rounds": bis.result.n_rounds,
+                "runs": bis.result.n_runs,
+                "beta_min": bis.beta_min,
+                "beta_max": bis.beta_max,
+            },
+            "boundary": bis.records(),
         }
         atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
-        sys.stdout.write(f"{args.out}: {res.n_runs} runs in {res.n_rounds} rounds\n")
+        sys.stdout.write(f"{args.out}: {bis.result.n_runs} runs in {bis.result.n_rounds} rounds\n")
         return 0
     try:
         result = run_sweep(
