@@ -134,8 +134,16 @@ def point_spectra(
     top = spectrum(
         problem.loss, params, tasks, operator="hessian", k=k, which="LA", tol=tol, seed=seed
     )
+    # Only reported (is theta a minimum?), never used in a prediction: a loose tolerance.
     low = spectrum(
-        problem.loss, params, tasks, operator="hessian", k=1, which="SA", tol=tol, seed=seed
+        problem.loss,
+        params,
+        tasks,
+        operator="hessian",
+        k=1,
+        which="SA",
+        tol=max(tol, 1e-2),
+        seed=seed,
     )
     sp = PointSpectra(
         np.sort(top.eigenvalues)[::-1],
@@ -317,11 +325,17 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def markdown_table(cmp: Comparison, result: SweepResult) -> str:
-    """Per alpha: measured bracket and each prediction with its log10 error in brackets."""
+def markdown_table(
+    cmp: Comparison, result: SweepResult, recheck: dict[str, Any] | None = None
+) -> str:
+    """Per alpha: measured bracket (and its re-check) and each prediction with its log10
+    error in brackets."""
     cfg = result.config
     cols = [(p, name) for p in cmp.predictions for name in PREDICTIONS]
-    head = ["alpha", "measured beta edge [lo, hi]"] + [f"{LABELS[n]} @ {p}" for p, n in cols]
+    head = ["alpha", "measured beta edge [lo, hi]"]
+    if recheck is not None:
+        head.append(f"re-check ({recheck['recheck']['dtype']}, seed {recheck['recheck']['seed']})")
+    head += [f"{LABELS[n]} @ {p}" for p, n in cols]
     lines = [
         f"# {cfg.problem} / {cfg.variant}: measured beta edge vs predictions",
         "",
@@ -338,8 +352,15 @@ def markdown_table(cmp: Comparison, result: SweepResult) -> str:
         lo, hi = b.beta_lo[i], b.beta_hi[i]
         meas = f"[{_fmt(lo)}, {_fmt(hi)}]" + ("" if b.inside_grid[i] else " (outside grid)")
         cells = [f"{_fmt(cmp.predictions[p][n][i])} ({_fmt(cmp.errors[p][n][i])})" for p, n in cols]
-        lines.append("| " + " | ".join([f"{a:.3g}", meas, *cells]) + " |")
-    lines += ["", "Median (max) log10 error over alphas with a finite error:", ""]
+        extra = []
+        if recheck is not None:
+            r = recheck["boundary"][i]
+            lo_r = math.nan if r["beta_lo"] is None else r["beta_lo"]
+            extra.append(f"[{_fmt(lo_r)}, {_fmt(r['beta_hi'])}]" + (" moved" if r["moved"] else ""))
+        lines.append("| " + " | ".join([f"{a:.3g}", meas, *extra, *cells]) + " |")
+    lines += [""]
+    if cmp.predictions:
+        lines += ["Median (max) log10 error over alphas with a prediction:", ""]
     for p, preds in cmp.summary().items():
         for n, s in preds.items():
             lines.append(
@@ -350,10 +371,11 @@ def markdown_table(cmp: Comparison, result: SweepResult) -> str:
     if cmp.alpha0:
         m = cmp.alpha0.get("measured")
         if m is not None:
+            gd = cmp.alpha0.get("gd_prediction_init")
             lines.append(
                 f"- alpha = 0 row (joint training): edge [{_fmt(m['beta_lo'])}, "
-                f"{_fmt(m['beta_hi'])}]; GD's 2/lambda_max(H) at init: "
-                f"{_fmt(cmp.alpha0.get('gd_prediction_init', math.nan))}"
+                f"{_fmt(m['beta_hi'])}]"
+                + ("" if gd is None else f"; GD's 2/lambda_max(H) at init: {_fmt(gd)}")
             )
     return "\n".join(lines) + "\n"
 
@@ -366,7 +388,9 @@ def _log_edges(x: np.ndarray) -> np.ndarray:
     return 10 ** np.concatenate([[2 * lx[0] - mid[0]], mid, [2 * lx[-1] - mid[-1]]])
 
 
-def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
+def heatmap(
+    cmp: Comparison, result: SweepResult, path: Path, recheck: dict[str, Any] | None = None
+) -> Path:
     """Fig. 4-style map: log10 final loss of non-diverged cells (diverged: no colour), the
     alpha = 0 edge dashed, the predictions drawn over it."""
     import matplotlib
@@ -426,6 +450,20 @@ def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
         capsize=3,
         label="measured edge (grid bracket)",
     )
+    if recheck is not None:
+        rows = recheck["boundary"]
+        mid = np.array(
+            [math.sqrt(r["beta_lo"] * r["beta_hi"]) if r["inside_grid"] else math.nan for r in rows]
+        )
+        ax.plot(
+            result.alphas,
+            mid,
+            linestyle="none",
+            marker="x",
+            color="k",
+            ms=7,
+            label=f"edge re-checked in {recheck['recheck']['dtype']}",
+        )
     ax.set_ylim(ylo, yhi)
     ax.set_xlim(*_log_edges(result.alphas)[[0, -1]])
     ax.set_xlabel("inner learning rate alpha")
@@ -442,7 +480,13 @@ def heatmap(cmp: Comparison, result: SweepResult, path: Path) -> Path:
 
 
 def write_comparison(
-    cmp: Comparison, result: SweepResult, out_dir: str | Path, *, source: str, stem: str
+    cmp: Comparison,
+    result: SweepResult,
+    out_dir: str | Path,
+    *,
+    source: str,
+    stem: str,
+    recheck: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into ``out_dir``."""
     from mamlconv.experiments.results import atomic_write_text
@@ -450,8 +494,10 @@ def write_comparison(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{stem}.md", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
-    atomic_write_text(paths["md"], markdown_table(cmp, result))
+    atomic_write_text(paths["md"], markdown_table(cmp, result, recheck))
     record = comparison_record(cmp, result, source)
+    if recheck is not None:
+        record["recheck"] = _clean(recheck)
     atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
-    heatmap(cmp, result, paths["png"])
+    heatmap(cmp, result, paths["png"], recheck)
     return paths

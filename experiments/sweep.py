@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import shutil
 import signal
@@ -543,5 +542,63 @@ def bisect_sweep(
     return BisectSweep(res, beta_min, beta_max, calls[0][:n].copy(), calls[0][n:].copy())
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def recheck_boundary(
+    result: SweepResult,
+    *,
+    dtype: str = "float64",
+    width: int = 1,
+    seed: int | None = None,
+    backend: str = "auto",
+) -> dict[str, Any]:
+    """Re-run the cells around each alpha's measured edge in another precision (or seed).
+
+    float32 trajectories near the stability edge are chaotic (ENGINE-NOTES.md), so a float32
+    edge is fuzzy by about a grid cell. For every alpha row, the cells from ``width`` below the
+    largest stable beta to ``width`` above the first diverged one are trained again with
+    ``dtype`` (and ``seed``, default the sweep's); the rest of the row keeps its first
+    classification. Returns a JSON-ready record with, per alpha, the new bracket and whether it
+    moved.
+    """
+    from mamlconv.experiments.engine import train_cells
+    from mamlconv.experiments.problems import get_problem
+    from mamlconv.numerics.boundary import extract_boundary
+
+    config = result.config.replace(dtype=dtype, seed=result.config.seed if seed is None else seed)
+    problem = get_problem(config.problem, **config.problem_options)
+    stable = result.stable.copy()
+    n_b = result.betas.size
+    cells: list[tuple[int, int]] = []
+    for i in range(result.alphas.size):
+        row = stable[i]
+        top = int(np.flatnonzero(row).max()) if row.any() else -1
+        lo, hi = max(top - width, 0), min(top + 1 + width, n_b - 1)
+        cells += [(i, j) for j in range(lo, hi + 1)]
+    idx = np.array(cells, dtype=np.int64).reshape(-1, 2)
+    chunk_size = default_chunk_size(config, backend)
+    for part in plan_chunks(np.arange(len(idx)), chunk_size):
+        run = train_cells(
+            problem,
+            config,
+            result.alphas[idx[part, 0]],
+            result.betas[idx[part, 1]],
+            backend=backend,
+        )
+        stable[idx[part, 0], idx[part, 1]] = run.diverged_at < 0
+    before = result.boundary()
+    after = extract_boundary(result.alphas, result.betas, stable)
+    rows = after.as_records()
+    for r, lo0, hi0 in zip(rows, before.beta_lo, before.beta_hi, strict=True):
+        r["beta_lo_first"] = None if np.isnan(lo0) else float(lo0)
+        r["beta_hi_first"] = float(hi0)
+        r["moved"] = (r["beta_lo"] != r["beta_lo_first"]) or (r["beta_hi"] != r["beta_hi_first"])
+    return {
+        "recheck": {
+            "dtype": dtype,
+            "seed": config.seed,
+            "width": width,
+            "cells_rerun": int(len(idx)),
+            "cells_changed": int((stable != result.stable).sum()),
+        },
+        "config": result.config.to_dict(),
+        "boundary": rows,
+    }

@@ -153,7 +153,9 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
     one decade below alpha_div, the smallest alpha above which every row diverged (the last
     stable row when the grid is coarser than a decade there). The claim holds
     when the largest stable beta there is at or above the first diverged beta of the
-    reference, i.e. larger beyond the grid's resolution.
+    reference, i.e. larger beyond the grid's resolution; ``margin_cells`` counts by how many
+    grid cells (a float32 edge is fuzzy by about one cell, ENGINE-NOTES);
+    ``holds_at_last_stable`` reads "close to" strictly, at the last row before alpha_div.
     """
     b = result.boundary()
     alphas = np.asarray(b.alphas, dtype=float)
@@ -168,7 +170,10 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "reference": ref_label,
         "reference_bracket": [ref_lo, ref_hi],
-        "boundary": b.as_records(),
+        "edge_per_alpha": {
+            f"{a:.4g}": [float(f"{lo:.4g}"), float(f"{hi:.4g}")]
+            for a, lo, hi in zip(alphas, b.beta_lo, b.beta_hi, strict=True)
+        },
     }
     if not stable_rows.any():
         out.update(decidable=False, why="every row of the grid diverged")
@@ -186,11 +191,24 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
         alpha_near=float(alphas[best]),
         beta_max_near=float(b.beta_lo[best]),
         beta_max_ratio_to_reference=float(b.beta_lo[best] / ref_lo) if ref_lo > 0 else math.inf,
+        alpha_last_stable=float(alphas[last_stable]),
+        beta_max_last_stable=float(b.beta_lo[last_stable]),
+        profile_near={
+            f"{a:.4g}": float(v) for a, v in zip(alphas[near], b.beta_lo[near], strict=True)
+        },
     )
     if np.isnan(ref_lo) or math.isinf(ref_hi):
         out.update(decidable=False, why=f"the {ref_label} edge is outside the beta grid")
         return out
-    out.update(decidable=True, holds=bool(b.beta_lo[best] >= ref_hi))
+    betas = np.asarray(result.betas, dtype=float)
+    margin = int(np.searchsorted(betas, b.beta_lo[best]) - np.searchsorted(betas, ref_lo))
+    out.update(
+        decidable=True,
+        holds=bool(b.beta_lo[best] >= ref_hi),
+        holds_at_last_stable=bool(b.beta_lo[last_stable] >= ref_hi),
+        margin_cells=margin,
+        grid_step_decades=float(np.log10(betas[1] / betas[0])) if betas.size > 1 else math.nan,
+    )
     return out
 
 

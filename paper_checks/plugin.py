@@ -301,8 +301,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if not state.collected or state.report_path is None:
-        return
+    if not state.records or state.report_path is None:
+        return  # no claim test ran (--collect-only, deselected, or stopped before any)
     from mamlconv.paper_checks.report import build_report, write_report
 
     report = build_report(
@@ -321,7 +321,7 @@ _REPORT = pytest.StashKey[dict]()
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
-    if not state.collected:
+    if not state.records:
         return
     from mamlconv.paper_checks.report import build_report, terminal_table
 
@@ -336,7 +336,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         )
     terminalreporter.section("claims audit (Takagi et al., 2019)")
     width = getattr(getattr(terminalreporter, "_tw", None), "fullwidth", 120)
-    for line in terminal_table(report, width=max(100, int(width))):
+    for line in terminal_table(report, width=max(120, int(width))):
         terminalreporter.write_line(line)
     for path in state.written:
         terminalreporter.write_line(f"audit report written: {path}")

@@ -155,9 +155,9 @@ def markdown(report: dict[str, Any]) -> str:
                 head += f" for {t['setting']}"
             lines.append(f"{head} ({t['outcome']}, {t['duration_s']:.2f} s): {t['key_number']}")
             for k, v in t["evidence"].items():
-                lines.append(f"  - {k}: {json.dumps(v, ensure_ascii=False)[:600]}")
+                lines.append(f"  - {k}: {json.dumps(v, ensure_ascii=False)[:1500]}")
             for s in t["sources"]:
-                lines.append(f"  - result file: {json.dumps(s, ensure_ascii=False)[:600]}")
+                lines.append(f"  - result file: {json.dumps(s, ensure_ascii=False)[:1500]}")
         for f in c["figures"]:
             lines += ["", f"![{f['caption']}]({f['path']})", f"*{f['caption']}*"]
     return "\n".join(lines) + "\n"
@@ -183,8 +183,8 @@ def terminal_table(report: dict[str, Any], *, width: int = 120) -> list[str]:
     rows = [("ID", "claim", "verdict", "key number")]
     for c in report["claims"]:
         rows.append((c["id"], c["statement"], c["verdict"], c["key_number"]))
-    claim_w, verdict_w = 46, 11
-    key_w = max(20, width - 6 - claim_w - verdict_w - 6)
+    claim_w, verdict_w = 36, 11
+    key_w = max(30, width - 5 - claim_w - verdict_w - 6)
     out = []
     for i, (cid, claim, verdict, key) in enumerate(rows):
         claim_cell = f"{_cut(claim, claim_w):<{claim_w}}"

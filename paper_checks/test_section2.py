@@ -92,6 +92,7 @@ def test_claim_S2_1_maml_update(audit: ClaimAudit) -> None:
         key=f"rel. error vs autograd {fmt(err_autograd)}, vs finite diff. {fmt(err_fd)}",
         evidence={
             "model": "sinusoid MLP 1-40-40-1 (package), float64, 3 tasks, alpha = 0.01",
+            "task_reduction": "mean over tasks (Eq. 2's sum up to 1/T, which beta absorbs)",
             "rel_error_second_autodiff": err_autograd,
             "rel_error_meta_objective_grad": err_objective,
             "rel_error_finite_differences_max": err_fd,

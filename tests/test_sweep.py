@@ -291,3 +291,42 @@ def test_cli_sweep_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_cli_bisect_writes_json(tmp_path):
+    out = tmp_path / "bisect.json"
+    argv = [
+        "sweep",
+        "sinusoid",
+        "--preset",
+        "smoke",
+        "--iters",
+        "4",
+        "--bisect",
+        "--rtol",
+        "0.5",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert len(record["boundary"]) == 3 and record["bisection"]["runs"] >= 6
+    for row in record["boundary"]:
+        if not (row["edge_below_range"] or row["edge_above_range"]):
+            assert row["beta_hi"] / row["beta_lo"] <= 1.5 + 1e-12
+
+
+def test_recheck_in_the_same_precision_reproduces_the_edge(tmp_path):
+    """Re-running the edge cells with the sweep's own dtype and seed changes nothing (the
+    engine is deterministic); the record names what was re-run."""
+    from mamlconv.experiments.sweep import recheck_boundary
+
+    cfg = tiny_config(betas=tuple(np.geomspace(0.02, 20, 6)))
+    result = run_sweep(cfg, tmp_path / "r.npz", progress=False)
+    rec = recheck_boundary(result, dtype="float64", width=1)
+    assert rec["recheck"]["cells_changed"] == 0
+    assert not any(r["moved"] for r in rec["boundary"])
+    assert 2 <= rec["recheck"]["cells_rerun"] <= 4 * len(cfg.alphas)

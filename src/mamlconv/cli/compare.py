@@ -14,10 +14,14 @@ from mamlconv.cli._args import UsageError, positive_int
 
 
 def _points(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
     parts = tuple(p.strip() for p in text.split(","))
     bad = [p for p in parts if p not in ("init", "trained")]
     if bad or not parts:
-        raise argparse.ArgumentTypeError(f"expected init, trained or init,trained; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected init, trained, init,trained or none; got {text!r}"
+        )
     return parts
 
 
@@ -49,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
         "--points",
         type=_points,
         default=("init", "trained"),
-        help="where to take spectra: init, trained or init,trained (default both)",
+        help="where to take spectra: init, trained, init,trained (default) or none "
+        "(no predictions; with --recheck: only the re-checked edge)",
     )
     p.add_argument(
         "--k",
@@ -65,6 +70,16 @@ def add_parser(subparsers: Any) -> None:
         "--device",
         default="cpu",
         help="where to compute the spectra (cpu, cuda, cuda:N; default cpu)",
+    )
+    p.add_argument(
+        "--recheck",
+        choices=("float64", "float32"),
+        default=None,
+        help="also re-run the cells around each alpha's edge in this precision "
+        "(float32 edges are chaotic, ENGINE-NOTES.md) and show the re-checked edge",
+    )
+    p.add_argument(
+        "--recheck-seed", type=int, default=None, help="seed of the re-check (default: the sweep's)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
@@ -99,8 +114,17 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         progress=not args.quiet,
     )
+    recheck = None
+    if args.recheck is not None:
+        from mamlconv.experiments.sweep import recheck_boundary
+
+        if not args.quiet:
+            sys.stderr.write(f"compare: re-checking the edge cells in {args.recheck}\n")
+        recheck = recheck_boundary(result, dtype=args.recheck, seed=args.recheck_seed)
     stem = args.stem or f"{args.result.stem}_compare"
-    paths = write_comparison(cmp, result, args.out, source=str(args.result), stem=stem)
+    paths = write_comparison(
+        cmp, result, args.out, source=str(args.result), stem=stem, recheck=recheck
+    )
     for path in paths.values():
         sys.stdout.write(f"{path}\n")
     return 0
