@@ -5,11 +5,12 @@ problem, configuration, tasks and threads; only the number of cells per call dif
 cells get stable learning rates (no cell diverges, so none is dropped mid-run) and the final
 losses of the two sides are compared, so the ratio is between two runs of the same numbers.
 
-    python benchmarks/omniglot_bench.py                      # CPU: a reduced size, seconds
+    python benchmarks/omniglot_bench.py --device cpu         # CPU: a reduced size, a minute
     python benchmarks/omniglot_bench.py --paper --device cuda  # the paper's episode size
 
-Defaults on CPU are reduced (8 tasks of 5-way 1-shot with 5 queries, 2 inner steps, 64
-filters); ``--paper`` uses the paper preset's 32 tasks and 15 queries.
+The default episodes are reduced (8 tasks of 5-way 1-shot with 5 queries, 2 inner steps, 64
+filters) so that a CPU run takes about a minute; ``--paper`` uses the paper preset's 32 tasks
+and 15 queries.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", type=int, default=None, help="query images per class")
     parser.add_argument("--paper", action="store_true", help="paper episode size (32 x 15)")
     parser.add_argument("--variant", default="exact", choices=("exact", "first_order"))
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)

@@ -112,12 +112,12 @@ def locate(key: str, root: str | os.PathLike[str] | None = None) -> Path:
     Among several default roots the first one holding the file wins; when none holds it,
     the path below the first candidate is returned so that the error names it.
     """
-    relpath = SHIPPED[key].relpath if key in SHIPPED else key
+    return _find(SHIPPED[key].relpath if key in SHIPPED else key, root)
+
+
+def _find(relpath: str, root: str | os.PathLike[str] | None) -> Path:
     roots = candidate_roots(root)
-    for r in roots:
-        if (r / relpath).exists():
-            return r / relpath
-    return roots[0] / relpath
+    return next((r / relpath for r in roots if (r / relpath).exists()), roots[0] / relpath)
 
 
 def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
@@ -224,10 +224,7 @@ def dataset_file(
 ) -> Path:
     """Locate and verify the data file ``key`` (a key of ``specs``)."""
     spec = specs[key]
-    relpath = spec.relpath
-    roots = candidate_roots(root)
-    path = next((r / relpath for r in roots if (r / relpath).exists()), roots[0] / relpath)
-    return verify_file(path, spec, cache=cache)
+    return verify_file(_find(spec.relpath, root), spec, cache=cache)
 
 
 def _load_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:

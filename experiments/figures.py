@@ -428,8 +428,21 @@ def boundary_summary(result: Any) -> dict[str, Any]:
             b.alphas, b.beta_lo, b.beta_hi, b.inside_grid, b.monotone, strict=True
         )
     ]
+    ways = result.config.problem_options.get("ways")
+    if ways:
+        # Classification: a cell that did not diverge may still sit at chance level (loss
+        # ln(ways), e.g. a network whose units died); report the largest beta that LEARNED
+        # (final loss below 0.9 ln(ways)) beside Fig. 4's not-diverged edge.
+        chance = math.log(ways)
+        learned = result.stable & (result.final_loss < 0.9 * chance)
+        for row, mask in zip(rows, learned, strict=True):
+            row["beta_learned_max"] = float(result.betas[mask].max()) if mask.any() else None
+        stuck = result.stable & ~learned
+        summary_chance = {"chance_loss": chance, "n_stable_at_chance": int(stuck.sum())}
     usable = np.flatnonzero(np.isfinite(b.beta_lo))
     out: dict[str, Any] = {"per_alpha": rows}
+    if ways:
+        out.update(summary_chance)
     beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
     out["alpha0_beta_stable_max"] = _num(beta0)
     out["alpha0_beta_next"] = _num(float(b0.beta_hi[0])) if b0 is not None else None

@@ -53,6 +53,17 @@ def test_documented_default_is_shared_data_beside_checkout():
     assert data.DEFAULT_DATA_ROOTS[1] == Path.home() / ".cache" / "mamlconv" / "data"
 
 
+def test_first_default_root_holding_the_file_wins(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    (second / "omniglot").mkdir(parents=True)
+    (second / "omniglot" / "omniglot.npz").write_bytes(b"x")
+    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (first, second))
+    assert data.locate("omniglot") == second / "omniglot" / "omniglot.npz"
+    assert data.locate("miniimagenet_val") == first / "miniimagenet" / "miniimagenet_val.npz"
+    with pytest.raises(data.DataError, match="truncated"):  # the one found is checked
+        data.dataset_file("omniglot")
+
+
 def test_cache_dir_from_env(tmp_path):
     assert data.cache_dir() == tmp_path / "cache"
     assert data.cache_dir(tmp_path / "x") == tmp_path / "x"

@@ -220,3 +220,20 @@ def test_smoke_preset_trains_through_the_engine(name):
     assert np.isfinite(run.final_loss).all()
     assert run.final_loss.shape == (a.size,)
     assert np.isfinite(run.grad_norm[:, 0]).all()
+
+
+@needs_shipped
+def test_cli_sweep_omniglot_smoke_writes_a_result_that_fig4_draws(tmp_path, capsys):
+    from mamlconv.experiments.figures import fig4_fewshot
+    from mamlconv.experiments.results import load_result
+
+    from mamlconv.cli import main
+
+    out = tmp_path / "omni.npz"
+    argv = ["sweep", "omniglot", "--preset", "smoke", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = load_result(out)
+    assert result.config == get_preset("omniglot", "smoke").replace(device="cpu")
+    assert result.final_loss.shape == (2, 2) and result.alpha0 is not None
+    paths = fig4_fewshot(out, tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf", ".json"]

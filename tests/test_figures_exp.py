@@ -222,3 +222,19 @@ def test_fig4_fewshot_draws_a_saved_result(tmp_path):
     record = _check_files(paths, "r_fig4")
     assert record["summary"]["claim_holds"] is True
     assert record["summary"]["alpha0_beta_stable_max"] == 0.1
+
+
+def test_boundary_summary_separates_learning_from_chance_level():
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    res = _result(np.array(stable), np.array(stable0))
+    res.config = res.config.replace(problem_options={"ways": 5})
+    chance = np.log(5)
+    # alpha row 1: stable at beta 0.1 and 1, but only beta 0.1 learned; row 2 stuck at chance.
+    res.final_loss = np.where(res.diverged_at < 0, chance, 1e4)
+    res.final_loss[1, 0] = 0.5
+    res.final_loss[0, 0] = 0.9 * chance + 1e-9  # not below 0.9 ln 5: at chance
+    summary = figures.boundary_summary(res)
+    assert summary["chance_loss"] == pytest.approx(chance)
+    learned = [row["beta_learned_max"] for row in summary["per_alpha"]]
+    assert learned == [None, 0.1, None]
+    assert summary["n_stable_at_chance"] == int(np.array(stable).sum()) - 1

@@ -135,8 +135,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=None,
-        help="torch threads (per worker when --workers > 1; default 1 there)",
+        default=1,
+        help="torch threads per process (default 1: on a shared machine more threads can "
+        "cost far more in contention than they gain; use --workers for more cores)",
     )
     p.add_argument(
         "--backend", choices=("auto", "generic", "mlp"), default="auto", help=argparse.SUPPRESS
@@ -214,8 +215,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(config.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.threads is not None and args.workers == 1:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     if args.bisect:
         from mamlconv.provenance import describe
 
