@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "figure",
     "sweep",
     "compare",
+    "advise",
     "data",
 )
 

@@ -1,0 +1,277 @@
+"""``mamlconv advise``: recommended (alpha, beta) for a problem at its initial point.
+
+Library: :func:`mamlconv.experiments.advisor.advise`. The point and the tasks are those a sweep
+with the same seed starts from (:func:`mamlconv.experiments.engine.initial_state`, a fixed pool
+of ``--tasks`` tasks), in float64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+from typing import Any
+
+from mamlconv.cli._args import UsageError, float_list, positive_int
+
+PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
+VARIANT_CHOICES = ("exact", "first_order", "surrogate")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _nonnegative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _safety(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _factory(text: str) -> str:
+    module, sep, name = text.partition(":")
+    if not sep or not module or not name:
+        raise argparse.ArgumentTypeError(f"expected MODULE:FACTORY, got {text!r}")
+    return text
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "advise",
+        help="recommend (alpha, beta) from curvature spectra at a point (beyond the paper)",
+        description=(
+            "Measure the task-mean Hessian, the surrogate Hessian and the exact meta-Hessian "
+            "at the problem's initial point (Lanczos on Hessian-vector products, float64) and "
+            "recommend an inner rate alpha* (the largest candidate, fractions of the paper's "
+            "alpha_c = 1/lambda_max, below the divergence predicted by the spectrum governing "
+            "the variant) and a meta rate beta* = SAFETY x beta_c(alpha*). Predictions are "
+            "local (at that point) and first order in time; --verify-iters checks them by "
+            "short training runs at (alpha*, beta*) and (alpha*, 2 beta_c)."
+        ),
+        epilog="example: mamlconv advise sinusoid --tasks 20 --verify-iters 100 --json",
+    )
+    p.add_argument(
+        "problem",
+        nargs="?",
+        choices=PROBLEM_CHOICES,
+        help="task family (or give --problem MODULE:FACTORY)",
+    )
+    p.add_argument(
+        "--problem",
+        dest="factory",
+        type=_factory,
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="your own problem: a callable returning an object with the Problem protocol "
+        "(name, init_params, loss, sample_tasks; mamlconv.numerics.tasks)",
+    )
+    p.add_argument(
+        "--variant", choices=VARIANT_CHOICES, default="exact", help="MAML object (default exact)"
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="inner steps (default: the paper preset's, 1 for sinusoid, 2 for few-shot)",
+    )
+    p.add_argument(
+        "--tasks",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="tasks in the fixed pool (default: the paper preset's batch; 16 with --problem)",
+    )
+    p.add_argument(
+        "--safety",
+        type=_safety,
+        default=0.5,
+        help="beta* = SAFETY x beta_c(alpha*), in (0, 1] (default 0.5)",
+    )
+    p.add_argument(
+        "--alphas",
+        type=float_list,
+        default=None,
+        metavar="A1,A2,...",
+        help="candidate inner rates (default: 0, 0.25, 0.5, 0.75, 0.9 x alpha_c)",
+    )
+    p.add_argument("--k", type=positive_int, default=5, help="Hessian eigenvalues (default 5)")
+    p.add_argument("--seed", type=_int, default=0, help="seed of init, tasks and Lanczos")
+    p.add_argument(
+        "--verify-iters",
+        type=_nonnegative_int,
+        default=0,
+        metavar="N",
+        help="check the advice by N training iterations (default 0: no check)",
+    )
+    p.add_argument(
+        "--device", type=_device, default="cpu", help="auto, cpu (default), cuda, cuda:N"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--problem {spec}: cannot import {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"--problem {spec}: {module_name} has no callable {attr!r}")
+    try:
+        problem = factory()
+    except Exception as exc:  # the user's code: report it in one line
+        raise UsageError(
+            f"--problem {spec}: the factory raised {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [m for m in ("init_params", "loss", "sample_tasks") if not hasattr(problem, m)]
+    if missing:
+        raise UsageError(
+            f"--problem {spec}: the object lacks {', '.join(missing)} (Problem protocol)"
+        )
+    return problem
+
+
+def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
+    from mamlconv.experiments.config import SweepConfig
+    from mamlconv.experiments.problems import get_preset, get_problem
+
+    if (args.problem is None) == (args.factory is None):
+        raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
+    if args.factory is not None:
+        problem = _load_factory(args.factory)
+        name = str(getattr(problem, "name", args.factory))
+        base = SweepConfig(problem=name, pool_size=16, tasks_per_batch=16, steps=1)
+    else:
+        base = get_preset(args.problem, "paper")
+        try:
+            problem = get_problem(args.problem, **base.problem_options)
+        except Exception as exc:  # e.g. DataError: missing Omniglot files, one line
+            raise UsageError(f"{args.problem}: {exc}") from None
+    n = args.tasks if args.tasks is not None else base.tasks_per_batch
+    steps = args.steps if args.steps is not None else base.steps
+    try:
+        config = base.replace(
+            variant=args.variant,
+            steps=steps,
+            task_source="pool",
+            pool_size=n,
+            tasks_per_batch=n,
+            seed=args.seed,
+            dtype="float64",
+            device=args.device,
+        )
+    except ValueError as exc:  # e.g. the surrogate with K > 1
+        raise UsageError(str(exc)) from None
+    return config, problem
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and math.isnan(x):
+        return "-"
+    return "inf" if math.isinf(x) else f"{x:.4g}"
+
+
+def _print_text(advice: Any, config: Any) -> None:
+    from mamlconv.experiments.advisor import SOURCES
+
+    print(
+        f"problem {advice.problem}, variant {advice.variant}, {advice.steps} inner "
+        f"step{'s' * (advice.steps > 1)}, {advice.n_tasks} tasks (pool, seed {config.seed}), "
+        f"{advice.n_params} parameters, float64"
+    )
+    print(f"H top eigenvalues     {', '.join(_fmt(v) for v in advice.hessian_top)}")
+    print(f"H smallest eigenvalue {_fmt(advice.hessian_min)}")
+    print(f"alpha_c (paper Eq. 11, 1/lambda_max) {_fmt(advice.alpha_c_paper)}")
+    print(f"{'alpha_c (' + advice.variant + ' model on H)':<36} {_fmt(advice.alpha_c_variant)}")
+    print("beta_c(alpha) by prediction (governing: " + advice.governing + ")")
+    print(f"{'alpha':>10} {'x alpha_c':>9} " + " ".join(f"{n:>15}" for n in SOURCES))
+    for c in advice.candidates:
+        mark = " <- alpha*" if c.alpha == advice.alpha_star else ""
+        print(
+            f"{_fmt(c.alpha):>10} {_fmt(c.fraction_of_alpha_c):>9} "
+            + " ".join(f"{_fmt(c.beta_c[n]):>15}" for n in SOURCES)
+            + mark
+        )
+    for name, text in SOURCES.items():
+        print(f"  {name}: {text}")
+    print(
+        f"recommendation  alpha* = {_fmt(advice.alpha_star)}  beta* = {_fmt(advice.beta_star)}"
+        f"  (= {advice.safety:g} x beta_c {_fmt(advice.beta_c_star)} from {advice.governing}; "
+        f"GD's beta_c {_fmt(advice.beta_c_gd)}; largest beta_c at alpha "
+        f"{_fmt(advice.alpha_best_beta)})"
+    )
+    v = advice.verification
+    if v is not None:
+        for r in v.runs:
+            state = f"diverged at iteration {r['diverged_at']}" if r["diverged"] else "finite"
+            print(
+                f"verify ({v.iters} iters) alpha {_fmt(r['alpha'])} beta {_fmt(r['beta'])}: "
+                f"{state}, final loss {_fmt(r['final_loss'])}"
+            )
+        print(
+            f"verify: recommended run stable: {v.recommended_stable}; 2 x beta_c diverged: "
+            f"{v.twice_beta_c_diverged}"
+        )
+    for note in advice.notes:
+        print(f"note: {note}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mamlconv.experiments.advisor import advise
+    from mamlconv.experiments.engine import initial_state, resolve_device
+
+    torch.set_num_threads(1)  # shared machines: contention costs more than threads gain
+    config, problem = _config_and_problem(args)
+    try:
+        device = resolve_device(config.device)
+        config = config.replace(device=str(device))
+        params, stream = initial_state(problem, config, dtype=torch.float64, device=device)
+        assert stream.pool is not None
+        advice = advise(
+            problem,
+            params,
+            stream.pool,
+            variant=config.variant,
+            steps=config.steps,
+            alphas=args.alphas,
+            safety=args.safety,
+            k=args.k,
+            seed=args.seed,
+            verify_iters=args.verify_iters,
+            divergence_level=None if args.factory is not None else config.divergence_level,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    if args.json:
+        record = advice.as_dict()
+        record["config"] = config.to_dict()
+        print(json.dumps(record))
+        return 0
+    _print_text(advice, config)
+    return 0
