@@ -30,14 +30,6 @@ EIGS = (4.0, 2.5, 1.5, 1.0, 0.5, 0.3, 0.2, 0.1)
 RTOL = 1e-8  # Lanczos tol 1e-6 on an 8 x 8 operator converges to rounding; 1e-8 is ample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @dataclass(frozen=True)
 class QuadraticProblem:
     """L_tau(w) = 1/2 mean_n sum_i lambda_i (w_i - y_n,i)^2: Hessian diag(lambda) for every

@@ -11,16 +11,6 @@ from mamlconv.numerics.maml import meta_objective, task_meta_gradient
 from mamlconv.numerics.tasks import TaskBatch
 from torch.func import vmap
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine is shared, and small ops only lose from thread syncs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 F64 = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-12)
 

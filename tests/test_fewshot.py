@@ -9,16 +9,6 @@ from mamlconv.experiments import data, fewshot
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.problems import get_preset, get_problem
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine is shared, and small ops only lose from thread syncs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SHIPPED_OMNIGLOT = data.DEFAULT_DATA_ROOTS[0] / data.SHIPPED["omniglot"].relpath
 needs_shipped = pytest.mark.skipif(not SHIPPED_OMNIGLOT.is_file(), reason="no shipped data")
 

@@ -15,15 +15,6 @@ from mamlconv.experiments.problems import get_problem
 from PIL import Image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine is shared, and small ops only lose from thread syncs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _init_and_pool(config_dict: dict) -> tuple[object, dict, object]:
     config = SweepConfig.from_dict(config_dict)
     problem = get_problem(config.problem, **config.problem_options)

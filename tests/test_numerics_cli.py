@@ -10,19 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mamlconv.cli import main
 
 SMALL = ["--alphas", "1e-3:9e-2:4", "--betas", "5e-3:9:6", "--iters", "80"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -16,15 +16,6 @@ from mamlconv.numerics.tasks import Params, TaskBatch
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small float64 problems: one thread is as fast and does not fight the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 ALPHA = 0.05
 
 

@@ -19,15 +19,6 @@ from mamlconv.theory.thresholds import beta_c
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small float64 problems: one thread is as fast and does not fight the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def linreg_data() -> losses.LinRegData:
     return losses.sample_linreg(torch.Generator().manual_seed(0), n_points=50)

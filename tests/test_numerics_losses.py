@@ -12,15 +12,6 @@ from torch.func import hessian
 RTOL = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small float64 problems: one thread is as fast and does not fight the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def autodiff_hessian(loss_fn, params, x, y) -> torch.Tensor:
     """Dense Hessian of the flattened loss by torch.func (the independent route)."""
     return hessian(lambda w: loss_fn(unflatten(w, params), x, y))(flatten(params))

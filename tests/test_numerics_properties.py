@@ -42,14 +42,6 @@ spectra = st.lists(st.floats(-2.0, 2.0), min_size=1, max_size=6).map(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def alpha_for(model: str, eigs: np.ndarray, u: float) -> float:
     """alpha in [0, 0.98 alpha_c) for the surrogate / first order (beyond it nothing converges);
     up to 2/lambda_max for exact MAML, whose curvatures never turn negative."""

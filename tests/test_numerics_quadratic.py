@@ -14,15 +14,6 @@ from mamlconv.theory.thresholds import effective_curvatures
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small float64 problems: one thread is as fast and does not fight the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def two_quadratics(dim: int, seed: int) -> tuple[losses.Quadratic, losses.Quadratic]:
     rng = np.random.default_rng(seed)
     qs = []
