@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mamlconv.jsonio import atomic_write_text
 from mamlconv.provenance import REPO_ROOT
 
 DATA_ENV = "MAMLCONV_DATA"
@@ -156,17 +157,6 @@ def _read_db(db: Path) -> dict[str, dict[str, object]]:
     return data if isinstance(data, dict) else {}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def verify_file(
     path: str | os.PathLike[str],
     spec: FileSpec,
@@ -209,7 +199,7 @@ def verify_file(
         db = _read_db(db_path)
         db[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
         try:
-            _atomic_write_text(db_path, json.dumps(db, indent=1, sort_keys=True))
+            atomic_write_text(db_path, json.dumps(db, indent=1, sort_keys=True))
         except OSError:
             pass  # a read-only cache only costs a re-hash next time
     return path

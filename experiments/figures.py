@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.jsonio import atomic_write_text, jsonable
+from mamlconv.plotting import log_cell_edges, pyplot
+
 PAPER_ITERS = 50_000
 """Fig. 1 and Fig. 5 (App. B): "The total number of iterations is 50000"."""
 FIG1_DEFAULT_ITERS = 5_000
@@ -46,29 +49,13 @@ def _sinusoid_config(**changes: Any):
 
 
 def _save(fig: Any, out_dir: Path, name: str, record: dict[str, Any]) -> list[Path]:
-    from mamlconv.experiments.results import atomic_write_text
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf", out_dir / f"{name}.json"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     # A fixed creation date keeps the PDF bytes reproducible.
     fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
-    atomic_write_text(paths[2], json.dumps(_jsonable(record), indent=1) + "\n")
+    atomic_write_text(paths[2], json.dumps(jsonable(record), indent=1) + "\n")
     return paths
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _pool(tasks: int | None) -> dict[str, int]:
@@ -82,16 +69,6 @@ def _ran_note(iters: int) -> str:
     if iters == PAPER_ITERS:
         return f"{iters} iterations, as the paper"
     return f"{iters} iterations (the paper: {PAPER_ITERS}; shortened for time)"
-
-
-def _pyplot():
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # ------------------------------------------------------------------------------------- Fig. 1
@@ -153,7 +130,7 @@ def fig1(
     start = time.perf_counter()
     config, run = fig1_data(iters=iters, device=device, seed=seed, tasks=tasks)
     wall = time.perf_counter() - start
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     its = run.record_iters
     labels = {0: "joint training (α = 0)", 1: "MAML (α = 1e-2)"}
@@ -339,7 +316,7 @@ def fig5(
     wall = time.perf_counter() - start
     its = np.array([r["iteration"] for r in records])
     x = its + 1  # a log axis that shows iteration 0
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     names = {"tg": "Tg", "h2": "H²", "tg_plus_h2": "Tg + H²"}
     styles = {"tg": "-o", "h2": "-s", "tg_plus_h2": "--^"}
@@ -419,8 +396,8 @@ def boundary_summary(result: Any) -> dict[str, Any]:
     rows = [
         {
             "alpha": float(a),
-            "beta_stable_max": _num(lo),
-            "beta_next": _num(hi),
+            "beta_stable_max": jsonable(lo),
+            "beta_next": jsonable(hi),
             "inside_grid": bool(ins),
             "monotone": bool(mono),
         }
@@ -444,8 +421,8 @@ def boundary_summary(result: Any) -> dict[str, Any]:
     if ways:
         out.update(summary_chance)
     beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
-    out["alpha0_beta_stable_max"] = _num(beta0)
-    out["alpha0_beta_next"] = _num(float(b0.beta_hi[0])) if b0 is not None else None
+    out["alpha0_beta_stable_max"] = jsonable(beta0)
+    out["alpha0_beta_next"] = jsonable(float(b0.beta_hi[0])) if b0 is not None else None
     if usable.size:
         i_c = int(usable[-1])
         # "near alpha_c": the stable alphas within one decade below the estimate
@@ -474,11 +451,6 @@ def boundary_summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def fig4_fewshot(
     result_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -493,13 +465,13 @@ def fig4_fewshot(
     result = load_result(result_path)
     summary = boundary_summary(result)
     cfg = result.config
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import LogNorm
 
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     loss = np.where(result.diverged, np.nan, result.final_loss)  # (n_alpha, n_beta)
     a, b = result.alphas, result.betas
-    a_edges, b_edges = _log_edges(a), _log_edges(b)
+    a_edges, b_edges = log_cell_edges(a), log_cell_edges(b)
     finite = loss[np.isfinite(loss)]
     norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=finite.max()) if finite.size else None
     mesh = ax.pcolormesh(b_edges, a_edges, loss, norm=norm, cmap="viridis", shading="flat")
@@ -537,12 +509,3 @@ def fig4_fewshot(
     paths = _save(fig, Path(out_dir), stem, record)
     plt.close(fig)
     return paths
-
-
-def _log_edges(centres: np.ndarray) -> np.ndarray:
-    """Cell edges of a log-spaced axis (geometric midpoints, extended at both ends)."""
-    c = np.log(np.asarray(centres, dtype=float))
-    if c.size == 1:
-        return np.exp(np.array([c[0] - 0.5, c[0] + 0.5]))
-    mid = (c[1:] + c[:-1]) / 2
-    return np.exp(np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]]))

@@ -13,6 +13,8 @@ import numpy as np
 from mamlconv.numerics.boundary import PAPER_LOSS_THRESHOLD
 from mamlconv.numerics.linreg import LinRegStudy
 
+from mamlconv.plotting import log_cell_edges, pyplot
+
 FIG2_EIGS = (0.25, 0.5, 1.0, 2.0, 4.0)
 """Five eigenvalues lambda_0 < ... < lambda_4 as in Fig. 2; the paper gives no values, these are
 spaced by factors of 2 so that lambda_3 binds the surrogate's beta_c near alpha_c = 1/lambda_4."""
@@ -24,32 +26,14 @@ MODEL_TITLES = {
 }
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig: Any, out_dir: Path | str, stem: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return paths
-
-
-def _log_edges(centres: np.ndarray) -> np.ndarray:
-    """Cell edges of a log-spaced axis (geometric midpoints, extended half a step outwards)."""
-    c = np.log10(np.asarray(centres, dtype=float))
-    if c.size == 1:
-        return 10.0 ** np.array([c[0] - 0.5, c[0] + 0.5])
-    mid = 0.5 * (c[1:] + c[:-1])
-    return 10.0 ** np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
 def fig2(
@@ -66,7 +50,7 @@ def fig2(
     right exact MAML (lambda(1 - alpha lambda)^2, MATH.md section 4). Returns [png, pdf]."""
     from mamlconv.theory.thresholds import alpha_c, beta_c
 
-    plt = _pyplot()
+    plt = pyplot()
     lam = np.sort(np.asarray(eigs, dtype=float))
     if lam.size == 0 or np.any(lam <= 0):
         raise ValueError(f"eigs must be positive, got {list(eigs)}")
@@ -128,13 +112,13 @@ def plot_linreg_maps(
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    plt = _pyplot()
+    plt = pyplot()
     thr = study.config.get("threshold", PAPER_LOSS_THRESHOLD) if threshold is None else threshold
     models = list(study.results)
     fig, axes = plt.subplots(
         1, len(models), figsize=(5.0 * len(models), 4.4), squeeze=False, sharey=True
     )
-    a_edges, b_edges = _log_edges(study.alphas), _log_edges(study.betas)
+    a_edges, b_edges = log_cell_edges(study.alphas), log_cell_edges(study.betas)
     a_fine = np.geomspace(a_edges[0], a_edges[-1], 800)
     cmap = ListedColormap(["white", "0.62", "black"])
     lam = study.hessian_eigs
@@ -228,5 +212,5 @@ def fig3(
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return paths

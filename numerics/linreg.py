@@ -15,7 +15,6 @@ evaluated on its eigenvalues, the dynamics from the autodiff MAML code (``numeri
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,8 @@ from mamlconv.numerics.losses import (
     linreg_params,
 )
 from mamlconv.numerics.maml import Variant
+
+from mamlconv.jsonio import jsonable
 
 MODELS: tuple[Variant, ...] = ("surrogate", "first_order", "exact")  # as mamlconv.MODELS
 PAPER_ALPHAS = (1e-5, 9e-2)
@@ -156,23 +157,6 @@ def linreg_study(
     return LinRegStudy(eigs, alphas, betas, results, config)
 
 
-def _clean(x: Any) -> Any:
-    """JSON-ready: NumPy to Python, non-finite floats to None (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, np.bool_ | bool):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def study_to_json(study: LinRegStudy) -> dict[str, Any]:
     """The ``mamlconv linreg --json`` object (strict JSON: every non-finite number is null).
 
@@ -197,7 +181,7 @@ def study_to_json(study: LinRegStudy) -> dict[str, Any]:
             "alphas_theory_unstable_but_converged": res.contradicted_alphas,
             "n_converged": int(res.converged.sum()),
         }
-    return _clean(
+    return jsonable(
         {
             "hessian_eigs": study.hessian_eigs,
             "alpha_c": study.alpha_c,
