@@ -31,6 +31,7 @@ import torch
 from mamlconv.experiments.engine import initial_state, make_step, train_cells
 from mamlconv.experiments.problems import get_preset, get_problem
 from mamlconv.experiments.reference_loop import train_cell_loop
+from mamlconv.experiments.sweep import default_chunk_size, plan_chunks
 
 GRIDS = (1, 16, 100, 400)
 
@@ -141,16 +142,19 @@ def main() -> None:
         f"{'ratio':>7} {'engine GFLOP/s':>15} {'% matmul':>9}"
     )
     eng_cfg = config.replace(iters=args.iters, record_every=args.iters)
+    chunk = default_chunk_size(eng_cfg)
+    print(f"engine batches of {chunk} cell(s) (the sweep's default on a CPU)")
     for n in [int(g) for g in args.grids.split(",")]:
         a, b = stable_cells(n)
         train_cells(problem, eng_cfg.replace(iters=1), a[:1], b[:1])  # warm-up
         t0 = time.perf_counter()
-        run = train_cells(problem, eng_cfg, a, b)
+        for cells in plan_chunks(np.arange(n), chunk):  # the sweep's own batching
+            run = train_cells(problem, eng_cfg, a[cells], b[cells])
+            assert not run.diverged.any(), "benchmark cells must all stay stable"
         wall = time.perf_counter() - t0
-        assert not run.diverged.any(), "benchmark cells must all stay stable"
         cell_its = n * (args.iters + 1)
         per = wall / cell_its
-        flops = step_flops(problem, config, min(n, 64))
+        flops = step_flops(problem, config, min(n, chunk))
         print(
             f"{n:>6} {1 / per:>17.1f} {per * 1e3:>11.2f} {1 / loop_s:>15.1f} "
             f"{loop_s / per:>7.1f} {flops / per / 1e9:>15.2f} {100 * flops / per / dense:>8.1f}%"

@@ -469,8 +469,9 @@ def heatmap(
     ax.set_xlabel("inner learning rate alpha")
     ax.set_ylabel("meta learning rate beta")
     ax.set_title(
-        f"{cfg.problem}, {cfg.variant} MAML, {cfg.iters} iterations "
-        f"(predictions clipped to the grid)"
+        f"{cfg.problem}, {cfg.variant} MAML, {cfg.iters} iterations, {cfg.dtype}\n"
+        "predictions clipped to the grid (a prediction of 0 sits on its bottom edge)",
+        fontsize=10,
     )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,11 @@ Two backends compute the same numbers:
   support gradient is written out layer by layer, and the adapted forward pass uses
   ``a' W' = a' W - alpha (a' a_s^T) dz_s`` (the adapted weight of a task is W - alpha a_s^T dz_s),
   so no per-task adapted weight matrix is ever built: only (query x support) Gram matrices.
-  Ordinary autograd over the cell-stacked tensors then gives every cell's meta-gradient in one
-  backward pass (cells do not interact, so the gradient of the sum is the stack of gradients).
+  For ``exact`` and ``first_order`` the backward pass through all of this is written out too
+  (:func:`_mlp_meta_gradient`, with fused in-place products; 1.3-1.5x faster than autograd
+  through the same forward, against which it is tested); ``surrogate`` uses autograd over the
+  cell-stacked tensors (cells do not interact, so the gradient of the sum is the stack of the
+  cells' gradients).
 
 A cell whose MAML loss is non-finite or above ``divergence_level`` is frozen at that iteration
 and dropped from the batch, so it costs nothing afterwards and never reaches another cell's
@@ -279,6 +282,114 @@ def _adapted_query_loss(
     return (err * err).mean(dim=(2, 3))
 
 
+def _flat(t: Tensor, c: int) -> Tensor:
+    """(C|., T, n, k) -> (C, T*n, k), broadcasting a tensor shared by the cells."""
+    t = t.expand(c, *t.shape[-3:]) if t.dim() == 3 else t
+    return t.reshape(c, -1, t.shape[-1])
+
+
+def _bt(t: Tensor, c: int) -> Tensor:
+    """(C|., T, n, k) -> (C*T, n, k): one small matrix per (cell, task)."""
+    t = t.expand(c, *t.shape[-3:]) if t.dim() == 3 else t
+    return t.reshape(-1, *t.shape[-2:])
+
+
+def _mlp_meta_gradient(
+    params: Params,
+    n_layers: int,
+    alpha: Tensor,
+    tasks: TaskBatch,
+    *,
+    second_order: bool,
+) -> tuple[Params, Tensor, list[Tensor], list[Tensor]]:
+    """Exact (``second_order``) or first-order MAML meta-gradient of every cell, by hand.
+
+    Forward: the support pass of :func:`_mlp_pass` and the adapted query pass of
+    :func:`_adapted_query_loss` (U_l = P_l W_l + b_l + K_l dz_s,l with K_l = -alpha
+    (P_l A_s,l^T + 1), P_{l+1} = relu(U_l)). Backward, written out (J = mean_tau L_q):
+
+    - query: Ubar_L = dJ/dU_L; Wbar_l += P_l^T Ubar_l; Kbar_l = Ubar_l dz_s,l^T;
+      Pbar_l = Ubar_l W_l^T - alpha Kbar_l A_s,l; Ubar_{l-1} = Pbar_l * relu'(U_{l-1});
+    - second order only, through the support gradient dz_s: dzbar_s,l = K_l^T Ubar_l,
+      Abar_s,l = -alpha Kbar_l^T P_l; then back through dz_s,l = (dz_s,l+1 W_{l+1}^T) * relu'
+      (W_{l+1} gets t_l^T dz_s,l+1 with t_l = dzbar_s,l * relu'), through
+      dz_s,L = (2/n)(f - y) and through the support forward pass.
+
+    First order drops the second group: the gradient of L_q at the adapted point (FOMAML).
+    The ReLU masks are constants (their derivative is zero, as in autograd). Checked against
+    autograd, the generic torch.func backend and the per-task loop in tests/test_engine.py.
+    Returns (direction, per-(cell, task) query losses, support activations, support deltas).
+    """
+    xs, ys, xq, yq = tasks
+    w = [params[f"w{l}"] for l in range(1, n_layers + 1)]
+    b = [params[f"b{l}"] for l in range(1, n_layers + 1)]
+    c = w[0].shape[0]
+    a_s, dz_s, _ = _mlp_pass(params, n_layers, xs, ys)
+    neg_alpha = -alpha[:, None, None, None]
+    # adapted query forward, keeping what the backward needs
+    p_in: list[Tensor] = []  # P_l, the input of layer l
+    kern: list[Tensor] = []  # K_l
+    a = xq
+    for l in range(n_layers):
+        p_in.append(a)
+        k = torch.addcmul(neg_alpha, _gram(a, a_s[l]), neg_alpha)
+        kern.append(k)
+        z = _lin(a, w[l], b[l])
+        cz, t, n, o = z.shape
+        z.view(cz * t, n, o).baddbmm_(_bt(k, c), _bt(dz_s[l], c))  # in place: z is ours
+        a = torch.relu(z) if l < n_layers - 1 else z
+    err = a - yq
+    loss = (err * err).mean(dim=(2, 3))  # (C, T)
+    n_tasks = err.shape[1]
+    u_bar = err * (2.0 / (err.shape[2] * err.shape[3] * n_tasks))
+    w_bar = [torch.zeros_like(x) for x in w]
+    b_bar = [torch.zeros_like(x) for x in b]
+    dz_bar: list[Tensor | None] = [None] * n_layers
+    a_bar: list[Tensor | None] = [None] * n_layers
+    for l in range(n_layers - 1, -1, -1):
+        cu, t, n, o = u_bar.shape
+        w_bar[l].baddbmm_(_flat(p_in[l], c).transpose(1, 2), _flat(u_bar, c))
+        b_bar[l] = b_bar[l] + u_bar.sum((1, 2))
+        u3 = u_bar.reshape(cu * t, n, o)
+        if second_order:
+            dz_bar[l] = torch.bmm(_bt(kern[l], c).transpose(1, 2), u3).view(c, t, -1, o)
+        if l == 0:
+            break  # the input layer's inputs (x) are data
+        k_bar = torch.bmm(u3, _bt(dz_s[l], c).transpose(1, 2))  # (C*T, nq, ns)
+        k_bar = (k_bar.view(c, t, n, -1) * neg_alpha).view(c * t, n, -1)  # -alpha Kbar_l
+        p_bar = _back(u_bar, w[l])
+        p_bar.view(c * t, n, -1).baddbmm_(k_bar, _bt(a_s[l], c))
+        if second_order:
+            a_bar[l] = torch.bmm(k_bar.transpose(1, 2), _bt(p_in[l], c)).view(
+                c, t, -1, w[l].shape[1]
+            )
+        u_bar = torch.ops.aten.threshold_backward(p_bar, p_in[l], 0)
+    if second_order:
+        # through dz_s,l = (dz_s,l+1 W_{l+1}^T) * relu'(Z_s,l)   (relu'(Z_s,l) = [A_s,l+1 > 0])
+        for l in range(n_layers - 1):
+            t_l = torch.ops.aten.threshold_backward(dz_bar[l], a_s[l + 1], 0)
+            cz, t, n, i = t_l.shape
+            t_flat = t_l.reshape(c, t * n, i)
+            w_bar[l + 1].baddbmm_(t_flat.transpose(1, 2), _flat(dz_s[l + 1], c))
+            _flat(dz_bar[l + 1], c).baddbmm_(t_flat, w[l + 1])  # in place (a view of ours)
+        # through dz_s,L = (2/n)(f - y): the support output's gradient
+        z_bar = dz_bar[n_layers - 1] * (2.0 / (ys.shape[-2] * ys.shape[-1]))
+        for l in range(n_layers - 1, -1, -1):
+            cz, t, n, o = z_bar.shape
+            w_bar[l].baddbmm_(_flat(a_s[l], c).transpose(1, 2), _flat(z_bar, c))
+            b_bar[l] = b_bar[l] + z_bar.sum((1, 2))
+            if l == 0:
+                break
+            total = a_bar[l]
+            _flat(total, c).baddbmm_(_flat(z_bar, c), w[l].transpose(1, 2))
+            z_bar = torch.ops.aten.threshold_backward(total, a_s[l], 0)
+    direction = {}
+    for l in range(n_layers):
+        direction[f"w{l + 1}"] = w_bar[l]
+        direction[f"b{l + 1}"] = b_bar[l]
+    return direction, loss, a_s, dz_s
+
+
 def _layer_task_stats(acts: list[Tensor], deltas: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Per-task squared gradient norms (C, T) and |sum_tau g_tau|^2 (C,) by Gram matrices:
     |a^T dz|_F^2 = sum_ij (a a^T)_ij (dz dz^T)_ij."""
@@ -313,6 +424,18 @@ def make_mlp_step(problem: Problem, *, variant: str, steps: int) -> StepFn:
     ) -> StepOut:
         xs, ys, xq, yq = tasks
         names = list(params)
+        if variant != "surrogate" and need_direction:
+            with torch.no_grad():
+                direction, per_task, s_acts, s_deltas = _mlp_meta_gradient(
+                    params, n_layers, alphas, tasks, second_order=variant == "exact"
+                )
+            loss_pre = grad_norm = grad_inner = None
+            if need_stats:
+                with torch.no_grad():
+                    loss_pre = _mlp_pass(params, n_layers, xq, yq)[2].mean(1)
+                    grad_norm, grad_inner = _pair_stats(*_layer_task_stats(s_acts, s_deltas))
+            direction = {n: direction[n] for n in names}
+            return StepOut(direction, per_task.mean(1), loss_pre, grad_norm, grad_inner)
         with torch.enable_grad():
             leaves = {n: p.detach().requires_grad_(need_direction) for n, p in params.items()}
             second_order = need_direction and variant in ("exact", "surrogate")
@@ -496,6 +619,10 @@ def train_cells(
             for n, p in params.items():
                 final_params[n][cells] = p[rows].detach().cpu().double().numpy()
 
+    def beta_views() -> dict[str, Tensor]:  # beta_c broadcast against each parameter
+        return {n: beta_t.reshape((-1,) + (1,) * (p.dim() - 1)) for n, p in params.items()}
+
+    betas_b = beta_views()
     for t in range(config.iters + 1):
         if active.numel() == 0:
             break
@@ -505,8 +632,11 @@ def train_cells(
         out = step(params, alpha_t, tasks, need_direction=not last, need_stats=rec is not None)
         loss = out.loss_post.detach()
         dead = ~torch.isfinite(loss) | (loss > config.divergence_level)
-        cells = active.numpy()
-        loss_np = loss.double().cpu().numpy()
+        any_dead = bool(dead.any())
+        if rec is not None or any_dead or last:  # host-side bookkeeping only when needed
+            cells = active.numpy()
+            loss_np = loss.double().cpu().numpy()
+            dead_np = dead.cpu().numpy()
         if rec is not None:
             traj["loss"][cells, rec] = loss_np
             for name in ("loss_pre", "grad_norm", "grad_inner"):
@@ -515,8 +645,7 @@ def train_cells(
             if out.direction is not None:
                 sq = sum((d.flatten(1) ** 2).sum(1) for d in out.direction.values())
                 traj["meta_grad_norm"][cells, rec] = sq.sqrt().double().cpu().numpy()
-        dead_np = dead.cpu().numpy()
-        if dead_np.any():
+        if any_dead:
             gone = cells[dead_np]
             diverged_at[gone] = t
             final_loss[gone] = loss_np[dead_np]
@@ -527,14 +656,14 @@ def train_cells(
             break
         assert out.direction is not None
         if adam is None:
-            shape = {n: (-1,) + (1,) * (p.dim() - 1) for n, p in params.items()}
-            params = {n: p - beta_t.reshape(shape[n]) * out.direction[n] for n, p in params.items()}
+            params = {n: p - betas_b[n] * out.direction[n] for n, p in params.items()}
         else:
             params = adam.update(params, out.direction, beta_t)
-        if dead_np.any():
+        if any_dead:
             keep = ~dead
             params = {n: p[keep] for n, p in params.items()}
             alpha_t, beta_t = alpha_t[keep], beta_t[keep]
+            betas_b = beta_views()
             active = active[~torch.from_numpy(dead_np)]
             if adam is not None:
                 adam.keep(keep)

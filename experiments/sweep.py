@@ -43,11 +43,12 @@ from mamlconv.experiments.results import (
 )
 from mamlconv.numerics.boundary import BisectionResult, bisect_boundary
 
-DEFAULT_CHUNK_MLP = 8
-"""Cells per batch for the hand-batched MLP backend on a CPU. Per-cell cost is lowest for
-small batches that stay in cache: measured on one thread, 2.5 ms per cell-iteration at 1 cell,
-3.1 at 16, 4.3 at 400 (H200 host, quiet) and 3.5 at 4-8 cells vs 4.8 at 64 (this 2-core
-machine under load); ENGINE-NOTES.md saw the same."""
+CHUNK_TASK_BUDGET = 128
+"""CPU, hand-batched MLP backend: cells per batch = CHUNK_TASK_BUDGET // tasks_per_batch (at
+least 1, at most 64). The step is bound by memory traffic, and its working set grows with
+cells x tasks, so small batches that stay in cache are fastest per cell: with 100 tasks, one
+thread, this 2-core machine lightly loaded, 1.15 ms per cell-iteration at 1 cell per batch,
+1.30 at 4, 1.57 at 8, 1.70 at 16, 2.03 at 32 (ENGINE-NOTES.md saw the same trend)."""
 DEFAULT_CHUNK_GENERIC = 16
 """Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
 DEFAULT_CHUNK_CUDA = 1024
@@ -82,7 +83,7 @@ def plan_chunks(cells: np.ndarray, chunk_size: int) -> list[np.ndarray]:
 
 def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
     """The config's chunk size, else: on CUDA every cell at once (up to ``DEFAULT_CHUNK_CUDA``;
-    a GPU wants large batches), on a CPU ``DEFAULT_CHUNK_MLP`` / ``DEFAULT_CHUNK_GENERIC``."""
+    a GPU wants large batches), on a CPU see ``CHUNK_TASK_BUDGET`` / ``DEFAULT_CHUNK_GENERIC``."""
     if config.chunk_size is not None:
         return config.chunk_size
     from mamlconv.experiments.engine import resolve_device
@@ -92,7 +93,9 @@ def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
     mlp = backend == "mlp" or (
         backend == "auto" and config.problem == "sinusoid" and config.steps == 1
     )
-    return DEFAULT_CHUNK_MLP if mlp else DEFAULT_CHUNK_GENERIC
+    if not mlp:
+        return DEFAULT_CHUNK_GENERIC
+    return int(min(64, max(1, CHUNK_TASK_BUDGET // config.tasks_per_batch)))
 
 
 def chunk_dir(out: str | Path) -> Path:
