@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+
 from mamlconv.numerics import curvature as cv
 from mamlconv.numerics.tasks import Params, TaskBatch
 

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
     from mamlconv.experiments.engine import resolve_device, train_cells
     from mamlconv.experiments.problems import get_preset, get_problem
-
     from mamlconv.provenance import describe
 
     torch.set_num_threads(args.threads)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from mamlconv.experiments.engine import initial_state, make_step, train_cells
 from mamlconv.experiments.problems import get_preset, get_problem
 from mamlconv.experiments.reference_loop import train_cell_loop

@@ -47,9 +47,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
 from mamlconv.numerics.maml import check_variant
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
-from torch import Tensor
 
 ALPHA_FRACTIONS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
 """Candidate inner rates as fractions of the paper's alpha_c = 1/lambda_max(H). Ours (the

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from mamlconv.numerics.tasks import Params
 from torch import Tensor, nn
+
+from mamlconv.numerics.tasks import Params
 
 BN_EPS = 1e-3
 N_BLOCKS = 4

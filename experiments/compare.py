@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mamlconv.experiments.results import SweepResult
+from mamlconv.files import atomic_write_text, jsonable
 from mamlconv.numerics.boundary import Boundary
+from mamlconv.plotting import log_cell_edges, pyplot
 
 PREDICTIONS: tuple[str, ...] = ("formula", "surrogate", "meta")
 POINTS: tuple[str, ...] = ("init", "trained")
@@ -193,6 +196,7 @@ def compare(
     import sys
 
     import torch
+
     from mamlconv.experiments.engine import initial_state
     from mamlconv.experiments.problems import get_problem
 
@@ -277,21 +281,6 @@ def _spectra_record(sp: PointSpectra) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _clean(x: Any) -> Any:
-    """JSON-ready: NaN -> None, inf stays a float ('Infinity' in JSON), arrays -> lists."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, np.integer | np.bool_):
-        return x.item()
-    if isinstance(x, float | np.floating):
-        return None if math.isnan(x) else float(x)
-    return x
-
-
 def comparison_record(cmp: Comparison, result: SweepResult, source: str) -> dict[str, Any]:
     rows = []
     for i, rec in enumerate(cmp.boundary.as_records()):
@@ -303,7 +292,7 @@ def comparison_record(cmp: Comparison, result: SweepResult, source: str) -> dict
             for p in cmp.predictions
         }
         rows.append(rec)
-    return _clean(
+    return _json(
         {
             "result": source,
             "config": result.config.to_dict(),
@@ -380,30 +369,18 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def _log_edges(x: np.ndarray) -> np.ndarray:
-    lx = np.log10(x)
-    if lx.size == 1:
-        return 10 ** np.array([lx[0] - 0.5, lx[0] + 0.5])
-    mid = (lx[1:] + lx[:-1]) / 2
-    return 10 ** np.concatenate([[2 * lx[0] - mid[0]], mid, [2 * lx[-1] - mid[-1]]])
-
-
 def heatmap(
     cmp: Comparison, result: SweepResult, path: Path, recheck: dict[str, Any] | None = None
 ) -> Path:
     """Fig. 4-style map: log10 final loss of non-diverged cells (diverged: no colour), the
     alpha = 0 edge dashed, the predictions drawn over it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cfg = result.config
     loss = np.where(result.diverged, np.nan, result.final_loss)
     fig, ax = plt.subplots(figsize=(7.5, 6.5), constrained_layout=True)
     mesh = ax.pcolormesh(
-        _log_edges(result.alphas),
-        _log_edges(result.betas),
+        log_cell_edges(result.alphas),
+        log_cell_edges(result.betas),
         np.log10(loss).T,
         cmap="viridis",
         shading="flat",
@@ -416,7 +393,7 @@ def heatmap(
         edge = math.sqrt(m0["beta_lo"] * m0["beta_hi"]) if m0["inside_grid"] else m0["beta_lo"]
         ax.axhline(edge, color="k", ls="--", lw=1.2, label="measured edge at alpha = 0 (joint)")
     styles = {"formula": ("C3", "o"), "surrogate": ("C1", "s"), "meta": ("C0", "^")}
-    ylo, yhi = _log_edges(result.betas)[[0, -1]]
+    ylo, yhi = log_cell_edges(result.betas)[[0, -1]]
     for p, preds in cmp.predictions.items():
         for name, values in preds.items():
             color, marker = styles[name]
@@ -465,7 +442,7 @@ def heatmap(
             label=f"edge re-checked in {recheck['recheck']['dtype']}",
         )
     ax.set_ylim(ylo, yhi)
-    ax.set_xlim(*_log_edges(result.alphas)[[0, -1]])
+    ax.set_xlim(*log_cell_edges(result.alphas)[[0, -1]])
     ax.set_xlabel("inner learning rate alpha")
     ax.set_ylabel("meta learning rate beta")
     ax.set_title(
@@ -490,7 +467,6 @@ def write_comparison(
     recheck: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into ``out_dir``."""
-    from mamlconv.experiments.results import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -498,7 +474,12 @@ def write_comparison(
     atomic_write_text(paths["md"], markdown_table(cmp, result, recheck))
     record = comparison_record(cmp, result, source)
     if recheck is not None:
-        record["recheck"] = _clean(recheck)
+        record["recheck"] = _json(recheck)
     atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
     heatmap(cmp, result, paths["png"], recheck)
     return paths
+
+
+def _json(value: Any) -> Any:
+    """JSON-ready comparison values: NaN -> None, inf kept (read back as float('inf'))."""
+    return jsonable(value, nonfinite="keep_inf")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
 from mamlconv.numerics.maml import VARIANTS, check_variant
 
 OuterOptimizer = Literal["sgd", "adam"]

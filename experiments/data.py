@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mamlconv.jsonio import atomic_write_text
+from mamlconv.files import atomic_write_text
 from mamlconv.provenance import REPO_ROOT
 
 DATA_ENV = "MAMLCONV_DATA"

@@ -39,10 +39,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
+
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.maml import task_meta_gradient
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
-from torch import Tensor
 
 BACKENDS: tuple[str, ...] = ("auto", "generic", "mlp")
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8

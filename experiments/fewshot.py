@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+
 from mamlconv.experiments import cnn
 from mamlconv.experiments import data as data_mod
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.tasks import Params, TaskBatch
-from torch import Tensor
 
 
 @dataclass(frozen=True, eq=False)

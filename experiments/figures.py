@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mamlconv.jsonio import atomic_write_text, jsonable
+from mamlconv.files import atomic_write_text, jsonable
 from mamlconv.plotting import log_cell_edges, pyplot
 
 PAPER_ITERS = 50_000
@@ -124,7 +124,6 @@ def fig1(
     ``tasks`` shrinks the task pool (None: the paper's 100; smaller only for quick tests).
     """
     from mamlconv.experiments.engine import resolve_device
-
     from mamlconv.provenance import describe
 
     start = time.perf_counter()
@@ -213,6 +212,7 @@ def curvature_at(
     ``tasks`` is the training pool; the operators are task means on pooled data (curvature.py).
     """
     import torch
+
     from mamlconv.numerics import curvature
 
     p64 = {n: v.detach().to(torch.float64) for n, v in params.items()}
@@ -247,6 +247,7 @@ def fig5_data(
     ``n_probes``: Hutchinson probes of the Frobenius norms; ``tasks`` shrinks the pool (tests).
     """
     import torch
+
     from mamlconv.experiments.engine import initial_state, make_step, resolve_device, resolve_dtype
     from mamlconv.experiments.problems import get_problem
 
@@ -301,7 +302,6 @@ def fig5(
     Options as :func:`fig5_data`; the defaults are the paper's setting.
     """
     from mamlconv.experiments.engine import resolve_device
-
     from mamlconv.provenance import describe
 
     start = time.perf_counter()

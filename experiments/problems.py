@@ -20,6 +20,7 @@ import importlib
 from typing import Any
 
 import numpy as np
+
 from mamlconv.experiments.config import PAPER_SINUSOID_ALPHAS, PAPER_SINUSOID_BETAS, SweepConfig
 from mamlconv.numerics.tasks import Problem
 

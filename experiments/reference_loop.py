@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import torch
+
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import CellRun, initial_state, resolve_device, resolve_dtype
 from mamlconv.numerics.tasks import Problem

@@ -30,14 +30,14 @@ best_beta_index       (nA,) int64           -1 where every cell of the row diver
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mamlconv.experiments.config import SweepConfig
+from mamlconv.files import atomic_write, atomic_write_text
 from mamlconv.numerics.boundary import Boundary, extract_boundary
 
 FORMAT = "mamlconv-sweep/1"
@@ -111,39 +111,9 @@ def best_beta_index(final_loss: np.ndarray, diverged: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(masked[np.arange(len(idx)), idx]), idx, -1).astype(np.int64)
 
 
-def _publish(tmp: str, path: Path) -> None:
-    """Give the temporary file the usual permissions (mkstemp makes it 0600) and move it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz so that ``path`` is either absent, the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
 
 
 def sidecar_path(path: Path) -> Path:

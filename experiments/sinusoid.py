@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from mamlconv.numerics.tasks import Params, TaskBatch
 from torch import Tensor
+
+from mamlconv.numerics.tasks import Params, TaskBatch
 
 PARAM_NAMES: tuple[str, ...] = ("w1", "b1", "w2", "b2", "w3", "b3")
 INITS: tuple[str, ...] = ("torch_default", "finn")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.results import (
     TRAJECTORIES,
@@ -415,8 +416,8 @@ def run_sweep(
     spawned processes with ``threads`` torch threads each (default 1).
     """
     import torch
-    from mamlconv.experiments.engine import resolve_device
 
+    from mamlconv.experiments.engine import resolve_device
     from mamlconv.provenance import describe
 
     out = Path(out)

@@ -19,9 +19,7 @@ PAPER_LOSS_THRESHOLD = 1e-2
 """Fig. 3 of the paper colours cells by final training loss below / above 1e-2."""
 
 
-def classify(
-    final_loss: np.ndarray, *, threshold: float = PAPER_LOSS_THRESHOLD
-) -> np.ndarray:
+def classify(final_loss: np.ndarray, *, threshold: float = PAPER_LOSS_THRESHOLD) -> np.ndarray:
     """Converged cells: finite final loss strictly below ``threshold``."""
     loss = np.asarray(final_loss, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -125,14 +123,19 @@ class BisectionResult:
     beta_lo: np.ndarray
     beta_hi: np.ndarray
     inside_range: np.ndarray
+    stable_at_max: np.ndarray
     n_rounds: int
     n_runs: int
 
     def as_boundary(self) -> Boundary:
+        """The brackets in the grid convention of :class:`Boundary`: an edge above the
+        searched range is [beta_max, inf); one below it is (NaN, beta_min]."""
+        above = ~self.inside_range & self.stable_at_max
+        below = ~self.inside_range & ~self.stable_at_max
         return Boundary(
             self.alphas,
-            np.where(self.inside_range, self.beta_lo, np.nan),
-            np.where(self.inside_range, self.beta_hi, np.inf),
+            np.where(below, np.nan, np.where(above, self.beta_hi, self.beta_lo)),
+            np.where(above, np.inf, np.where(below, self.beta_lo, self.beta_hi)),
             self.inside_range.copy(),
             np.ones_like(self.inside_range),
         )
@@ -179,4 +182,4 @@ def bisect_boundary(
         lo[idx[ok]] = mid[ok]
         hi[idx[~ok]] = mid[~ok]
         rounds += 1
-    return BisectionResult(alphas, lo, hi, inside, rounds, n_runs)
+    return BisectionResult(alphas, lo, hi, inside, ends[n:].copy(), rounds, n_runs)

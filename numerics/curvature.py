@@ -36,10 +36,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from mamlconv.numerics.maml import LossFn, meta_objective
-from mamlconv.numerics.tasks import Params, TaskBatch
 from torch import Tensor
 from torch.func import grad, hessian, jacfwd, jvp, vmap
+
+from mamlconv.numerics.maml import LossFn, meta_objective
+from mamlconv.numerics.tasks import Params, TaskBatch
 
 Operator = Literal["hessian", "surrogate", "meta", "tg", "h2", "tg_plus_h2"]
 OPERATORS: tuple[Operator, ...] = ("hessian", "surrogate", "meta", "tg", "h2", "tg_plus_h2")

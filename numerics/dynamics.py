@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.func import vmap
+
 from mamlconv.numerics.boundary import (
     PAPER_LOSS_THRESHOLD,
     BisectionResult,
@@ -36,8 +39,6 @@ from mamlconv.numerics.boundary import (
 from mamlconv.numerics.maml import LossFn, Variant, check_variant, task_meta_gradient
 from mamlconv.numerics.quadratic import direction_matrix, inner_jacobian
 from mamlconv.numerics.tasks import Params, TaskBatch
-from torch import Tensor
-from torch.func import vmap
 
 CHECK_EVERY = 10
 """Iterations between finiteness checks (each check synchronises the device)."""

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mamlconv.numerics.boundary import PAPER_LOSS_THRESHOLD
 from mamlconv.numerics.linreg import LinRegStudy
-
 from mamlconv.plotting import log_cell_edges, pyplot
 
 FIG2_EIGS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -108,9 +108,10 @@ def plot_linreg_maps(
     (non-finite); theory beta_c for each eigenvalue (thin lines), beta_c of the whole spectrum
     (thick dashed) and alpha_c (vertical dashed) on top. Saves to ``path`` when given (format
     from the suffix) and returns the figure."""
-    from mamlconv.theory.thresholds import beta_c
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+
+    from mamlconv.theory.thresholds import beta_c
 
     plt = pyplot()
     thr = study.config.get("threshold", PAPER_LOSS_THRESHOLD) if threshold is None else threshold

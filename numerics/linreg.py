@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mamlconv.files import jsonable
 from mamlconv.numerics.boundary import PAPER_LOSS_THRESHOLD, Boundary
 from mamlconv.numerics.dynamics import CellRun, run_grid
 from mamlconv.numerics.losses import (
@@ -30,8 +32,6 @@ from mamlconv.numerics.losses import (
     linreg_params,
 )
 from mamlconv.numerics.maml import Variant
-
-from mamlconv.jsonio import jsonable
 
 MODELS: tuple[Variant, ...] = ("surrogate", "first_order", "exact")  # as mamlconv.MODELS
 PAPER_ALPHAS = (1e-5, 9e-2)

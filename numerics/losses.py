@@ -26,8 +26,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from mamlconv.numerics.tasks import Params, TaskBatch
 from torch import Tensor
+
+from mamlconv.numerics.tasks import Params, TaskBatch
 
 LossConvention = Literal["mse", "half_mse"]
 LOSS_CONVENTIONS: tuple[LossConvention, ...] = ("mse", "half_mse")

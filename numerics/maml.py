@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from mamlconv.numerics.tasks import Params, TaskBatch
 from torch import Tensor
 from torch.func import grad, grad_and_value, jvp
+
+from mamlconv.numerics.tasks import Params, TaskBatch
 
 Variant = Literal["exact", "first_order", "surrogate"]
 VARIANTS: tuple[Variant, ...] = ("exact", "first_order", "surrogate")

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
+
 from mamlconv.numerics.boundary import bisect_boundary
 from mamlconv.numerics.dynamics import run_cells_quadratic
 from mamlconv.numerics.losses import make_quadratic
 from mamlconv.numerics.maml import Variant, check_variant
 from mamlconv.numerics.quadratic import direction_matrix
-from torch import Tensor
 
 
 @dataclass(frozen=True)

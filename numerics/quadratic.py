@@ -22,8 +22,9 @@ Every function broadcasts over a leading shape of ``alpha`` (scalar or a tensor 
 from __future__ import annotations
 
 import torch
-from mamlconv.numerics.maml import Variant, check_variant
 from torch import Tensor
+
+from mamlconv.numerics.maml import Variant, check_variant
 
 
 def _alpha(alpha: float | Tensor, like: Tensor) -> Tensor:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
 from mamlconv.paper_checks.verdicts import ClaimAudit, Record
 
@@ -186,6 +187,7 @@ def audit(request: pytest.FixtureRequest) -> Iterator[ClaimAudit]:
     when the machine's two cores are shared with other work).
     """
     import torch
+
     from mamlconv.paper_checks import results_dir
 
     state = _state(request.config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.paper_checks.helpers import identities_hold
 from mamlconv.paper_checks.verdicts import ClaimAudit
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from mamlconv.paper_checks.helpers import (
     cite_sweep,
     edge_near_divergence,

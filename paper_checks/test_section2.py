@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.paper_checks.helpers import (
     flat,
     identities_hold,

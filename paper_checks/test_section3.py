@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mamlconv.paper_checks.helpers import identities_hold, linreg_study_paper, sinusoid_setup
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+
+from mamlconv.cli import main
 from mamlconv.experiments.advisor import ALPHA_FRACTIONS, GOVERNING, advise
 from mamlconv.numerics.tasks import Params, TaskBatch
 from mamlconv.theory.thresholds import alpha_c, beta_c
-
-from mamlconv.cli import main
 
 EIGS = (4.0, 2.5, 1.5, 1.0, 0.5, 0.3, 0.2, 0.1)
 """H's spectrum. With k = 5 the top-k hold every mode that can set the formula's beta_c

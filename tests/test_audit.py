@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
 from mamlconv.paper_checks.report import SCHEMA_PATH, build_report, terminal_table, validate
 from mamlconv.paper_checks.verdicts import Record, combine, jsonable

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mamlconv.paper_checks.report import validate
 
 ALPHAS = np.geomspace(1e-3, 1.0, 10)  # the last row diverges: alpha_div = 1

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from mamlconv.theory import latex
-from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
 
 from mamlconv.cli import main
+from mamlconv.theory import latex
+from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
 
 
 @pytest.mark.parametrize(

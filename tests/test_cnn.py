@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+from torch.func import vmap
+
 from mamlconv.experiments import cnn
 from mamlconv.numerics.maml import meta_objective, task_meta_gradient
 from mamlconv.numerics.tasks import TaskBatch
-from torch.func import vmap
 
 F64 = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-12)

@@ -9,23 +9,14 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from mamlconv.cli import main
 from mamlconv.experiments.compare import compare, log10_error
 from mamlconv.experiments.engine import initial_state
 from mamlconv.experiments.problems import get_preset, get_problem
 from mamlconv.experiments.sweep import run_sweep
 from mamlconv.numerics.boundary import extract_boundary
 from mamlconv.numerics.curvature import dense_operator
-
-from mamlconv.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +33,7 @@ def small_sweep(tmp_path_factory):
         problem_options={"k_support": 5, "k_query": 5, "hidden": [8, 8]},
     )
     path = tmp_path_factory.mktemp("cmp") / "small.npz"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = run_sweep(cfg, path, progress=False)
-    torch.set_num_threads(before)
     return path, result
 
 

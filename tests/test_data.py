@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mamlconv.experiments import data
 from PIL import Image
+
+from mamlconv.experiments import data
 
 SHARED = data.DEFAULT_DATA_ROOTS[0]
 OMNIGLOT = SHARED / data.SHIPPED["omniglot"].relpath

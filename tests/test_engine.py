@@ -8,6 +8,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import (
     CellRun,
@@ -18,16 +19,6 @@ from mamlconv.experiments.engine import (
 from mamlconv.experiments.reference_loop import train_cell_loop
 from mamlconv.experiments.sinusoid import SinusoidProblem
 from mamlconv.numerics.maml import meta_objective, task_meta_gradient
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 PROBLEM = SinusoidProblem(k_support=6, k_query=5)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.experiments import data, fewshot
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.problems import get_preset, get_problem
@@ -214,10 +215,9 @@ def test_smoke_preset_trains_through_the_engine(name):
 
 @needs_shipped
 def test_cli_sweep_omniglot_smoke_writes_a_result_that_fig4_draws(tmp_path, capsys):
+    from mamlconv.cli import main
     from mamlconv.experiments.figures import fig4_fewshot
     from mamlconv.experiments.results import load_result
-
-    from mamlconv.cli import main
 
     out = tmp_path / "omni.npz"
     argv = ["sweep", "omniglot", "--preset", "smoke", "--device", "cpu", "--no-progress"]

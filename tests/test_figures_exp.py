@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from mamlconv.experiments import figures
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import initial_state
 from mamlconv.experiments.problems import get_problem
-from PIL import Image
 
 
 def _init_and_pool(config_dict: dict) -> tuple[object, dict, object]:

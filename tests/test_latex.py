@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
+
 from mamlconv.theory import conditions as cd
 from mamlconv.theory import gradient_penalty as gp
 from mamlconv.theory import latex

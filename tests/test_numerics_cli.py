@@ -60,10 +60,9 @@ def test_linreg_json_keys_shapes_and_theory(capsys: pytest.CaptureFixture[str]) 
 
 def test_linreg_defaults_are_appendix_c() -> None:
     """Parser defaults: 500 iterations, alpha in [1e-5, 9e-2], beta in [5e-3, 9], theta0 = 0."""
-    from mamlconv.numerics.linreg import MODELS, paper_alphas, paper_betas
-
     import mamlconv
     from mamlconv.cli import build_parser
+    from mamlconv.numerics.linreg import MODELS, paper_alphas, paper_betas
 
     assert MODELS == mamlconv.MODELS
     args = build_parser().parse_args(["linreg"])

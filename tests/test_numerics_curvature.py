@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mamlconv.numerics import curvature as cv
 from mamlconv.numerics import losses
 from mamlconv.numerics.tasks import Params, TaskBatch

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.numerics import dynamics, losses
 from mamlconv.numerics.boundary import extract_boundary
 from mamlconv.numerics.linreg import linreg_study

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.numerics import curvature as cv
 from mamlconv.numerics import dynamics, losses
 from mamlconv.numerics.tasks import Params, TaskBatch

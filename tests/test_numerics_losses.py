@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.func import hessian
+
 from mamlconv.numerics import losses
 from mamlconv.numerics.curvature import flatten, unflatten
-from torch.func import hessian
 
 RTOL = 1e-12
 

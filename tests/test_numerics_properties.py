@@ -20,6 +20,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from mamlconv.numerics import dynamics, losses
 from mamlconv.numerics.boundary import extract_boundary
 from mamlconv.numerics.multitask import (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mamlconv.numerics import losses, quadratic
 from mamlconv.numerics.maml import adapt, task_meta_gradient
 from mamlconv.numerics.tasks import TaskBatch

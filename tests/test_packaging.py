@@ -64,9 +64,21 @@ def test_editable_install_imports_from_the_source_tree(tmp_path: Path) -> None:
 def test_regular_install_from_a_wheel(tmp_path: Path) -> None:
     wheel_dir = tmp_path / "wheel"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(wheel_dir), str(REPO)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("mamlconv-*.whl")
@@ -78,9 +90,10 @@ def test_regular_install_from_a_wheel(tmp_path: Path) -> None:
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = str(env_dir / "bin" / "python")
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
-         str(wheel)],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr
     # The editable install of the outer environment is visible through system site-packages;

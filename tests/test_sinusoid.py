@@ -6,17 +6,9 @@ import math
 
 import pytest
 import torch
+
 from mamlconv.experiments.problems import get_problem
 from mamlconv.experiments.sinusoid import SinusoidProblem, mlp_forward, mse_loss
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_mlp_equals_torch_nn_sequential():

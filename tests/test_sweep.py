@@ -8,7 +8,8 @@ import types
 
 import numpy as np
 import pytest
-import torch
+
+from mamlconv.cli import main
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine import train_cells
 from mamlconv.experiments.problems import get_preset, get_problem
@@ -21,17 +22,6 @@ from mamlconv.experiments.sweep import (
     run_sweep,
     sweep_cells,
 )
-
-from mamlconv.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: threads only add contention on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_config(**changes) -> SweepConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sympy as sp
+
 from mamlconv.theory import conditions as cd
 from mamlconv.theory.symbols import alpha, beta, curv, lam, lam_max, lam_pos
 

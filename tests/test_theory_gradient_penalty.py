@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sympy as sp
+
 from mamlconv.theory import gradient_penalty as gp
 from mamlconv.theory.generic import gradient_symbols, hessian_symbols, is_zero
 from mamlconv.theory.symbols import alpha

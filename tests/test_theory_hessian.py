@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
+
 from mamlconv.theory import hessian as hs
 from mamlconv.theory.generic import at_stationary_point, hessian_symbols, is_zero
 from mamlconv.theory.symbols import alpha

@@ -7,6 +7,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mamlconv.theory import multitask as mt
 from mamlconv.theory.quadratic import symmetric_matrix
 from mamlconv.theory.symbols import alpha, beta

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
+
 from mamlconv.theory import quadratic as q
 from mamlconv.theory.symbols import alpha, lam
 

@@ -14,6 +14,7 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mamlconv.theory import conditions
 from mamlconv.theory.symbols import alpha as ALPHA
 from mamlconv.theory.symbols import beta as BETA

@@ -19,6 +19,7 @@ from functools import cache
 from typing import NamedTuple
 
 import sympy as sp
+
 from mamlconv.theory.generic import Identity
 from mamlconv.theory.quadratic import check_model, mode_curvature
 from mamlconv.theory.symbols import alpha, beta, curv, lam, lam_max, lam_pos

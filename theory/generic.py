@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import sympy as sp
-from mamlconv.theory.symbols import thetas
 from sympy.core.function import AppliedUndef
+
+from mamlconv.theory.symbols import thetas
 
 # name of an undefined function -> (base name, sorted 0-based derivative multi-index)
 _REGISTRY: dict[str, tuple[str, tuple[int, ...]]] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+
 from mamlconv.theory.generic import (
     Identity,
     at_stationary_point,

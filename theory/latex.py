@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 import sympy as sp
+
 from mamlconv.theory import conditions as cd
 from mamlconv.theory import gradient_penalty as gp
 from mamlconv.theory import hessian as hs

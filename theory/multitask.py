@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import sympy as sp
+
 from mamlconv.theory.conditions import eq15
 from mamlconv.theory.generic import (
     Identity,

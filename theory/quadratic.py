@@ -20,6 +20,7 @@ from __future__ import annotations
 from functools import cache
 
 import sympy as sp
+
 from mamlconv.theory.symbols import alpha, lam, v
 
 MODELS: tuple[str, ...] = ("surrogate", "first_order", "exact")

@@ -82,6 +82,7 @@ def _shaped(arr: NDArray[np.float64]) -> Float:
 @cache
 def _curvature_fn(model: str, steps: int) -> Callable[..., NDArray[np.float64]]:
     import sympy as sp
+
     from mamlconv.theory.quadratic import mode_curvature
     from mamlconv.theory.symbols import alpha, lam
 
@@ -91,6 +92,7 @@ def _curvature_fn(model: str, steps: int) -> Callable[..., NDArray[np.float64]]:
 @cache
 def _turning_fn(model: str, steps: int) -> Callable[..., NDArray[np.float64]]:
     import sympy as sp
+
     from mamlconv.theory.conditions import alpha_turning_point
     from mamlconv.theory.symbols import lam
 

@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mamlconv.experiments.engine import resolve_device
-    from mamlconv.experiments.results import atomic_write_text
     from mamlconv.experiments.sweep import bisect_sweep, run_sweep
+    from mamlconv.files import atomic_write_text
 
     try:
         config = build_config(args)

@@ -1,12 +1,14 @@
-"""JSON output shared by every layer: strict JSON from NumPy/torch values, atomic writes."""
+"""Writing result files, shared by every layer: strict JSON from NumPy/torch values, and
+atomic writes (a reader never sees a half-written file; an interrupted run keeps the old one)."""
 
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 NonFinite = Literal["null", "string", "keep_inf"]
 
@@ -45,17 +47,27 @@ def jsonable(value: Any, *, nonfinite: NonFinite = "null") -> Any:
     return conv(value)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader never sees
-    a half-written file and an interrupted run leaves the old file intact."""
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False
+) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place
+    with the usual permissions (mkstemp makes files 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda fh: fh.write(text))
