@@ -54,6 +54,13 @@ DEFAULT_CHUNK_GENERIC = 16
 """Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
 DEFAULT_CHUNK_CUDA = 1024
 """Cells per batch on a GPU: the whole paper grid in one batch."""
+CNN_CHUNK_CPU = 1
+"""Few-shot CNNs on a CPU: one cell at a time. benchmarks/omniglot_bench.py measured batching 4
+cells at 0.29x the speed of one at a time there (vmapped convolutions lose their fast kernels)."""
+CNN_CHUNK_CUDA = 15
+"""Few-shot CNNs on a GPU: 15 cells per batch (the committed H200 Omniglot grid; batching 8 cells
+ran 2.2x faster than one at a time there), small enough that a paper-size episode batch fits."""
+FEWSHOT_PROBLEMS = ("omniglot", "miniimagenet")
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +96,10 @@ def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
         return config.chunk_size
     from mamlconv.experiments.engine import resolve_device
 
-    if resolve_device(config.device).type == "cuda":
+    on_cuda = resolve_device(config.device).type == "cuda"
+    if config.problem in FEWSHOT_PROBLEMS:
+        return CNN_CHUNK_CUDA if on_cuda else CNN_CHUNK_CPU
+    if on_cuda:
         return DEFAULT_CHUNK_CUDA
     mlp = backend == "mlp" or (
         backend == "auto" and config.problem == "sinusoid" and config.steps == 1
