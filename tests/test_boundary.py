@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mamlconv.numerics.boundary import bisect_boundary, classify, extract_boundary
 
 BETAS = np.array([0.1, 0.2, 0.4, 0.8, 1.6])

@@ -8,6 +8,9 @@ import sys
 
 import numpy as np
 
+PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
+"""The task families that `sweep`, `advise` and the presets know by name."""
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line naming the bad value, exit code 2."""
@@ -38,14 +41,39 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def nonnegative_int(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
+
+
+def device_spec(text: str) -> str:
+    """auto | cpu | cuda | cuda:N (availability is checked where the device is used)."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
 def float_list(text: str) -> list[float]:

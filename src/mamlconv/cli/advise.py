@@ -13,24 +13,16 @@ import json
 import math
 from typing import Any
 
-from mamlconv.cli._args import UsageError, float_list, positive_int
-
-PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
-VARIANT_CHOICES = ("exact", "first_order", "surrogate")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _nonnegative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+from mamlconv.cli._args import (
+    PROBLEM_CHOICES,
+    UsageError,
+    device_spec,
+    float_list,
+    integer,
+    nonnegative_int,
+    positive_int,
+)
+from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def _safety(text: str) -> float:
@@ -41,12 +33,6 @@ def _safety(text: str) -> float:
     if not (0 < value <= 1):
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
     return value
-
-
-def _device(text: str) -> str:
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
 def _factory(text: str) -> str:
@@ -117,16 +103,16 @@ def add_parser(subparsers: Any) -> None:
         help="candidate inner rates (default: 0, 0.25, 0.5, 0.75, 0.9 x alpha_c)",
     )
     p.add_argument("--k", type=positive_int, default=5, help="Hessian eigenvalues (default 5)")
-    p.add_argument("--seed", type=_int, default=0, help="seed of init, tasks and Lanczos")
+    p.add_argument("--seed", type=integer, default=0, help="seed of init, tasks and Lanczos")
     p.add_argument(
         "--verify-iters",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=0,
         metavar="N",
         help="check the advice by N training iterations (default 0: no check)",
     )
     p.add_argument(
-        "--device", type=_device, default="cpu", help="auto, cpu (default), cuda, cuda:N"
+        "--device", type=device_spec, default="cpu", help="auto, cpu (default), cuda, cuda:N"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mamlconv.cli._args import UsageError, positive_int
+from mamlconv.cli._args import UsageError, nonnegative_int, positive_int
 
 FIGURES = ("fig1", "fig2", "fig3", "fig5")
 _HELP = {
@@ -21,16 +21,6 @@ _HELP = {
     "fig3": "linear-regression alpha x beta maps for the three MAML objects (App. C)",
     "fig5": "eigenvalues and Frobenius norms of Tg, H^2, Tg + H^2 (App. B; experiments layer)",
 }
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -56,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
         default="auto",
         help="device for trained figures (fig1, fig5); auto = cuda when available",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.set_defaults(func=run)
 
 

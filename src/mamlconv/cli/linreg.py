@@ -19,7 +19,8 @@ from mamlconv.cli._args import (
     UsageError,
     finite_float,
     log_grid,
-    nonnegative_float,
+    nonnegative_int,
+    positive_float,
     positive_int,
 )
 
@@ -32,28 +33,6 @@ def _theta0(text: str) -> tuple[float, float]:
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected W,C (two numbers), got {text!r}")
     return finite_float(parts[0]), finite_float(parts[1])
-
-
-def _threshold(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = _iters(text)
-    return value
-
-
-def _iters(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -82,7 +61,9 @@ def add_parser(subparsers: Any) -> None:
         help="JSON object with lists 'x' and 'y', or a two-column CSV (x,y), "
         "instead of generated data",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the generated data (default 0)")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the generated data (default 0)"
+    )
     p.add_argument(
         "--n-points",
         type=positive_int,
@@ -110,10 +91,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="LO:HI:N",
         help="meta learning rates (default 5e-3:9:30)",
     )
-    p.add_argument("--iters", type=_iters, default=500, help="outer iterations (default 500)")
+    p.add_argument(
+        "--iters", type=nonnegative_int, default=500, help="outer iterations (default 500)"
+    )
     p.add_argument(
         "--threshold",
-        type=_threshold,
+        type=positive_float,
         default=1e-2,
         help="a cell converged when its final MAML training loss is below this "
         "(default 1e-2, as Fig. 3)",

@@ -13,30 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mamlconv.cli._args import UsageError, log_grid, nonnegative_float, positive_int
-
-PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
-VARIANT_CHOICES = ("exact", "first_order", "surrogate")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _device(text: str) -> str:
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
-
-
-def _positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+from mamlconv.cli._args import (
+    PROBLEM_CHOICES,
+    UsageError,
+    device_spec,
+    integer,
+    log_grid,
+    positive_float,
+    positive_int,
+)
+from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def add_parser(subparsers: Any) -> None:
@@ -97,14 +83,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--outer", choices=("sgd", "adam"), default=None, help="outer optimizer")
     p.add_argument(
         "--divergence-level",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="loss above which a cell counts as diverged",
     )
     p.add_argument(
         "--record-every", type=positive_int, default=None, help="trajectory subsampling interval"
     )
-    p.add_argument("--seed", type=_int, default=None, help="seed of init and tasks")
+    p.add_argument("--seed", type=integer, default=None, help="seed of init and tasks")
     p.add_argument(
         "--dtype",
         choices=("float32", "float64"),
@@ -112,7 +98,10 @@ def add_parser(subparsers: Any) -> None:
         help="training precision (default float32)",
     )
     p.add_argument(
-        "--device", type=_device, default=None, help="auto (CUDA when present), cpu, cuda, cuda:N"
+        "--device",
+        type=device_spec,
+        default=None,
+        help="auto (CUDA when present), cpu, cuda, cuda:N",
     )
     p.add_argument(
         "--chunk-size",
@@ -154,7 +143,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--rtol",
-        type=_positive_float,
+        type=positive_float,
         default=0.05,
         help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05)",
     )
