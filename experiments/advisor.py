@@ -421,7 +421,8 @@ def advise(
     Spectra follow the dtype and device of ``params`` (use float64 for checks). See the module
     docstring for the rule and its caveats.
     """
-    from mamlconv.numerics.curvature import n_params, spectrum
+    from mamlconv.experiments.compare import hessian_extremes, top_meta_curvatures
+    from mamlconv.numerics.curvature import n_params
     from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
 
     check_variant(variant, steps)
@@ -435,23 +436,8 @@ def advise(
     n = n_params(params)
     k = min(k, n)
     t0 = time.perf_counter()
-    common = dict(tol=tol, seed=seed)
-    top = spectrum(problem.loss, params, tasks, operator="hessian", k=k, which="LA", **common)
-    # Only reported (is the point a minimum?), never used in a prediction: a loose tolerance,
-    # as in mamlconv.experiments.compare.
-    low = spectrum(
-        problem.loss,
-        params,
-        tasks,
-        operator="hessian",
-        k=1,
-        which="SA",
-        tol=max(tol, 1e-2),
-        seed=seed,
-    )
-    matvecs = top.n_matvecs + low.n_matvecs
-    h_top = np.sort(np.asarray(top.eigenvalues, dtype=float))[::-1]
-    h_min = float(min(low.eigenvalues[0], h_top[-1]))
+    h_top, h_min, matvecs = hessian_extremes(problem, params, tasks, k=k, tol=tol, seed=seed)
+    h_min = min(h_min, float(h_top[-1]))
     positive = h_top[h_top > 0]
     formula_model = variant  # thresholds names its models as the variants
     if positive.size:
@@ -464,21 +450,10 @@ def advise(
     candidates = []
     for a in grid:
         a = float(a)
-        tops = {}
-        for op in ("surrogate", "meta"):
-            r = spectrum(
-                problem.loss,
-                params,
-                tasks,
-                operator=op,
-                alpha=a,
-                steps=steps,
-                k=1,
-                which="LA",
-                **common,
-            )
-            tops[op] = float(r.eigenvalues[0])
-            matvecs += r.n_matvecs
+        tops, n_products = top_meta_curvatures(
+            problem, params, tasks, alpha=a, steps=steps, tol=tol, seed=seed
+        )
+        matvecs += n_products
         if positive.size:
             formula = float(beta_c(positive, a, model="surrogate"))
             formula_v = float(beta_c(positive, a, model=formula_model, steps=steps))

@@ -121,17 +121,11 @@ def _beta_from_lambda(lam: float) -> float:
     return 2.0 / lam if lam > 0 else math.inf
 
 
-def point_spectra(
-    problem: Any,
-    params: dict[str, Any],
-    tasks: Any,
-    *,
-    alphas: np.ndarray,
-    k: int,
-    tol: float,
-    seed: int = 0,
-) -> PointSpectra:
-    """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha."""
+def hessian_extremes(
+    problem: Any, params: dict[str, Any], tasks: Any, *, k: int, tol: float, seed: int = 0
+) -> tuple[np.ndarray, float, int]:
+    """Top-k eigenvalues of the task-mean H (descending), its smallest eigenvalue, and the
+    number of Hessian-vector products spent."""
     from mamlconv.numerics.curvature import spectrum
 
     top = spectrum(
@@ -148,26 +142,64 @@ def point_spectra(
         tol=max(tol, 1e-2),
         seed=seed,
     )
-    sp = PointSpectra(
-        np.sort(top.eigenvalues)[::-1],
-        float(low.eigenvalues[0]),
-        n_matvecs=top.n_matvecs + low.n_matvecs,
-    )
+    h_top = np.sort(np.asarray(top.eigenvalues, dtype=float))[::-1]
+    return h_top, float(low.eigenvalues[0]), top.n_matvecs + low.n_matvecs
+
+
+def top_meta_curvatures(
+    problem: Any,
+    params: dict[str, Any],
+    tasks: Any,
+    *,
+    alpha: float,
+    steps: int,
+    tol: float,
+    seed: int = 0,
+) -> tuple[dict[str, float], int]:
+    """Largest eigenvalue of the surrogate Hessian (one step, as the paper) and of the exact
+    meta-Hessian with ``steps`` inner steps at ``alpha``; and the products spent."""
+    from mamlconv.numerics.curvature import spectrum
+
+    tops, matvecs = {}, 0
+    for op in ("surrogate", "meta"):
+        r = spectrum(
+            problem.loss,
+            params,
+            tasks,
+            operator=op,
+            alpha=float(alpha),
+            steps=steps if op == "meta" else 1,
+            k=1,
+            which="LA",
+            tol=tol,
+            seed=seed,
+        )
+        tops[op] = float(r.eigenvalues[0])
+        matvecs += r.n_matvecs
+    return tops, matvecs
+
+
+def point_spectra(
+    problem: Any,
+    params: dict[str, Any],
+    tasks: Any,
+    *,
+    alphas: np.ndarray,
+    steps: int = 1,
+    k: int,
+    tol: float,
+    seed: int = 0,
+) -> PointSpectra:
+    """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha."""
+    h_top, h_min, matvecs = hessian_extremes(problem, params, tasks, k=k, tol=tol, seed=seed)
+    sp = PointSpectra(h_top, h_min, n_matvecs=matvecs)
     for a in np.asarray(alphas, dtype=float):
-        for op, store in (("surrogate", sp.surrogate_max), ("meta", sp.meta_max)):
-            r = spectrum(
-                problem.loss,
-                params,
-                tasks,
-                operator=op,
-                alpha=float(a),
-                k=1,
-                which="LA",
-                tol=tol,
-                seed=seed,
-            )
-            store[float(a)] = float(r.eigenvalues[0])
-            sp.n_matvecs += r.n_matvecs
+        tops, n = top_meta_curvatures(
+            problem, params, tasks, alpha=float(a), steps=steps, tol=tol, seed=seed
+        )
+        sp.surrogate_max[float(a)] = tops["surrogate"]
+        sp.meta_max[float(a)] = tops["meta"]
+        sp.n_matvecs += n
     return sp
 
 
@@ -221,7 +253,7 @@ def compare(
 
     if "init" in points:
         say(f"spectra at init ({n} alphas)")
-        sp = point_spectra(problem, init, tasks, alphas=alphas, k=k, tol=tol)
+        sp = point_spectra(problem, init, tasks, alphas=alphas, steps=config.steps, k=k, tol=tol)
         spectra["init"] = _spectra_record(sp)
         for i, a in enumerate(alphas):
             for name, value in _predict(sp, a).items():
@@ -247,7 +279,9 @@ def compare(
                 name: torch.as_tensor(np.asarray(v), dtype=torch.float64, device=device)
                 for name, v in theta.items()
             }
-            sp = point_spectra(problem, params, tasks, alphas=np.array([a]), k=k, tol=tol)
+            sp = point_spectra(
+                problem, params, tasks, alphas=np.array([a]), steps=config.steps, k=k, tol=tol
+            )
             spectra["trained"].append(_spectra_record(sp))
             for name, value in _predict(sp, a).items():
                 predictions["trained"][name][i] = value

@@ -38,7 +38,8 @@ def small_sweep(tmp_path_factory):
 
 
 def _dense_predictions(result, params, alpha):
-    """beta_c three ways from dense matrices (torch.func.hessian; no Hessian-vector products)."""
+    """beta_c three ways from dense matrices (torch.func.hessian; no Hessian-vector products);
+    the meta-Hessian with the sweep's own number of inner steps."""
     cfg = result.config
     prob = get_problem(cfg.problem, **cfg.problem_options)
     _, stream = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
@@ -49,7 +50,10 @@ def _dense_predictions(result, params, alpha):
     formula = 0.0 if (curv < 0).any() else 2 / curv.max()
     out = {"formula": formula}
     for op in ("surrogate", "meta"):
-        mat = dense_operator(prob.loss, params, tasks, operator=op, alpha=alpha).numpy()
+        steps = cfg.steps if op == "meta" else 1
+        mat = dense_operator(
+            prob.loss, params, tasks, operator=op, alpha=alpha, steps=steps
+        ).numpy()
         top = np.linalg.eigvalsh(0.5 * (mat + mat.T))[-1]
         out[op] = 2 / top if top > 0 else math.inf
     return out
@@ -75,6 +79,20 @@ def test_predictions_match_dense_references(small_sweep):
             got = cmp.predictions["trained"][name][i]
             assert got == pytest.approx(value, rel=1e-7), (name, i)
     assert cmp.alpha0["measured"]["alpha"] == 0.0
+
+
+def test_meta_prediction_uses_the_sweeps_inner_steps(small_sweep, tmp_path):
+    """A two-step sweep is predicted from the two-step meta-Hessian (dense reference)."""
+    _, one_step = small_sweep
+    cfg = one_step.config.replace(alphas=(0.03,), betas=(0.02, 0.2), iters=3, steps=2)
+    result = run_sweep(cfg, tmp_path / "two_steps.npz", progress=False)
+    cmp = compare(result, points=("init",), k=96, tol=1e-10)
+    prob = get_problem(cfg.problem, **cfg.problem_options)
+    init, _ = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
+    want = _dense_predictions(result, init, 0.03)["meta"]
+    one_step_value = _dense_predictions(one_step, init, 0.03)["meta"]
+    assert cmp.predictions["init"]["meta"][0] == pytest.approx(want, rel=1e-7)
+    assert want != pytest.approx(one_step_value, rel=1e-3)  # the two objects differ here
 
 
 @pytest.mark.parametrize(
