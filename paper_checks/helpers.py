@@ -124,6 +124,28 @@ def find_json_records(audit: ClaimAudit, *, key: str, value: str) -> list[tuple[
     return found
 
 
+def committed_figure_record(audit: ClaimAudit, name: str, *, caption: str) -> dict:
+    """The committed ``<name>.json`` of ``mamlconv figure <name>``, cited with its settings and
+    commit, its PNG attached; NOT-RUN when no such file is committed."""
+    records = find_json_records(audit, key="figure", value=name)
+    if not records:
+        audit.not_run(
+            f"result file missing: experiments/results/**/{name}.json (make it with `mamlconv "
+            f"figure {name}`; the audit's --slow tier reruns 5000 iterations)"
+        )
+    path, record = records[-1]
+    audit.cite(
+        path,
+        iters=record.get("iters"),
+        config=record.get("config"),
+        commit=record.get("provenance", {}).get("git_commit"),
+    )
+    png = path.with_suffix(".png")
+    if png.is_file():
+        audit.attach(png, caption)
+    return record
+
+
 def cite_sweep(audit: ClaimAudit, path: Path, result: Any) -> None:
     """Cite a sweep file with its configuration and the commit that produced it."""
     cfg = result.config

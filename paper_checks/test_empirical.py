@@ -18,8 +18,8 @@ import pytest
 
 from mamlconv.paper_checks.helpers import (
     cite_sweep,
+    committed_figure_record,
     edge_near_divergence,
-    find_json_records,
     find_sweeps,
     linreg_study_paper,
 )
@@ -29,6 +29,8 @@ VARIANTS = ("exact", "first_order")
 
 
 # ------------------------------------------------------------------------------- Fig. 1, S2-7
+
+
 def _fig1_verdict(audit: ClaimAudit, record: dict[str, Any], *, source: str) -> None:
     """Recompute Fig. 1's claim from the recorded curves (cells: 0 joint, 1 MAML)."""
     norm = np.asarray(record["grad_norm"], dtype=float)  # (2, R)
@@ -92,22 +94,9 @@ def test_claim_S2_7_gradient_norm_grows(audit: ClaimAudit) -> None:
     growth factor (last / first record) and the change of the mean inner product of different
     tasks' gradients, MAML against joint training.
     """
-    records = find_json_records(audit, key="figure", value="fig1")
-    if not records:
-        audit.not_run(
-            "result file missing: experiments/results/**/fig1.json (make it with `mamlconv "
-            "figure fig1`; the audit's --slow tier reruns 5000 iterations)"
-        )
-    path, record = records[-1]
-    audit.cite(
-        path,
-        iters=record.get("iters"),
-        config=record.get("config"),
-        commit=record.get("provenance", {}).get("git_commit"),
+    record = committed_figure_record(
+        audit, "fig1", caption="Fig. 1 as committed (gradient norm and inner products)"
     )
-    png = path.with_suffix(".png")
-    if png.is_file():
-        audit.attach(png, "Fig. 1 as committed (gradient norm and inner products)")
     _fig1_verdict(audit, record, source=f"{record.get('iters')} iterations")
 
 
@@ -197,22 +186,9 @@ def test_claim_S3_2_tg_negligible(audit: ClaimAudit) -> None:
     Recomputed from the committed measurements (``fig5.json`` of ``mamlconv figure fig5``) at
     the last checkpoint; the first checkpoint (initialisation) is reported for contrast.
     """
-    records = find_json_records(audit, key="figure", value="fig5")
-    if not records:
-        audit.not_run(
-            "result file missing: experiments/results/**/fig5.json (make it with `mamlconv "
-            "figure fig5`; the audit's --slow tier reruns 5000 iterations)"
-        )
-    path, record = records[-1]
-    audit.cite(
-        path,
-        iters=record.get("iters"),
-        config=record.get("config"),
-        commit=record.get("provenance", {}).get("git_commit"),
+    record = committed_figure_record(
+        audit, "fig5", caption="Fig. 5 as committed (Tg vs H^2 along training)"
     )
-    png = path.with_suffix(".png")
-    if png.is_file():
-        audit.attach(png, "Fig. 5 as committed (Tg vs H^2 along training)")
     _fig5_verdict(audit, record, source=f"{record.get('iters')} iterations")
 
 
