@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mamlconv.cli.audit import pytest_command
 from mamlconv.paper_checks.report import validate
 
 ALPHAS = np.geomspace(1e-3, 1.0, 10)  # the last row diverges: alpha_div = 1
@@ -75,23 +75,15 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
     report = root / "out" / "audit-report.md"
     env = {**os.environ, "MAMLCONV_RESULTS": str(results), "PYTHONDONTWRITEBYTECODE": "1"}
+    # The same child command line as `mamlconv audit`, restricted to the Fig. 4 claims.
+    cmd = pytest_command(
+        report.parent,
+        slow=False,
+        gpu=False,
+        select="test_claim_S4_ and not rerun and not paper_size",
+    )
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "mamlconv.paper_checks",
-            "-p",
-            "mamlconv.paper_checks.plugin",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            "-k",
-            "test_claim_S4_ and not rerun and not paper_size",
-            "--audit-report",
-            str(report),
-        ],
+        cmd,
         cwd=root,
         env=env,
         capture_output=True,

@@ -7,37 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from smooth_nets import mlp_loss, mlp_params, sine_tasks
 
 from mamlconv.numerics import curvature as cv
 from mamlconv.numerics import dynamics, losses
-from mamlconv.numerics.tasks import Params, TaskBatch
 
 pytestmark = pytest.mark.gpu
 F64 = torch.float64
-
-
-def mlp_loss(params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    h = torch.tanh(x @ params["w1"] + params["b1"])
-    h = torch.tanh(h @ params["w2"] + params["b2"])
-    return torch.mean((h @ params["w3"] + params["b3"] - y) ** 2)
-
-
-def mlp_params(widths: list[int], seed: int) -> Params:
-    g = torch.Generator().manual_seed(seed)
-    p = {}
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True), 1):
-        p[f"w{i}"] = torch.randn(a, b, generator=g, dtype=F64) / a**0.5
-        p[f"b{i}"] = 0.1 * torch.randn(b, generator=g, dtype=F64)
-    return p
-
-
-def sine_tasks(n_tasks: int, n_points: int, seed: int) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    amp = 0.1 + 4.9 * torch.rand(n_tasks, 1, 1, generator=g, dtype=F64)
-    phase = np.pi * torch.rand(n_tasks, 1, 1, generator=g, dtype=F64)
-    xs = 10 * torch.rand(n_tasks, n_points, 1, generator=g, dtype=F64) - 5
-    xq = 10 * torch.rand(n_tasks, n_points, 1, generator=g, dtype=F64) - 5
-    return TaskBatch(xs, amp * torch.sin(xs + phase), xq, amp * torch.sin(xq + phase))
 
 
 @pytest.fixture(scope="module")
