@@ -68,13 +68,16 @@ def task_meta_gradient(
 
     if variant == "exact":
 
-        def objective(p: Params) -> tuple[Tensor, Tensor]:
-            adapted = adapt(p, loss_fn, xs, ys, alpha=alpha, steps=steps)
+        def objective(p: Params) -> tuple[Tensor, tuple[Tensor, Params]]:
+            # The first inner gradient is also the diagnostic grad L_s(theta): keep it as aux
+            # instead of computing it a second time.
+            first = grad(loss_fn)(p, xs, ys)
+            adapted = {n: w - alpha * first[n] for n, w in p.items()}
+            adapted = adapt(adapted, loss_fn, xs, ys, alpha=alpha, steps=steps - 1)
             loss_post = loss_fn(adapted, xq, yq)
-            return loss_post, loss_post
+            return loss_post, (loss_post, first)
 
-        direction, loss_post = grad(objective, has_aux=True)(params)
-        support_grad = grad(loss_fn)(params, xs, ys)
+        direction, (loss_post, support_grad) = grad(objective, has_aux=True)(params)
     elif variant == "first_order":
         support_grad = grad(loss_fn)(params, xs, ys)
         adapted = {n: p - alpha * support_grad[n] for n, p in params.items()}
