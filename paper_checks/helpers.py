@@ -62,95 +62,145 @@ def identities_hold(
 
 
 # --------------------------------------------------------------------------- committed results
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+# The audit reaches committed result files only through experiments/results/MANIFEST.json
+# (mamlconv.paper_checks.manifest): every file is verified against its sha256 before it is
+# read, a changed, missing or unreadable file is an error naming it, and a file the manifest
+# does not list is never read (the report lists it as ignored).
+def _no_manifest(audit: ClaimAudit, what: str, make: str) -> None:
+    from mamlconv.paper_checks.manifest import COMMAND, MANIFEST_NAME
+
+    audit.not_run(
+        f"result file missing: {what} (no {MANIFEST_NAME} in {audit.results_dir}; {make}, "
+        f"and register it with `{COMMAND} add FILE`)"
+    )
 
 
-@lru_cache(maxsize=8)
-def _sweeps_in(root: str, signature: tuple) -> tuple[tuple[Path, Any], ...]:
-    from mamlconv.experiments.results import load_result
+def committed_entries(
+    audit: ClaimAudit, *, kind: str, what: str, make: str, required: bool = True, **config: Any
+) -> list[Any]:
+    """The manifest's entries of ``kind`` whose configuration matches ``config`` (e.g.
+    ``problem="sinusoid"``); when there are none, NOT-RUN naming the missing file and how to
+    make it (``required``) or an empty list."""
+    from mamlconv.paper_checks import manifest
 
-    found = []
-    for path in sorted(Path(root).rglob("*.npz")):
-        if any(part.endswith(".chunks") for part in path.parts):
-            continue  # the chunk files of an unfinished sweep
-        try:
-            found.append((path, load_result(path)))
-        except (ValueError, KeyError, OSError):
-            continue  # another kind of .npz
-    return tuple(found)
+    found = manifest.entries(audit.results_dir, kind=kind, **config)
+    if found is None:
+        if required:
+            _no_manifest(audit, what, make)
+        return []
+    if not found and required:
+        audit.not_run(
+            f"result file missing: no {what} in {manifest.MANIFEST_NAME} ({make}; register "
+            f"a new file with `{manifest.COMMAND} add FILE`)"
+        )
+    return found
+
+
+def committed_path(entry: Any, audit: ClaimAudit) -> Path:
+    """The verified file of a manifest entry (an error naming the file when it changed)."""
+    from mamlconv.paper_checks.manifest import verify
+
+    return verify(audit.results_dir, entry)
 
 
 def find_sweeps(
     audit: ClaimAudit, *, problem: str, variant: str, required: bool = True
 ) -> list[tuple[Path, Any]]:
-    """Committed sweep result files (``experiments.results`` format) for problem / variant,
-    found anywhere under the results folder; when none, NOT-RUN naming the missing file
-    (``required``) or an empty list."""
+    """The committed sweep results (``experiments.results`` format) for problem / variant that
+    MANIFEST.json lists, each verified; NOT-RUN naming the missing file (``required``) or an
+    empty list when there are none."""
+    from mamlconv.paper_checks.manifest import load_sweep
+
     audit.require("mamlconv.experiments.results", "load_result")
-    root = audit.results_dir
-    paths = sorted(root.rglob("*.npz")) if root.is_dir() else []
-    signature = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
-    sweeps = [
-        (p, r)
-        for p, r in _sweeps_in(str(root), signature)
-        if r.config.problem == problem and r.config.variant == variant
-    ]
-    if not sweeps and required:
-        audit.not_run(
-            f"result file missing: no {problem} / {variant} sweep under experiments/results/ "
-            f"(make one with `mamlconv sweep {problem} --variant {variant} --preset paper "
-            f"--out experiments/results/{problem}-{variant}.npz`, or run the audit with --gpu)"
-        )
-    return sweeps
+    found = committed_entries(
+        audit,
+        kind="sweep",
+        what=f"{problem} / {variant} sweep",
+        make=f"make one with `mamlconv sweep {problem} --variant {variant} --preset paper "
+        f"--out experiments/results/{problem}-{variant}.npz`, or run the audit with --gpu",
+        required=required,
+        problem=problem,
+        variant=variant,
+    )
+    out = []
+    for entry in found:
+        result = load_sweep(audit.results_dir, entry)
+        if (result.config.problem, result.config.variant) != (problem, variant):
+            raise AssertionError(
+                f"experiments/results/{entry.path}: MANIFEST.json says {problem} / {variant}, "
+                f"the file holds {result.config.problem} / {result.config.variant}"
+            )
+        out.append((audit.results_dir / entry.path, result))
+    return out
 
 
-def find_json_records(audit: ClaimAudit, *, key: str, value: str) -> list[tuple[Path, dict]]:
-    """JSON files under the results folder whose top-level ``key`` equals ``value``."""
-    import json
+def committed_json(audit: ClaimAudit, *, kind: str, what: str, make: str) -> list[tuple[Path, Any]]:
+    """The verified, parsed JSON files of ``kind`` listed in MANIFEST.json (NOT-RUN if none)."""
+    from mamlconv.paper_checks.manifest import load_json
 
-    root = audit.results_dir
-    found = []
-    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get(key) == value:
-            found.append((path, record))
-    return found
+    entries = committed_entries(audit, kind=kind, what=what, make=make)
+    return [(audit.results_dir / e.path, load_json(audit.results_dir, e)) for e in entries]
+
+
+def attach_committed_figures(audit: ClaimAudit, path: Path, caption: str) -> None:
+    """Attach the figures MANIFEST.json lists for the data file ``path`` (verified)."""
+    from mamlconv.paper_checks import manifest
+
+    listed = manifest.load_manifest(audit.results_dir)
+    if listed is None:
+        return
+    rel = Path(path).relative_to(audit.results_dir).as_posix()
+    entry = listed.files.get(rel)
+    for fig in entry.figures if entry else ():
+        audit.attach(manifest.verify(audit.results_dir, listed.files[fig]), caption)
 
 
 def committed_figure_record(audit: ClaimAudit, name: str, *, caption: str) -> dict:
-    """The committed ``<name>.json`` of ``mamlconv figure <name>``, cited with its settings and
-    commit, its PNG attached; NOT-RUN when no such file is committed."""
-    records = find_json_records(audit, key="figure", value=name)
-    if not records:
-        audit.not_run(
-            f"result file missing: experiments/results/**/{name}.json (make it with `mamlconv "
-            f"figure {name}`; the audit's --slow tier reruns 5000 iterations)"
+    """The committed ``<name>.json`` of ``mamlconv figure <name>`` listed in MANIFEST.json,
+    cited with its settings and commit, its PNG attached; NOT-RUN when none is listed."""
+    from mamlconv.paper_checks.manifest import load_json
+
+    found = committed_entries(
+        audit,
+        kind="figure-record",
+        what=f"experiments/results/{name}.json",
+        make=f"make it with `mamlconv figure {name}`; the audit's --slow tier reruns 5000 "
+        "iterations",
+        figure=name,
+    )
+    if len(found) > 1:
+        raise AssertionError(
+            f"MANIFEST.json lists {len(found)} records of {name} "
+            f"({', '.join(e.path for e in found)}); keep one"
         )
-    path, record = records[-1]
+    entry = found[0]
+    record = load_json(audit.results_dir, entry)
+    if not isinstance(record, dict) or record.get("figure") != name:
+        raise AssertionError(f"experiments/results/{entry.path} is not a {name} record")
     audit.cite(
-        path,
+        f"experiments/results/{entry.path}",
+        sha256=entry.sha256[:12],
         iters=record.get("iters"),
         config=record.get("config"),
         commit=record.get("provenance", {}).get("git_commit"),
     )
-    png = path.with_suffix(".png")
-    if png.is_file():
-        audit.attach(png, caption)
+    attach_committed_figures(audit, audit.results_dir / entry.path, caption)
     return record
+
+
+def _cited_name(audit: ClaimAudit, path: Path) -> str:
+    """experiments/results/<rel> for a committed file, else the path (a rerun's file)."""
+    try:
+        return "experiments/results/" + Path(path).relative_to(audit.results_dir).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def cite_sweep(audit: ClaimAudit, path: Path, result: Any) -> None:
     """Cite a sweep file with its configuration and the commit that produced it."""
     cfg = result.config
     audit.cite(
-        _relative(path, audit.results_dir.parent.parent),
+        _cited_name(audit, path),
         problem=cfg.problem,
         variant=cfg.variant,
         grid=f"{len(cfg.alphas)} alphas [{cfg.alphas[0]:.3g}, {cfg.alphas[-1]:.3g}] x "

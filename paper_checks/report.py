@@ -9,13 +9,14 @@ records of its tests (verdict, evidence, result files cited, figures, pytest out
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
-import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from mamlconv.paper_checks.claims import CLAIMS
-from mamlconv.paper_checks.verdicts import VERDICTS, Record, combine, jsonable
+from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
+from mamlconv.paper_checks.verdicts import VERDICTS, Record, combine, fmt, jsonable
 
 SCHEMA_ID = "mamlconv-audit-report/1"
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -25,11 +26,19 @@ PAPER = (
 )
 
 
-def _relative(path: str, base: Path) -> str:
-    try:
-        return os.path.relpath(path, base)
-    except ValueError:  # another drive (Windows)
-        return path
+EMPIRICAL: frozenset[str] = frozenset(
+    {"S2-7", "S3-2", "S3-8", "S4-1", "S4-2", "S4-3", "S5-1", "X-5"}
+)
+"""Claims about experiments (training runs, measured boundaries); every other row of CLAIMS.md is
+a formal claim about an equation or a derivation, checked symbolically or by exact computation."""
+
+ORDER = "ERROR > FAILS > INCONCLUSIVE > HOLDS-FOR > APPROXIMATE > HOLDS > NOT-RUN"
+"""How the verdicts of a claim's tests combine (``verdicts.combine``): the most consequential."""
+
+
+def claim_kind(claim_id: str) -> str:
+    """'empirical' or 'formal' (see :data:`EMPIRICAL`)."""
+    return "empirical" if claim_id in EMPIRICAL else "formal"
 
 
 def _provenance() -> dict[str, Any]:
@@ -47,14 +56,19 @@ def build_report(
     *,
     tiers: dict[str, bool],
     duration_s: float,
-    report_dir: Path,
+    report_dir: Path | None = None,
+    results: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict: every CLAIMS.md row with a verdict and its evidence.
 
     ``records`` maps pytest node ids to the verdicts recorded this session, ``collected`` maps
     the claim tests collected to their claim IDs. A row without a collected test is NOT-RUN
-    ("no test collected"), so a partial run still accounts for every claim.
+    ("no test collected"), so a partial run still accounts for every claim. ``results`` is
+    :func:`mamlconv.paper_checks.manifest.survey` of the results folder (files read, ignored).
+    Figure paths stay as recorded; :func:`write_report` copies them into the report's folder.
+    ``report_dir`` is accepted for compatibility and unused.
     """
+    del report_dir
     by_claim: dict[str, list[dict[str, Any]]] = {c.id: [] for c in CLAIMS}
     for nodeid, claim_id in collected.items():
         rec = records.get(nodeid)
@@ -66,11 +80,7 @@ def build_report(
                 key_number="collected but not run in this session (deselected or interrupted)",
                 outcome="not run",
             )
-        entry = rec.as_dict()
-        entry["figures"] = [
-            {**f, "path": _relative(f["path"], report_dir)} for f in entry["figures"]
-        ]
-        by_claim.setdefault(claim_id, []).append(entry)
+        by_claim.setdefault(claim_id, []).append(rec.as_dict())
 
     claims = []
     for claim in CLAIMS:
@@ -85,6 +95,7 @@ def build_report(
         claims.append(
             {
                 "id": claim.id,
+                "kind": claim_kind(claim.id),
                 "where": claim.where,
                 "statement": claim.statement,
                 "how": claim.how,
@@ -97,6 +108,10 @@ def build_report(
             }
         )
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
+    outcomes: dict[str, int] = {}
+    for c in claims:
+        for t in c["tests"]:
+            outcomes[t["outcome"]] = outcomes.get(t["outcome"], 0) + 1
     return {
         "schema": SCHEMA_ID,
         "paper": PAPER,
@@ -105,6 +120,8 @@ def build_report(
         "duration_s": round(float(duration_s), 2),
         "provenance": _provenance(),
         "counts": counts,
+        "test_outcomes": outcomes,
+        "results": jsonable(results) if results is not None else None,
         "claims": claims,
     }
 
@@ -118,59 +135,390 @@ def validate(report: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(report)
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# --------------------------------------------------------------------------- the folder
+def localize_figures(report: dict[str, Any], folder: Path, files_dir: Path) -> None:
+    """Make the report's folder self-contained: copy every figure that lies outside ``folder``
+    into ``files_dir/committed/`` and rewrite all figure paths relative to ``folder`` (with
+    forward slashes), so the links work wherever the folder is moved."""
+    folder = Path(folder).resolve()
+    done: dict[str, str] = {}
+    taken: set[str] = set()
 
+    def local(path: str) -> str:
+        if path in done:
+            return done[path]
+        src = Path(path)
+        if not src.is_absolute():
+            src = (folder / src).resolve()
+        try:
+            rel = src.resolve().relative_to(folder).as_posix()
+        except ValueError:
+            target_dir = Path(files_dir) / "committed"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            name, n = src.name, 1
+            while name in taken:
+                n += 1
+                name = f"{src.stem}-{n}{src.suffix}"
+            taken.add(name)
+            if src.is_file():
+                shutil.copy2(src, target_dir / name)
+            rel = (target_dir / name).resolve().relative_to(folder).as_posix()
+        done[path] = rel
+        return rel
 
-def markdown(report: dict[str, Any]) -> str:
-    """The report for a reader: the verdict table, then each claim with its evidence."""
-    tiers = ", ".join(k for k, on in report["tiers"].items() if on) or "default"
-    prov = report["provenance"]
-    lines = [
-        "# Claims audit of Takagi et al. (2019)",
-        "",
-        f"Paper: {report['paper']}.",
-        "",
-        f"Generated {report['generated_utc']} by mamlconv {prov.get('mamlconv_version', '?')} "
-        f"(commit {prov.get('git_commit')}, torch {prov.get('torch', '?')}), tier: {tiers}, "
-        f"run time {report['duration_s']:.1f} s.",
-        "",
-        "Verdicts: " + ", ".join(f"{v} {n}" for v, n in report["counts"].items() if n) + ".",
-        "",
-        "| ID | where | claim | verdict | key number |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for c in report["claims"]:
-        verdict = c["verdict"] + (f" ({c['setting']})" if c.get("setting") else "")
-        lines.append(
-            f"| {c['id']} | {_md_escape(c['where'])} | {_md_escape(c['statement'])} | "
-            f"**{_md_escape(verdict)}** | {_md_escape(c['key_number'])} |"
-        )
-    for c in report["claims"]:
-        lines += ["", f"## {c['id']} ({c['where']}): {c['verdict']}", "", f"> {c['statement']}"]
-        lines += ["", f"Checked by: {c['how']}."]
-        for t in c["tests"]:
-            head = f"- `{t['nodeid']}`: **{t['verdict']}**"
-            if t.get("setting"):
-                head += f" for {t['setting']}"
-            lines.append(f"{head} ({t['outcome']}, {t['duration_s']:.2f} s): {t['key_number']}")
-            for k, v in t["evidence"].items():
-                lines.append(f"  - {k}: {json.dumps(v, ensure_ascii=False)[:1500]}")
-            for s in t["sources"]:
-                lines.append(f"  - result file: {json.dumps(s, ensure_ascii=False)[:1500]}")
-        for f in c["figures"]:
-            lines += ["", f"![{f['caption']}]({f['path']})", f"*{f['caption']}*"]
-    return "\n".join(lines) + "\n"
+    for claim in report["claims"]:
+        for test in claim["tests"]:
+            for fig in test["figures"]:
+                fig["path"] = local(fig["path"])
+        for fig in claim["figures"]:
+            fig["path"] = local(fig["path"])
 
 
 def write_report(report: dict[str, Any], path: Path) -> list[Path]:
-    """Write ``path`` (Markdown) and ``path.with_suffix('.json')``; return both paths."""
+    """Write ``path`` (Markdown) and ``path.with_suffix('.json')``, with every figure inside
+    ``path.with_suffix('.files')/`` (copied there when it lies elsewhere); return both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    localize_figures(report, path.parent, path.with_suffix(".files"))
     json_path = path.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     path.write_text(markdown(report))
     return [path, json_path]
+
+
+# --------------------------------------------------------------------------- Markdown
+def _md(text: Any) -> str:
+    """Text for a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _anchor(claim_id: str) -> str:
+    return "claim-" + claim_id.lower()
+
+
+def _test_labels(tests: list[dict[str, Any]]) -> list[str]:
+    """Short names of a claim's tests: the test name's words that differ between its tests,
+    then the parameter (``test_claim_S4_1_sinusoid_rerun[exact]`` -> ``rerun exact``)."""
+    parts = []
+    for t in tests:
+        name = t["nodeid"].split("::")[-1]
+        base, _, param = name.partition("[")
+        cid = claim_id_from_test_name(base)
+        slug = base[len(BY_ID[cid].test_prefix) :] if cid in BY_ID else base
+        parts.append((slug.split("_"), param.rstrip("]")))
+    if len(parts) == 1:
+        return [parts[0][1]]  # one test: the claim's verdict is its verdict
+    common = 0
+    if len(parts) > 1:
+        words = [w for w, _ in parts]
+        while all(len(w) > common for w in words) and len({w[common] for w in words}) == 1:
+            common += 1
+    labels = []
+    for words, param in parts:
+        label = " ".join(words[common:] + ([param] if param else []))
+        labels.append(label or ("main" if len(parts) > 1 else ""))
+    return labels
+
+
+def _verdict_cell(t: dict[str, Any]) -> str:
+    cell = f"**{t['verdict']}**"
+    if t["verdict"] == "APPROXIMATE" and t.get("error") is not None:
+        cell += f" (error {fmt(t['error'])})"
+    return cell
+
+
+def _per_test_summary(claim: dict[str, Any]) -> str:
+    """The summary's cell: every test's verdict by label, NOT-RUN ones counted."""
+    tests = claim["tests"]
+    if not tests:
+        return "no test collected"
+    labels = _test_labels(tests)
+    ran = [(lab, t) for lab, t in zip(labels, tests, strict=True) if t["verdict"] != "NOT-RUN"]
+    skipped = [t for t in tests if t["verdict"] == "NOT-RUN"]
+    shown = [f"{lab}: {t['verdict']}" for lab, t in ran if lab and lab != "main"]
+    if skipped:
+        why = ", ".join(dict.fromkeys(_why_not_run(t["key_number"]) for t in skipped))
+        shown.append(f"{len(skipped)} {'more ' if ran else ''}not run ({why})")
+    return " · ".join(shown) or "—"
+
+
+def _why_not_run(reason: str) -> str:
+    """A NOT-RUN reason in two or three words."""
+    for needle, short in (
+        ("--slow", "needs --slow"),
+        ("--gpu", "needs --gpu"),
+        ("CUDA", "needs CUDA"),
+        ("result file missing", "no result file"),
+        ("not registered", "file not in manifest"),
+        ("no test collected", "not collected"),
+        ("not run in this session", "deselected"),
+    ):
+        if needle in reason:
+            return short
+    return _short(reason, 40)
+
+
+def _short(value: Any, width: int = 48) -> str:
+    if isinstance(value, float):
+        return fmt(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += [
+        "| " + " | ".join(_md(c) if not c.startswith("**") else c for c in r) + " |" for r in rows
+    ]
+    return out
+
+
+def readings_tables(evidence: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(where, rows)`` for every per-reading verdict table in a test's evidence: a list of
+    dicts under the key ``readings``, at the top level or one level down (e.g. per file)."""
+    found = []
+    if isinstance(evidence.get("readings"), list):
+        found.append(("", evidence["readings"]))
+    for key, value in evidence.items():
+        if isinstance(value, dict):
+            if isinstance(value.get("readings"), list):
+                found.append((key, value["readings"]))
+            for sub, inner in value.items():
+                if isinstance(inner, dict) and isinstance(inner.get("readings"), list):
+                    found.append((f"{key} / {sub}", inner["readings"]))
+    return [(w, [r for r in rows if isinstance(r, dict)]) for w, rows in found if rows]
+
+
+def _readings_md(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    for last in ("verdict",):
+        if last in cols:
+            cols.remove(last)
+            cols.append(last)
+    body = [
+        [f"**{r[c]}**" if c == "verdict" and r.get(c) else _short(r.get(c, "")) for c in cols]
+        for r in rows
+    ]
+    return _table([c.replace("_", " ") for c in cols], body)
+
+
+def _source_rows(claim: dict[str, Any]) -> list[list[str]]:
+    rows, seen = [], set()
+    for s in claim["sources"]:
+        if s["file"] in seen:
+            continue
+        seen.add(s["file"])
+        facts = {k: v for k, v in s.items() if k not in ("file", "commit", "config")}
+        text = ", ".join(f"{k} {_short(v, 64)}" for k, v in facts.items() if v is not None)
+        commit = str(s.get("commit") or "?")
+        rows.append([f"`{s['file']}`", text, commit[:12] + ("+dirty" if "dirty" in commit else "")])
+    return rows
+
+
+def _summary_table(claims: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for c in claims:
+        rows.append(
+            f"| [{c['id']}](#{_anchor(c['id'])}) | {_md(c['where'])} | {_md(c['statement'])} | "
+            f"**{c['verdict']}** | {_md(_per_test_summary(c))} |"
+        )
+    return ["| ID | where | claim | verdict | tests |", "| --- | --- | --- | --- | --- |", *rows]
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
+_OUTCOME_MEANS = {
+    "passed": "passed (HOLDS, HOLDS-FOR, APPROXIMATE or INCONCLUSIVE)",
+    "xfailed": "xfailed (FAILS: a strict xfail that carries the numbers)",
+    "skipped": "skipped (NOT-RUN)",
+    "failed": "failed (ERROR)",
+    "error": "errors (ERROR)",
+    "xpassed": "xpassed (ERROR)",
+    "not run": "not run (NOT-RUN)",
+}
+
+
+def pytest_counts_text(report: dict[str, Any]) -> str:
+    """pytest's counts of the claim tests, each with the verdicts it stands for."""
+    outcomes = report.get("test_outcomes") or {}
+    n = sum(outcomes.values())
+    parts = [f"{k_n} {_OUTCOME_MEANS.get(k, k)}" for k, k_n in outcomes.items() if k_n]
+    return f"{n} claim tests: " + ", ".join(parts) if n else "no claim test ran"
+
+
+def _results_lines(results: dict[str, Any] | None) -> list[str]:
+    if not results:
+        return []
+    folder = results.get("folder") or "experiments/results"
+    if results.get("manifest_problem"):
+        head = f"**Result files: {results['manifest_problem']}**"
+    elif not results.get("manifest"):
+        head = f"**Result files: no MANIFEST.json in {folder}; no committed result was read.**"
+    else:
+        head = (
+            f"Result files: {len(results['read'])} read, each verified against its sha256 in "
+            f"`{folder}/MANIFEST.json` ({len(results['listed'])} listed)"
+        )
+    stray = [r["path"] for r in results["ignored"] if "not in" in r["why"]]
+    known = len(results["ignored"]) - len(stray)
+    tail = []
+    if known:
+        tail.append(f"{known} committed files not read by the audit (notes, PDFs, sidecars)")
+    if stray:
+        shown = ", ".join(f"`{p}`" for p in stray[:5]) + (" …" if len(stray) > 5 else "")
+        tail.append(f"**{len(stray)} ignored, not in the manifest: {shown}**")
+    return [head + ("; " + "; ".join(tail) if tail else "") + ". [Details](#result-files)."]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report for a reader: a one-screen summary (verdicts of every claim and of each of
+    its tests, formal and empirical claims apart), then one section per claim with its evidence
+    table and figures, the raw evidence folded in ``<details>``, then the result files."""
+    tiers = ", ".join(k for k, on in report["tiers"].items() if on) or "default"
+    prov = report["provenance"]
+    commit = str(prov.get("git_commit") or "?")
+    claims = report["claims"]
+    lines = [
+        "# Claims audit of Takagi et al. (2019)",
+        "",
+        f"{report['paper']}. Generated {report['generated_utc']} by mamlconv "
+        f"{prov.get('mamlconv_version', '?')} (commit {commit[:12]}, torch "
+        f"{prov.get('torch', '?')}), tier {tiers}, {report['duration_s']:.1f} s.",
+        "",
+        f"**{len(claims)} claims: {_counts_text(report['counts'])}.** A claim's verdict is the "
+        f"most consequential of its tests' ({ORDER}); pytest counts tests, not claims: "
+        f"{pytest_counts_text(report)}.",
+        "",
+    ]
+    lines += _results_lines(report.get("results"))
+    for kind, title, about in (
+        (
+            "formal",
+            "Formal claims",
+            "equations and derivations, checked symbolically and by exact computation",
+        ),
+        (
+            "empirical",
+            "Empirical claims",
+            "experiments, recomputed from committed result files or rerun",
+        ),
+    ):
+        group = [c for c in claims if c.get("kind", claim_kind(c["id"])) == kind]
+        lines += ["", f"### {title}: {about}", "", *_summary_table(group)]
+    for c in claims:
+        lines += _claim_section(c)
+    lines += _results_section(report.get("results"))
+    return "\n".join(lines) + "\n"
+
+
+def _claim_section(c: dict[str, Any]) -> list[str]:
+    kind = c.get("kind", claim_kind(c["id"]))
+    lines = [
+        "",
+        f'<a id="{_anchor(c["id"])}"></a>',
+        "",
+        f"## {c['id']} ({c['where']}): {c['verdict']}",
+        "",
+        f"> {c['statement']}",
+        "",
+        f"{kind.capitalize()} claim. Checked by: {c['how']}.",
+    ]
+    tests = c["tests"]
+    if not tests:
+        return [*lines, "", "No test of this claim was collected in this run."]
+    labels = _test_labels(tests)
+    rows, grouped = [], {}
+    for lab, t in zip(labels, tests, strict=True):
+        if t["verdict"] == "NOT-RUN":  # one row per reason
+            grouped.setdefault(t["key_number"], []).append(lab or "main")
+            continue
+        rows.append([lab or "main", _verdict_cell(t), t["key_number"]])
+    for reason, labs in grouped.items():
+        rows.append([", ".join(labs), "**NOT-RUN**", reason])
+    lines += ["", *_table(["test", "verdict", "key number"], rows)]
+    for lab, t in zip(labels, tests, strict=True):
+        if t.get("setting"):
+            lines += ["", f"*{lab or 'Holds'} for:* {t['setting']}"]
+    for lab, t in zip(labels, tests, strict=True):
+        for where, rows_r in readings_tables(t["evidence"]):
+            title = " / ".join(x for x in (lab, where) if x)
+            lines += ["", f"Readings{f' ({title})' if title else ''}:", "", *_readings_md(rows_r)]
+    sources = _source_rows(c)
+    if sources:
+        lines += ["", *_table(["result file", "settings", "commit"], sources)]
+    seen = set()
+    for f in c["figures"]:
+        if f["path"] in seen:
+            continue
+        seen.add(f["path"])
+        lines += ["", f"![{_md(f['caption'])}]({f['path']})", "", f"*{f['caption']}*"]
+    raw = []
+    for t in tests:
+        if t["verdict"] == "NOT-RUN" and set(t["evidence"]) <= {"reason"}:
+            continue  # the table above says it
+        raw.append(f"{t['nodeid']} ({t['verdict']}, pytest {t['outcome']}):")
+        for k, v in t["evidence"].items():
+            text = json.dumps(v, ensure_ascii=False)
+            cut = " … (cut; the JSON report has all of it)" if len(text) > 1200 else ""
+            raw.append(f"  {k}: {text[:1200]}{cut}")
+    if raw:
+        lines += [
+            "",
+            "<details><summary>Raw evidence (all of it is in the JSON report)</summary>",
+            "",
+            "<pre>" + html.escape("\n".join(raw), quote=False) + "</pre>",
+            "",
+            "</details>",
+        ]
+    return lines
+
+
+def _results_section(results: dict[str, Any] | None) -> list[str]:
+    if not results:
+        return []
+    lines = ["", '<a id="result-files"></a>', "", "## Result files", ""]
+    folder = results.get("folder") or "experiments/results"
+    if results.get("manifest"):
+        lines.append(
+            f"The audit reads exactly the files that `{folder}/MANIFEST.json` lists, each "
+            "verified against its sha256 first (a changed, missing or unreadable file is an "
+            "ERROR naming it). Read in this run: "
+            + (", ".join(f"`{p}`" for p in results["read"]) or "none")
+            + "."
+        )
+    else:
+        lines.append(results.get("manifest_problem") or f"No MANIFEST.json in {folder}.")
+    stray = [r for r in results["ignored"] if "not in" in r["why"]]
+    known = [r for r in results["ignored"] if "not in" not in r["why"]]
+    if stray:
+        lines += [
+            "",
+            "Ignored, not in the manifest (register a file with `python -m "
+            "mamlconv.paper_checks.manifest add FILE`):",
+            "",
+        ]
+        lines += [f"- `{r['path']}`" for r in stray]
+    if known:
+        lines += [
+            "",
+            f"<details><summary>{len(known)} committed files the audit does not read</summary>",
+            "",
+            "<ul>",
+        ]
+        lines += [
+            f"<li><code>{html.escape(r['path'])}</code>: "
+            f"{html.escape(r['why'].removeprefix('committed, not read by the audit: '))}</li>"
+            for r in known
+        ]
+        lines += ["</ul>", "", "</details>"]
+    return lines
 
 
 def _cut(text: str, width: int) -> str:
@@ -183,7 +531,7 @@ def terminal_table(report: dict[str, Any], *, width: int = 120) -> list[str]:
     rows = [("ID", "claim", "verdict", "key number")]
     for c in report["claims"]:
         rows.append((c["id"], c["statement"], c["verdict"], c["key_number"]))
-    claim_w, verdict_w = 36, 11
+    claim_w, verdict_w = 36, 12
     key_w = max(30, width - 5 - claim_w - verdict_w - 6)
     out = []
     for i, (cid, claim, verdict, key) in enumerate(rows):
@@ -191,8 +539,13 @@ def terminal_table(report: dict[str, Any], *, width: int = 120) -> list[str]:
         out.append(f"{cid:<5}  {claim_cell}  {verdict:<{verdict_w}}  {_cut(key, key_w)}")
         if i == 0:
             out.append("-" * min(width, 5 + claim_w + verdict_w + key_w + 6))
-    counts = ", ".join(f"{v} {n}" for v, n in report["counts"].items() if n)
     out.append(
-        f"{len(report['claims'])} claims: {counts}; audit run time {report['duration_s']:.1f} s"
+        f"{len(report['claims'])} claims: {_counts_text(report['counts'])}; audit run time "
+        f"{report['duration_s']:.1f} s"
     )
+    out.append(f"(pytest's counts below are of tests, not claims: {pytest_counts_text(report)})")
+    for line in _results_lines(report.get("results")):
+        out.append(
+            line.replace("**", "").replace("`", "").replace(" [Details](#result-files).", "")
+        )
     return out

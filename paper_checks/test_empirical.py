@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from mamlconv.paper_checks.helpers import (
+    attach_committed_figures,
     cite_sweep,
     committed_figure_record,
+    committed_json,
     edge_near_divergence,
     find_sweeps,
     linreg_study_paper,
@@ -231,9 +233,7 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
         per_file[path.name] = e
         if e["decidable"]:
             decided.append(e)
-        png = path.with_suffix(".png")
-        if png.is_file():
-            audit.attach(png, f"{path.name}: committed heatmap")
+        attach_committed_figures(audit, path, f"{path.name}: committed Fig. 4 panel")
     if not decided:
         reasons = "; ".join(f"{n}: {e['why']}" for n, e in per_file.items())
         audit.not_run(f"{what}: the sweeps do not decide the claim ({reasons})")
@@ -524,22 +524,13 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
     prediction is the one with the smallest median error.
     """
     boundary_mod = audit.require("mamlconv.numerics.boundary", "Boundary")
-    comparisons = []
-    root = audit.results_dir
-    import json
-
-    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and {"rows", "summary", "config"} <= rec.keys():
-            comparisons.append((path, rec))
-    if not comparisons:
-        audit.not_run(
-            "result file missing: no comparison JSON under experiments/results/ (make one with "
-            "`mamlconv compare experiments/results/<sweep>.npz --out experiments/results/`)"
-        )
+    comparisons = committed_json(
+        audit,
+        kind="comparison",
+        what="comparison JSON",
+        make="make one with `mamlconv compare experiments/results/<sweep>.npz --out "
+        "experiments/results/`",
+    )
     per_file = {}
     for path, rec in comparisons:
         rows = rec["rows"]
@@ -580,15 +571,15 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
         winner = min(errors, key=lambda k: errors[k]["median"])
         cfg = rec["config"]
         audit.cite(
-            path,
+            f"experiments/results/{path.relative_to(audit.results_dir).as_posix()}",
             problem=cfg.get("problem"),
             variant=cfg.get("variant"),
             iters=cfg.get("iters"),
             commit=(rec.get("sweep_provenance") or {}).get("git_commit"),
         )
-        png = path.with_suffix(".png")
-        if png.is_file():
-            audit.attach(png, f"{path.name}: measured boundary and the three predictions")
+        attach_committed_figures(
+            audit, path, f"{path.name}: measured boundary and the three predictions"
+        )
         per_file[path.name] = {
             "problem": cfg.get("problem"),
             "variant": cfg.get("variant"),

@@ -28,11 +28,27 @@ from typing import Any
 
 import pytest
 
-VERDICTS: tuple[str, ...] = ("HOLDS", "HOLDS-FOR", "APPROXIMATE", "FAILS", "NOT-RUN", "ERROR")
+VERDICTS: tuple[str, ...] = (
+    "HOLDS",
+    "HOLDS-FOR",
+    "APPROXIMATE",
+    "INCONCLUSIVE",
+    "FAILS",
+    "NOT-RUN",
+    "ERROR",
+)
 """All verdicts; ERROR is given by the plugin (a red claim test), never by a test itself."""
 
 # Which verdict speaks for a claim whose tests disagree: the most consequential one.
-_PRIORITY = {"ERROR": 0, "FAILS": 1, "HOLDS-FOR": 2, "APPROXIMATE": 3, "HOLDS": 4, "NOT-RUN": 5}
+_PRIORITY = {
+    "ERROR": 0,
+    "FAILS": 1,
+    "INCONCLUSIVE": 2,
+    "HOLDS-FOR": 3,
+    "APPROXIMATE": 4,
+    "HOLDS": 5,
+    "NOT-RUN": 6,
+}
 
 
 def jsonable(value: Any) -> Any:
@@ -160,12 +176,22 @@ class ClaimAudit:
         return mod
 
     def result_file(self, relpath: str, *, how: str = "") -> Path:
-        """A committed result file under experiments/results/, or NOT-RUN naming it."""
+        """A committed result file under experiments/results/ that MANIFEST.json lists,
+        verified against its sha256; NOT-RUN naming it when it is absent or not listed."""
+        from mamlconv.paper_checks import manifest
+
         path = self.results_dir / relpath
+        hint = f" (produce it with `{how}`)" if how else ""
         if not path.is_file():
-            hint = f" (produce it with `{how}`)" if how else ""
             self.not_run(f"result file missing: experiments/results/{relpath}{hint}")
-        return path
+        listed = manifest.load_manifest(self.results_dir)
+        entry = listed.files.get(Path(relpath).as_posix()) if listed else None
+        if entry is None:
+            self.not_run(
+                f"result file not registered: experiments/results/{relpath} is not in "
+                f"{manifest.MANIFEST_NAME}{hint}; `{manifest.COMMAND} add {relpath}`"
+            )
+        return manifest.verify(self.results_dir, entry)
 
     def cite(self, path: Path | str, **facts: Any) -> None:
         """Name a result file the verdict was recomputed from, with its config and commit."""

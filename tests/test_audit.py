@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -204,9 +205,10 @@ def test_scenario_report_validates_and_covers_every_claim(scenario_run: dict) ->
     assert scenario_run["claims"]["S5-1"]["key_number"] == "no test collected in this run"
     assert sum(report["counts"].values()) == len(CLAIMS)
     md = scenario_run["report_path"].read_text()
-    assert md.count("\n## ") == len(CLAIMS)
+    assert md.count("\n## ") == len(CLAIMS) + 1  # one section per claim, then result files
     for claim in CLAIMS:
-        assert f"| {claim.id} |" in md
+        assert f"| [{claim.id}](#claim-{claim.id.lower()}) |" in md  # summary row
+        assert f"\n## {claim.id} (" in md  # its section
 
 
 def test_terminal_table_lists_every_claim(scenario_run: dict) -> None:
@@ -299,8 +301,9 @@ def test_jsonable_is_strict_json() -> None:
 
 def test_report_of_a_table_is_terminal_safe() -> None:
     lines = terminal_table(_minimal_report())
-    assert lines[0].startswith("ID") and len(lines) == len(CLAIMS) + 3
-    assert all(len(line) <= 120 for line in lines[2:-1])
+    assert lines[0].startswith("ID") and len(lines) == len(CLAIMS) + 4
+    assert all(len(line) <= 120 for line in lines[2 : 2 + len(CLAIMS)])
+    assert "pytest's counts below are of tests, not claims" in lines[-1]
 
 
 # --------------------------------------------------------------- coverage of CLAIMS.md
@@ -398,3 +401,167 @@ def test_cli_audit_runs_a_selected_claim(tmp_path: Path) -> None:
     assert by_id["S2-1"]["verdict"] == "HOLDS"
     assert (out / "audit-report.md").is_file()
     assert not (tmp_path / "audit-report.md").exists()  # nothing in the caller's folder
+
+
+def test_cli_audit_checks_out_before_running(tmp_path: Path) -> None:
+    """A folder where the report file should be: refused at once (exit 2, one line), before
+    any claim test runs -- not after minutes of work with a traceback."""
+    out = tmp_path / "out"
+    (out / "audit-report.md").mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mamlconv", "audit", "--out", str(out), "-k", "S2_1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout == "", proc.stdout[-2000:]  # pytest never started
+    assert proc.stderr.count("\n") == 1 and "audit-report.md" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
+)
+def test_cli_audit_refuses_an_unwritable_out(tmp_path: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mamlconv", "audit", "--out", str(out), "-k", "S2_1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        out.chmod(0o755)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout[-2000:] + proc.stderr
+    assert "not writable" in proc.stderr and str(out) in proc.stderr, proc.stderr
+
+
+# --------------------------------------------------------------- committed result files
+RESULTS = REPO / "experiments" / "results"
+
+
+def test_committed_manifest_verifies() -> None:
+    """Every committed file under experiments/results/ is either listed in MANIFEST.json with
+    its sha256 (read by the audit) or listed as not read; `... manifest check` says so."""
+    from mamlconv.paper_checks import manifest
+
+    assert manifest.check(RESULTS) == []
+    listed = manifest.load_manifest(RESULTS)
+    assert listed is not None
+    kinds = {e.kind for e in listed.files.values()}
+    assert {"sweep", "figure-record", "comparison", "figure"} <= kinds
+    for entry in listed.files.values():  # the claims named are claims, figures are listed
+        assert set(entry.claims) <= set(BY_ID), entry
+        assert all(f in listed.files for f in entry.figures), entry
+
+
+def test_manifest_command_line(tmp_path: Path) -> None:
+    """add (with the figure beside), check (unlisted and changed files), exclude, update."""
+    from mamlconv.paper_checks import manifest
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("fig1.json", "fig1.png"):
+        (results / name).write_bytes((RESULTS / name).read_bytes())
+    (results / "notes.md").write_text("notes\n")
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mamlconv.paper_checks.manifest", "--results", str(results)]
+            + list(argv),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    proc = cli("add", str(results / "fig1.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "figure-record for S2-7 (with fig1.png)" in proc.stdout
+    proc = cli("check")
+    assert proc.returncode == 1 and "notes.md is not in MANIFEST.json" in proc.stderr
+    assert cli("exclude", "notes.md", "--why", "notes").returncode == 0
+    assert cli("check").returncode == 0
+    with open(results / "fig1.png", "ab") as fh:
+        fh.write(b"x")
+    proc = cli("check")
+    assert proc.returncode == 1 and "fig1.png changed since it was registered" in proc.stderr
+    proc = cli("update")
+    assert proc.returncode == 0 and "1 file(s) changed: fig1.png" in proc.stdout, proc.stdout
+    assert cli("check").returncode == 0
+    proc = cli("add", "notes.md")  # kind 'data' needs the claims it serves
+    assert proc.returncode == 2 and "--claims" in proc.stderr, proc.stderr
+    proc = cli("add", "notes.md", "--claims", "S9-9")
+    assert proc.returncode == 2 and "S9-9" in proc.stderr, proc.stderr
+    assert cli("add", "notes.md", "--claims", "S4-1", "--what", "a note").returncode == 0
+    entry = manifest.load_manifest(results).files["notes.md"]
+    assert (entry.kind, entry.claims, entry.what) == ("data", ("S4-1",), "a note")
+
+
+def _run_audit(results: Path, out: Path, select: str, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mamlconv", "audit", "--out", str(out), "-k", select, *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MAMLCONV_RESULTS": str(results), "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    report = json.loads((out / "audit-report.json").read_text())
+    tests = {t["nodeid"].split("::")[-1]: t for c in report["claims"] for t in c["tests"]}
+    return {"proc": proc, "report": report, "tests": tests}
+
+
+@pytest.fixture(scope="module")
+def damaged_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The committed results with three kinds of damage, audited once:
+    fig1.json no longer JSON (MANIFEST.json not updated: a sha256 mismatch), fig5.json no
+    longer JSON with a manifest that matches it, sinusoid_exact_paper.npz truncated with a
+    manifest that matches it."""
+    from mamlconv.paper_checks import manifest
+
+    root = tmp_path_factory.mktemp("damaged")
+    results = root / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "fig1.json").write_text('{"figure": "fig1", "grad_norm": [[1, 2')
+    (results / "fig5.json").write_text("{not json")
+    npz = results / "sinusoid_exact_paper.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    data = json.loads((results / manifest.MANIFEST_NAME).read_text())
+    for row in data["files"]:
+        if row["path"] in ("fig5.json", npz.name):
+            row["sha256"] = manifest.sha256_of(results / row["path"])
+            row["size"] = (results / row["path"]).stat().st_size
+    (results / manifest.MANIFEST_NAME).write_text(json.dumps(data))
+    return _run_audit(
+        results,
+        root / "out",
+        "test_claim_S2_7_gradient_norm_grows or test_claim_S3_2_tg_negligible or "
+        "test_claim_S4_1_sinusoid",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("test_claim_S2_7_gradient_norm_grows", "fig1.json changed since it was registered"),
+        ("test_claim_S3_2_tg_negligible", "fig5.json is not valid JSON"),
+        ("test_claim_S4_1_sinusoid[exact]", "sinusoid_exact_paper.npz is not a readable sweep"),
+    ],
+    ids=["changed-fig1", "corrupt-fig5", "truncated-npz"],
+)
+def test_damaged_result_is_an_error_naming_the_file(
+    damaged_results: dict, name: str, text: str
+) -> None:
+    """Not NOT-RUN "result file missing" with exit 0, not BadZipFile without a name."""
+    test = damaged_results["tests"][name]
+    assert test["verdict"] == "ERROR", test
+    assert text in test["key_number"], test["key_number"]
+    assert damaged_results["proc"].returncode == 1
+
+
+def test_undamaged_files_still_decide(damaged_results: dict) -> None:
+    test = damaged_results["tests"]["test_claim_S4_1_sinusoid[first_order]"]
+    assert test["verdict"] == "APPROXIMATE", test

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mamlconv.cli.audit import pytest_command
+from mamlconv.paper_checks.manifest import add as manifest_add
 from mamlconv.paper_checks.report import validate
 
 ALPHAS = np.geomspace(1e-3, 1.0, 10)  # the last row diverges: alpha_div = 1
@@ -73,6 +74,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
             edges=edges,
             edge0=edge0,
         )
+    # The audit reads only what the results folder's MANIFEST.json lists: register the files.
+    manifest_add(results, [f"sub/{name}.npz" for name in SYNTHETIC])
     report = root / "out" / "audit-report.md"
     env = {**os.environ, "MAMLCONV_RESULTS": str(results), "PYTHONDONTWRITEBYTECODE": "1"}
     # The same child command line as `mamlconv audit`, restricted to the Fig. 4 claims.

@@ -2,16 +2,22 @@
 
 Runs ``python -m pytest --pyargs mamlconv.paper_checks`` in a child process (so it works from a
 regular install as well as from a checkout) with the package's pytest plugin, and leaves
-``DIR/audit-report.md``, ``DIR/audit-report.json`` and ``DIR/audit-report.files/`` (figures and
-the result files of reruns).
+``DIR/audit-report.md``, ``DIR/audit-report.json`` and ``DIR/audit-report.files/`` (figures,
+copies of the committed figures it cites, and the result files of reruns) -- nothing else: the
+child runs in a temporary working folder, so that no ``.hypothesis/`` or other cache lands in
+DIR, and the report's links are relative, so DIR can be moved. ``--out`` is checked before any
+test runs. Exit code: pytest's (0 unless a claim test is ERROR); with ``--strict`` also 1 when
+any claim FAILS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from mamlconv.cli._args import UsageError
@@ -25,9 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the claims audit and write its report",
         description=(
             "Audit every claim of Takagi et al. (2019) listed in CLAIMS.md: one verdict per "
-            "claim (HOLDS, HOLDS-FOR, APPROXIMATE, FAILS, NOT-RUN) with its evidence. Writes "
-            f"DIR/{REPORT_NAME}, the same data as JSON beside it, and the figures made on the "
-            "way. The default tier takes a few minutes on a laptop CPU."
+            "claim (HOLDS, HOLDS-FOR, APPROXIMATE, INCONCLUSIVE, FAILS, NOT-RUN, ERROR) with "
+            f"its evidence. Writes DIR/{REPORT_NAME}, the same data as JSON beside it, and the "
+            "figures in DIR/audit-report.files/ (a self-contained folder). The default tier "
+            "recomputes the empirical claims from the committed result files that "
+            "experiments/results/MANIFEST.json lists (verified by sha256; add a file with "
+            "`python -m mamlconv.paper_checks.manifest add FILE`)."
         ),
     )
     parser.add_argument(
@@ -53,6 +62,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="pass -q to pytest (less per-test output)"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any claim FAILS (for scripts; by default a FAILS verdict is a "
+        "finding, exit 0)",
     )
     parser.set_defaults(func=run)
 
@@ -86,24 +101,61 @@ def pytest_command(
     return cmd
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def check_out(out: Path) -> Path:
+    """Check ``--out`` before any work: a folder (created) in which the report files can be
+    written; UsageError naming the problem otherwise. Returns the resolved folder."""
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {args.out!r} exists and is not a folder")
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder; name a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create --out {args.out!r}: {exc.strerror}") from None
-    out = out.resolve()
+        raise UsageError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
+    report = out / REPORT_NAME
+    for path, want_dir in (
+        (report, False),
+        (report.with_suffix(".json"), False),
+        (report.with_suffix(".files"), True),
+    ):
+        if path.exists() and path.is_dir() != want_dir:
+            what = "a folder" if path.is_dir() else "a file"
+            raise UsageError(f"--out: {path} is {what}; remove it or choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {str(out)!r} is not writable: {exc.strerror}") from None
+    return out.resolve()
+
+
+def claims_failing(report_json: Path) -> list[str]:
+    """IDs of the claims whose verdict is FAILS in a written report (for --strict)."""
+    report = json.loads(report_json.read_text())
+    return [c["id"] for c in report["claims"] if c["verdict"] == "FAILS"]
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_out(Path(args.out))
     cmd = pytest_command(out, slow=args.slow, gpu=args.gpu, select=args.select, quiet=args.quiet)
     env = dict(os.environ)
     # Keep the child from writing bytecode caches into an installed package's folder.
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    # Run from the output folder so that nothing lands in the caller's working directory.
-    code = subprocess.call(cmd, cwd=out, env=env)
+    # Run in a temporary folder so that nothing (.hypothesis/, .benchmarks/, ...) lands in the
+    # caller's working directory or in the report's folder.
+    for stale in (out / REPORT_NAME, (out / REPORT_NAME).with_suffix(".json")):
+        stale.unlink(missing_ok=True)  # a crashed run must not leave an old report to read
+    with tempfile.TemporaryDirectory(prefix="mamlconv-audit-") as work:
+        code = subprocess.call(cmd, cwd=work, env=env)
     report = out / REPORT_NAME
-    if report.is_file():
-        print(f"mamlconv audit: report {report} (JSON: {report.with_suffix('.json')})")
-    else:
+    if not report.is_file():
         print(f"mamlconv audit: no report written (pytest exit code {code})", file=sys.stderr)
+        return int(code) or 1
+    print(f"mamlconv audit: report {report} (JSON: {report.with_suffix('.json')})")
+    if args.strict and code == 0:
+        failing = claims_failing(report.with_suffix(".json"))
+        if failing:
+            print(
+                f"mamlconv audit: --strict: {len(failing)} claim(s) FAIL: {', '.join(failing)}",
+                file=sys.stderr,
+            )
+            return 1
     return int(code)
