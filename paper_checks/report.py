@@ -2,8 +2,16 @@
 ``report_schema.json``), Markdown, and a terminal table.
 
 JSON layout (see the schema for every field): ``claims`` lists all rows of CLAIMS.md in order,
-each with its place in the paper, the statement, the combined verdict, a key number, and the
-records of its tests (verdict, evidence, result files cited, figures, pytest outcome).
+each with its kind (formal or empirical), its place in the paper, the statement, the combined
+verdict, a key number, and the records of its tests (verdict, evidence, result files cited,
+figures, pytest outcome); ``test_outcomes`` counts pytest's outcomes of the claim tests;
+``results`` names the result files read (through MANIFEST.json) and those ignored.
+
+Markdown layout: a one-screen summary (verdict counts, what pytest's counts mean, the result
+files, then one table of formal and one of empirical claims with every test's verdict), then
+one section per claim (evidence table, per-reading verdicts when a test records them, result
+files, figures, raw evidence folded in ``<details>``), then the result files. Figures are copied
+into the report's folder and linked relatively, so the folder can be moved.
 """
 
 from __future__ import annotations

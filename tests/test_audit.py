@@ -92,6 +92,16 @@ SCENARIOS = textwrap.dedent(
         audit.holds(key="x")
 
 
+    @pytest.mark.claim("X-2")
+    def test_claim_X_2_forward_mode(audit):
+        """torch.func.jvp: goes through torch's deprecated torch.jit.script internally."""
+        import torch
+        from torch.func import jvp
+
+        _, tangent = jvp(lambda x: (x**2).sum(), (torch.ones(3),), (torch.ones(3),))
+        audit.holds(key=f"jvp = {float(tangent)}")
+
+
     @pytest.mark.claim("X-4")
     def test_claim_X_4_two_verdicts(audit):
         """Records a second verdict: red."""
@@ -154,6 +164,7 @@ SCENARIO_CASES = [
     ("test_claim_S2_4_no_verdict", "ERROR", "failed", "no verdict"),
     ("test_claim_S2_6_misnamed", "ERROR", "error", "not named test_claim_S2_5_"),
     ("test_claim_X_4_two_verdicts", "ERROR", "failed", "exactly one verdict"),
+    ("test_claim_X_2_forward_mode", "HOLDS", "passed", "jvp = 6.0"),
 ]
 
 
@@ -176,6 +187,13 @@ def test_deliberately_wrong_claim_turns_red(scenario_run: dict) -> None:
     assert re.search(r"FAILED test_scenarios.py::test_claim_S3_3_stale_fails", out), out
     assert re.search(r"XFAIL test_scenarios.py::test_claim_S3_5_fails_as_measured", out), out
     assert "PASSED test_scenarios.py::test_claim_S3_6_right" in out, out
+
+
+def test_torch_internal_deprecation_warnings_stay_out_of_the_output(scenario_run: dict) -> None:
+    """torch.func's jvp warns that torch.jit.script is deprecated: a torch internal that the
+    plugin filters, so the audit's output has no warnings summary."""
+    out = scenario_run["proc"].stdout
+    assert "warnings summary" not in out and "DeprecationWarning" not in out, out[-3000:]
 
 
 def test_strict_xfail_reason_carries_the_numbers(scenario_run: dict) -> None:

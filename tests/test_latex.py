@@ -127,7 +127,7 @@ def test_missing_pdflatex_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
 def test_document_compiles_without_errors(tmp_path: Path) -> None:
     require_pdflatex()
     tex = latex.write_document(tmp_path / "derivations.tex")
-    pdf = latex.compile_pdf(tex)
+    pdf = latex.compile_pdf(tex, keep_log=True)
     assert pdf.read_bytes().startswith(b"%PDF")
     log = tex.with_suffix(".log").read_text(errors="replace")
     assert "Undefined control sequence" not in log
@@ -143,3 +143,39 @@ def test_undefined_control_sequence_fails_the_compile(tmp_path: Path) -> None:
     tex.write_text("\\documentclass{article}\n\\begin{document}\n\\notamacro x\n\\end{document}\n")
     with pytest.raises(latex.LatexError, match="Undefined control sequence"):
         latex.compile_pdf(tex)
+
+
+FAKE_PDFLATEX = """#!/bin/sh
+# A stand-in for pdflatex: writes what pdflatex writes, where pdflatex would write it.
+out=.
+for arg in "$@"; do
+  case "$arg" in
+    -output-directory=*) out="${arg#-output-directory=}" ;;
+    -*) ;;
+    *) name="${arg%.tex}" ;;
+  esac
+done
+printf 'aux' > "$out/$name.aux"
+printf 'This is pdfTeX\\nOutput written on %s.pdf (1 page).\\n' "$name" > "$out/$name.log"
+printf '%%PDF-1.5 fake' > "$out/$name.pdf"
+"""
+
+
+def test_compile_leaves_only_the_pdf_beside_the_tex(tmp_path: Path, monkeypatch) -> None:
+    """No .aux/.log litter in the user's folder (pdflatex's auxiliaries go to a temporary
+    folder); run with a stand-in pdflatex so that this runs where TeX is not installed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pdflatex"
+    fake.write_text(FAKE_PDFLATEX)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = tmp_path / "out"
+    out.mkdir()
+    tex = out / "doc.tex"
+    tex.write_text("\\documentclass{article}\\begin{document}x\\end{document}\n")
+    pdf = latex.compile_pdf(tex)
+    assert pdf == tex.with_suffix(".pdf") and pdf.read_bytes().startswith(b"%PDF")
+    assert sorted(p.name for p in out.iterdir()) == ["doc.pdf", "doc.tex"]
+    latex.compile_pdf(tex, keep_log=True)
+    assert sorted(p.name for p in out.iterdir()) == ["doc.log", "doc.pdf", "doc.tex"]

@@ -6,8 +6,9 @@ document is ``sympy.latex`` of a derived object (or of the stated form it is com
 difference is also printed, simplified by SymPy); only the prose is written by hand. The document
 uses the ``article`` class with amsmath/amssymb only (Debian's texlive-latex-base has them).
 
-:func:`compile_pdf` runs ``pdflatex`` (nonstop mode, twice when the log asks for a rerun) and
-raises :class:`LatexError` on any error or "Undefined control sequence" in the log, and
+:func:`compile_pdf` runs ``pdflatex`` (nonstop mode, twice when the log asks for a rerun; its
+auxiliary files in a temporary folder, so only the PDF lands beside the .tex) and raises
+:class:`LatexError` on any error or "Undefined control sequence" in the log, and
 :class:`PdflatexNotFoundError` when pdflatex is not installed.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -529,13 +531,15 @@ def latex_problems(log_text: str) -> list[str]:
     return [line for line in log_text.splitlines() if _PROBLEM.match(line)]
 
 
-def compile_pdf(tex_path: str | Path, *, timeout_s: float = 180.0) -> Path:
-    """Compile ``tex_path`` with pdflatex next to it; returns the PDF path.
+def compile_pdf(tex_path: str | Path, *, timeout_s: float = 180.0, keep_log: bool = False) -> Path:
+    """Compile ``tex_path`` with pdflatex; returns the PDF path (beside the .tex).
 
     Runs ``pdflatex -interaction=nonstopmode -halt-on-error`` (again when the log asks for a
-    rerun). Raises :class:`PdflatexNotFoundError` when pdflatex is missing and
-    :class:`LatexError` (quoting the offending log lines) on a non-zero exit, any ``!`` error,
-    "LaTeX Error" or "Undefined control sequence" in the log, or a missing PDF.
+    rerun) with its auxiliary files (.aux, .log, .out) in a temporary folder, so that only the
+    PDF lands beside the .tex -- and the log too when ``keep_log`` is set or the compile fails.
+    Raises :class:`PdflatexNotFoundError` when pdflatex is missing and :class:`LatexError`
+    (quoting the offending log lines) on a non-zero exit, any ``!`` error, "LaTeX Error" or
+    "Undefined control sequence" in the log, or a missing PDF.
     """
     tex_path = Path(tex_path).resolve()
     if not tex_path.is_file():
@@ -548,36 +552,46 @@ def compile_pdf(tex_path: str | Path, *, timeout_s: float = 180.0) -> Path:
         )
     log_path = tex_path.with_suffix(".log")
     pdf_path = tex_path.with_suffix(".pdf")
-    for _ in range(3):
-        try:
-            result = subprocess.run(
-                [
-                    exe,
-                    "-interaction=nonstopmode",
-                    "-halt-on-error",
-                    "-file-line-error",
-                    tex_path.name,
-                ],
-                cwd=tex_path.parent,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise LatexError(f"pdflatex took longer than {timeout_s:g} s on {tex_path}") from None
-        log = log_path.read_text(errors="replace") if log_path.exists() else result.stdout
-        problems = latex_problems(log)
-        if result.returncode != 0 or problems:
-            shown = "\n  ".join(problems[:10]) or result.stdout[-2000:]
-            raise LatexError(
-                f"pdflatex failed on {tex_path} (exit {result.returncode}); see {log_path}:\n"
-                f"  {shown}"
-            )
-        if "Rerun to get" not in log and "Label(s) may have changed" not in log:
-            break
-    if not pdf_path.is_file():
-        raise LatexError(f"pdflatex reported success but wrote no {pdf_path}")
+    with tempfile.TemporaryDirectory(prefix="mamlconv-latex-") as build_dir:
+        build = Path(build_dir)
+        built_log, built_pdf = build / log_path.name, build / pdf_path.name
+        for _ in range(3):
+            try:
+                result = subprocess.run(
+                    [
+                        exe,
+                        "-interaction=nonstopmode",
+                        "-halt-on-error",
+                        "-file-line-error",
+                        f"-output-directory={build}",
+                        tex_path.name,
+                    ],
+                    cwd=tex_path.parent,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout_s,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise LatexError(
+                    f"pdflatex took longer than {timeout_s:g} s on {tex_path}"
+                ) from None
+            log = built_log.read_text(errors="replace") if built_log.exists() else result.stdout
+            problems = latex_problems(log)
+            if result.returncode != 0 or problems:
+                log_path.write_text(log)
+                shown = "\n  ".join(problems[:10]) or result.stdout[-2000:]
+                raise LatexError(
+                    f"pdflatex failed on {tex_path} (exit {result.returncode}); see {log_path}:\n"
+                    f"  {shown}"
+                )
+            if "Rerun to get" not in log and "Label(s) may have changed" not in log:
+                break
+        if not built_pdf.is_file():
+            raise LatexError(f"pdflatex reported success but wrote no {pdf_path}")
+        shutil.copyfile(built_pdf, pdf_path)
+        if keep_log:
+            shutil.copyfile(built_log, log_path)
     return pdf_path
 
 

@@ -1,0 +1,317 @@
+"""The audit report as a reader gets it (issue 12): a one-screen summary with every test's
+verdict, formal and empirical claims apart; one section per claim with its evidence table and
+figures, raw evidence folded away; a self-contained folder whose image links still resolve
+after it is moved; nothing else in the folder, and no warnings in the output.
+
+The Markdown is rendered to HTML with the ``markdown`` package, as a reader's viewer would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import markdown as markdown_lib
+import pytest
+
+from mamlconv.paper_checks.claims import CLAIMS
+from mamlconv.paper_checks.report import (
+    EMPIRICAL,
+    build_report,
+    markdown,
+    validate,
+    write_report,
+)
+from mamlconv.paper_checks.verdicts import Record
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "experiments" / "results"
+SUMMARY_MAX_LINES = 60
+"""A screen: the Markdown before the first per-claim section."""
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.anchors: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img" and a.get("src"):
+            self.images.append(a["src"] or "")
+        if tag == "a" and a.get("href"):
+            self.anchors.append(a["href"] or "")
+        if a.get("id"):
+            self.ids.add(a["id"] or "")
+
+
+def rendered_links(md_path: Path) -> _Links:
+    """The image sources, link targets and element ids of the report rendered to HTML."""
+    html = markdown_lib.markdown(md_path.read_text(), extensions=["tables"])
+    links = _Links()
+    links.feed(html)
+    return links
+
+
+def assert_links_resolve(md_path: Path) -> int:
+    """Every image and relative link of the rendered report resolves inside its folder;
+    every in-page anchor exists. Returns the number of images."""
+    links = rendered_links(md_path)
+    folder = md_path.parent.resolve()
+    for src in links.images + [h for h in links.anchors if not h.startswith("#")]:
+        parsed = urlparse(src)
+        assert not parsed.scheme and not parsed.netloc, src
+        target = (folder / unquote(parsed.path)).resolve()
+        assert target.is_file(), f"{src} does not resolve from {folder}"
+        assert target.is_relative_to(folder), f"{src} points outside the report's folder"
+    for href in links.anchors:
+        if href.startswith("#"):
+            assert href[1:] in links.ids, f"in-page link {href} has no target"
+    return len(links.images)
+
+
+def summary_lines(md: str) -> list[str]:
+    """The Markdown before the first per-claim section."""
+    lines = md.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith('<a id="claim-'))
+    return lines[:first]
+
+
+# --------------------------------------------------------------- a real audit, moved
+@pytest.fixture(scope="module")
+def audit_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`mamlconv audit --strict` on a copy of the committed results with a stray
+    3-iteration fig1.json in a subfolder (whose curves would make S2-7 hold)."""
+    root = tmp_path_factory.mktemp("report")
+    results = root / "results"
+    shutil.copytree(RESULTS, results)
+    record = json.loads((RESULTS / "fig1.json").read_text())
+    record.update(
+        iters=3,
+        grad_norm=[[1.0, 0.5, 0.5], [1.0, 9.0, 9.0]],  # MAML grows, joint shrinks: "HOLDS"
+        grad_inner=[[1.0, 0.5, 0.5], [1.0, 9.0, 9.0]],
+    )
+    (results / "sub").mkdir()
+    (results / "sub" / "fig1.json").write_text(json.dumps(record))
+    out = root / "audit-out"
+    env = {**os.environ, "MAMLCONV_RESULTS": str(results), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mamlconv",
+            "audit",
+            "--out",
+            str(out),
+            "--strict",
+            "-k",
+            "test_claim_S2_7_gradient_norm_grows or test_claim_S3_2_tg_negligible or "
+            "test_claim_X_5_predictions_networks or test_claim_X_4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=root,
+    )
+    report = json.loads((out / "audit-report.json").read_text())
+    return {"proc": proc, "out": out, "root": root, "report": report}
+
+
+def test_stray_result_file_is_ignored_and_reported(audit_run: dict) -> None:
+    """The stray fig1.json does not flip S2-7 (the last path found used to win)."""
+    s27 = next(c for c in audit_run["report"]["claims"] if c["id"] == "S2-7")
+    assert s27["verdict"] == "FAILS", s27["key_number"]
+    assert s27["sources"][0]["file"] == "experiments/results/fig1.json"
+    ignored = {r["path"]: r["why"] for r in audit_run["report"]["results"]["ignored"]}
+    assert ignored["sub/fig1.json"] == "not in MANIFEST.json"
+    md = (audit_run["out"] / "audit-report.md").read_text()
+    assert "`sub/fig1.json`" in "\n".join(summary_lines(md))  # said up front
+    assert "sub/fig1.json" in audit_run["proc"].stdout  # and on the terminal
+
+
+def test_strict_exits_1_when_a_claim_fails(audit_run: dict) -> None:
+    proc = audit_run["proc"]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "--strict: 1 claim(s) FAIL: S2-7" in proc.stderr, proc.stderr
+
+
+def test_folder_holds_only_the_report(audit_run: dict) -> None:
+    """No .hypothesis/, .benchmarks/ or other litter in the output folder or the caller's."""
+    out = audit_run["out"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "audit-report.files",
+        "audit-report.json",
+        "audit-report.md",
+    ]
+    assert sorted(p.name for p in audit_run["root"].iterdir()) == ["audit-out", "results"]
+
+
+def test_no_warnings_in_the_output(audit_run: dict) -> None:
+    out = audit_run["proc"].stdout + audit_run["proc"].stderr
+    assert "warnings summary" not in out and "Warning:" not in out, out[-3000:]
+
+
+def test_report_validates_with_relative_figure_paths(audit_run: dict) -> None:
+    report = audit_run["report"]
+    validate(report)
+    figures = [f["path"] for c in report["claims"] for f in c["figures"]]
+    assert any(p.startswith("audit-report.files/") for p in figures), figures
+    assert all(not Path(p).is_absolute() and ".." not in Path(p).parts for p in figures)
+
+
+def test_image_links_resolve_also_after_moving_the_folder(audit_run: dict, tmp_path: Path) -> None:
+    report = audit_run["out"] / "audit-report.md"
+    n = assert_links_resolve(report)
+    # fig1.png (S2-7), fig5.png (S3-2), two comparison plots (X-5): copied in
+    assert n >= 4, n
+    moved = tmp_path / "elsewhere" / "moved-audit"
+    shutil.copytree(audit_run["out"], moved)
+    shutil.rmtree(audit_run["out"])  # the original is gone: nothing may point back at it
+    try:
+        assert assert_links_resolve(moved / "audit-report.md") == n
+    finally:
+        shutil.copytree(moved, audit_run["out"])
+
+
+def test_summary_fits_a_screen(audit_run: dict) -> None:
+    md = (audit_run["out"] / "audit-report.md").read_text()
+    head = summary_lines(md)
+    assert len(head) <= SUMMARY_MAX_LINES, "\n".join(head)
+    text = "\n".join(head)
+    assert "### Formal claims" in text and "### Empirical claims" in text
+    assert "pytest counts tests, not claims" in text
+    for claim in CLAIMS:
+        assert f"[{claim.id}](#claim-{claim.id.lower()})" in text
+
+
+# --------------------------------------------------------------- layout, from records
+def _record(nodeid: str, claim: str, verdict: str, key: str, **kw) -> Record:
+    outcome = {"FAILS": "xfailed", "NOT-RUN": "skipped", "ERROR": "failed"}.get(verdict, "passed")
+    return Record(
+        nodeid=nodeid, claim_id=claim, verdict=verdict, key_number=key, outcome=outcome, **kw
+    )
+
+
+def _full_report() -> dict:
+    """Every claim with a test; S4-1 with two variants and four not-run tiers, one with
+    per-reading verdicts; S3-5 FAILS (formal); S2-7 INCONCLUSIVE."""
+    recs = []
+    for c in CLAIMS:
+        slug = "test_claim_" + c.id.replace("-", "_") + "_x"
+        recs.append(_record(f"t.py::{slug}", c.id, "HOLDS", f"{c.id} key"))
+    recs = [r for r in recs if r.claim_id not in ("S4-1", "S3-5", "S2-7")]
+    readings = [
+        {"reading": "edge within a decade below alpha_div", "beta_max": 0.359, "verdict": "FAILS"},
+        {"reading": "edge at the last stable alpha", "beta_max": 0.0205, "verdict": "FAILS"},
+        {"reading": "smoothed edge", "beta_max": 0.61, "verdict": "INCONCLUSIVE"},
+    ]
+    recs += [
+        _record("e.py::test_claim_S4_1_sinusoid[exact]", "S4-1", "FAILS", "exact: margin -1",
+                evidence={"readings": readings}),
+        _record("e.py::test_claim_S4_1_sinusoid[first_order]", "S4-1", "APPROXIMATE",
+                "first-order: margin 1", error=0.155),
+        *[
+            _record(f"e.py::test_claim_S4_1_sinusoid_{tier}[{v}]", "S4-1", "NOT-RUN", why)
+            for tier, why in (("rerun", "needs --slow"), ("paper_size", "needs --gpu"))
+            for v in ("exact", "first_order")
+        ],
+        _record("s.py::test_claim_S3_5_beta_edge", "S3-5", "FAILS", "<= should be <"),
+        _record("s.py::test_claim_S3_5_alpha_edge", "S3-5", "HOLDS-FOR", "alpha edge",
+                setting="alpha <= 1/lambda"),
+        _record("e.py::test_claim_S2_7_gradient_norm_grows", "S2-7", "INCONCLUSIVE", "noisy"),
+    ]  # fmt: skip
+    records = {r.nodeid: r for r in recs}
+    collected = {r.nodeid: r.claim_id for r in recs}
+    return build_report(
+        records,
+        collected,
+        tiers={"slow": False, "gpu": False},
+        duration_s=1.0,
+        results={"folder": "x", "manifest": None, "listed": [], "read": [], "ignored": []},
+    )
+
+
+def test_summary_lists_every_variant_and_separates_formal_from_empirical() -> None:
+    report = _full_report()
+    validate(report)
+    head = summary_lines(markdown(report))
+    assert len(head) <= SUMMARY_MAX_LINES
+    formal_at = next(i for i, line in enumerate(head) if line.startswith("### Formal"))
+    empirical_at = next(i for i, line in enumerate(head) if line.startswith("### Empirical"))
+    rows = {line.split("]")[0].lstrip("| ["): (i, line) for i, line in enumerate(head)}
+    for c in CLAIMS:
+        i, _ = rows[c.id]
+        assert (i > empirical_at) == (c.id in EMPIRICAL), c.id
+        assert (formal_at < i < empirical_at) == (c.id not in EMPIRICAL), c.id
+    s41 = rows["S4-1"][1]
+    assert "**FAILS**" in s41 and "exact: FAILS" in s41 and "first_order: APPROXIMATE" in s41
+    assert "4 more not run (needs --slow, needs --gpu)" in s41
+    assert "**FAILS**" in rows["S3-5"][1] and "beta edge: FAILS" in rows["S3-5"][1]
+    assert "**INCONCLUSIVE**" in rows["S2-7"][1]
+    text = "\n".join(head)
+    assert "1 INCONCLUSIVE" in text and "ERROR > FAILS > INCONCLUSIVE > HOLDS-FOR" in text
+    # pytest's counts are given as counts of tests, with what each stands for
+    n_tests = sum(len(c["tests"]) for c in report["claims"])
+    assert f"{n_tests} claim tests:" in text and "2 xfailed (FAILS" in text
+
+
+def test_claim_section_has_evidence_table_readings_and_folded_raw_evidence() -> None:
+    md = markdown(_full_report())
+    section = md.split('<a id="claim-s4-1"></a>')[1].split('<a id="claim-s4-2"></a>')[0]
+    assert "| test | verdict | key number |" in section
+    assert "| exact | **FAILS** | exact: margin -1 |" in section
+    assert "| first_order | **APPROXIMATE** (error 0.155) | first-order: margin 1 |" in section
+    assert "| rerun exact, rerun first_order | **NOT-RUN** | needs --slow |" in section
+    assert "| reading | beta max | verdict |" in section
+    assert "| smoothed edge | 0.61 | **INCONCLUSIVE** |" in section
+    raw = section.split("<details>")[1]
+    assert '"reading": "smoothed edge"' in raw and "</details>" in raw
+
+
+def test_figures_are_copied_in_and_linked_relatively(tmp_path: Path) -> None:
+    """A figure outside the folder (a committed PNG) is copied in; one written inside it (a
+    figure the audit drew) is linked where it is; same-named figures do not collide."""
+    elsewhere = tmp_path / "committed"
+    (elsewhere / "a").mkdir(parents=True)
+    (elsewhere / "b").mkdir()
+    for d in ("a", "b"):
+        (elsewhere / d / "fig.png").write_bytes(b"\x89PNG " + d.encode())
+    out = tmp_path / "out"
+    drawn = out / "audit-report.files" / "S3-7-fig2.png"
+    drawn.parent.mkdir(parents=True)
+    drawn.write_bytes(b"\x89PNG drawn")
+    rec = _record(
+        "t.py::test_claim_S3_7_x",
+        "S3-7",
+        "HOLDS",
+        "k",
+        figures=[
+            {"path": str(elsewhere / "a" / "fig.png"), "caption": "a"},
+            {"path": str(elsewhere / "b" / "fig.png"), "caption": "b"},
+            {"path": str(drawn), "caption": "drawn"},
+        ],
+    )
+    report = build_report(
+        {rec.nodeid: rec}, {rec.nodeid: "S3-7"}, tiers={"slow": False, "gpu": False},
+        duration_s=1.0,
+    )  # fmt: skip
+    md_path, json_path = write_report(report, out / "audit-report.md")
+    paths = [f["path"] for f in json.loads(json_path.read_text())["claims"][13]["figures"]]
+    assert paths == [
+        "audit-report.files/committed/fig.png",
+        "audit-report.files/committed/fig-2.png",
+        "audit-report.files/S3-7-fig2.png",
+    ]
+    assert (out / paths[1]).read_bytes() == b"\x89PNG b"
+    shutil.rmtree(elsewhere)
+    shutil.move(out, tmp_path / "moved")
+    assert assert_links_resolve(tmp_path / "moved" / "audit-report.md") == 3
