@@ -242,21 +242,29 @@ def _per_test_summary(claim: dict[str, Any]) -> str:
         return "no test collected"
     labels = _test_labels(tests)
     ran = [(lab, t) for lab, t in zip(labels, tests, strict=True) if t["verdict"] != "NOT-RUN"]
-    skipped = [t for t in tests if t["verdict"] == "NOT-RUN"]
     shown = [f"{lab}: {t['verdict']}" for lab, t in ran if lab and lab != "main"]
-    if skipped:
-        why = ", ".join(dict.fromkeys(_why_not_run(t["key_number"]) for t in skipped))
-        shown.append(f"{len(skipped)} {'more ' if ran else ''}not run ({why})")
+    tiers = []  # tests of a tier not enabled: counted; any other NOT-RUN: named with its reason
+    for lab, t in zip(labels, tests, strict=True):
+        if t["verdict"] != "NOT-RUN":
+            continue
+        why = _why_not_run(t["key_number"])
+        if why.startswith("needs "):
+            tiers.append(why)
+        else:
+            shown.append(f"{lab or 'main'}: NOT-RUN ({why})")
+    if tiers:
+        more = "more " if len(tiers) < len(tests) else ""
+        shown.append(f"{len(tiers)} {more}not run ({', '.join(dict.fromkeys(tiers))})")
     return " · ".join(shown) or "—"
 
 
 def _why_not_run(reason: str) -> str:
     """A NOT-RUN reason in two or three words."""
     for needle, short in (
+        ("result file missing", "no result file"),
         ("--slow", "needs --slow"),
         ("--gpu", "needs --gpu"),
         ("CUDA", "needs CUDA"),
-        ("result file missing", "no result file"),
         ("not registered", "file not in manifest"),
         ("no test collected", "not collected"),
         ("not run in this session", "deselected"),
