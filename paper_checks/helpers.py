@@ -76,14 +76,21 @@ def _no_manifest(audit: ClaimAudit, what: str, make: str) -> None:
 
 
 def committed_entries(
-    audit: ClaimAudit, *, kind: str, what: str, make: str, required: bool = True, **config: Any
+    audit: ClaimAudit,
+    *,
+    kind: str,
+    what: str,
+    make: str,
+    claim: str | None = None,
+    required: bool = True,
+    **config: Any,
 ) -> list[Any]:
-    """The manifest's entries of ``kind`` whose configuration matches ``config`` (e.g.
-    ``problem="sinusoid"``); when there are none, NOT-RUN naming the missing file and how to
-    make it (``required``) or an empty list."""
+    """The manifest's entries of ``kind`` (serving ``claim``, when given) whose configuration
+    matches ``config`` (e.g. ``problem="sinusoid"``); when there are none, NOT-RUN naming the
+    missing file and how to make it (``required``) or an empty list."""
     from mamlconv.paper_checks import manifest
 
-    found = manifest.entries(audit.results_dir, kind=kind, **config)
+    found = manifest.entries(audit.results_dir, kind=kind, claim=claim, **config)
     if found is None:
         if required:
             _no_manifest(audit, what, make)
@@ -96,11 +103,16 @@ def committed_entries(
     return found
 
 
-def committed_path(entry: Any, audit: ClaimAudit) -> Path:
-    """The verified file of a manifest entry (an error naming the file when it changed)."""
+def committed_files(
+    audit: ClaimAudit, *, kind: str = "data", claim: str | None = None, what: str, make: str
+) -> list[Path]:
+    """The verified files of ``kind`` serving ``claim`` that MANIFEST.json lists (NOT-RUN when
+    none), e.g. files registered with ``python -m mamlconv.paper_checks.manifest add FILE
+    --claims S4-1``; a changed or missing one is an error naming it."""
     from mamlconv.paper_checks.manifest import verify
 
-    return verify(audit.results_dir, entry)
+    entries = committed_entries(audit, kind=kind, claim=claim, what=what, make=make)
+    return [verify(audit.results_dir, e) for e in entries]
 
 
 def find_sweeps(
@@ -127,7 +139,8 @@ def find_sweeps(
         result = load_sweep(audit.results_dir, entry)
         if (result.config.problem, result.config.variant) != (problem, variant):
             raise AssertionError(
-                f"experiments/results/{entry.path}: MANIFEST.json says {problem} / {variant}, "
+                f"{_cited_name(audit, audit.results_dir / entry.path)}: MANIFEST.json says "
+                f"{problem} / {variant}, "
                 f"the file holds {result.config.problem} / {result.config.variant}"
             )
         out.append((audit.results_dir / entry.path, result))
@@ -176,9 +189,11 @@ def committed_figure_record(audit: ClaimAudit, name: str, *, caption: str) -> di
     entry = found[0]
     record = load_json(audit.results_dir, entry)
     if not isinstance(record, dict) or record.get("figure") != name:
-        raise AssertionError(f"experiments/results/{entry.path} is not a {name} record")
+        raise AssertionError(
+            f"{_cited_name(audit, audit.results_dir / entry.path)} is not a {name} record"
+        )
     audit.cite(
-        f"experiments/results/{entry.path}",
+        _cited_name(audit, audit.results_dir / entry.path),
         sha256=entry.sha256[:12],
         iters=record.get("iters"),
         config=record.get("config"),
@@ -190,8 +205,10 @@ def committed_figure_record(audit: ClaimAudit, name: str, *, caption: str) -> di
 
 def _cited_name(audit: ClaimAudit, path: Path) -> str:
     """experiments/results/<rel> for a committed file, else the path (a rerun's file)."""
+    from mamlconv.paper_checks.manifest import shown
+
     try:
-        return "experiments/results/" + Path(path).relative_to(audit.results_dir).as_posix()
+        return shown(audit.results_dir, Path(path).relative_to(audit.results_dir).as_posix())
     except ValueError:
         return str(path)
 

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -100,9 +102,23 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shown(results: Path, rel: str) -> str:
-    """How the report names a result file: experiments/results/<rel> for the package's folder."""
-    return f"experiments/results/{rel}" if results.name == "results" else str(results / rel)
+@cache
+def _package_results() -> Path | None:
+    spec = importlib.util.find_spec("mamlconv.experiments")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return (Path(next(iter(spec.submodule_search_locations))) / "results").resolve()
+
+
+def shown(results: Path, rel: str) -> str:
+    """How messages and the report name a result file: ``experiments/results/<rel>`` in the
+    package's own folder, the full path in another one (``MAMLCONV_RESULTS``)."""
+    if Path(results).resolve() == _package_results():
+        return f"experiments/results/{rel}".rstrip("/")
+    return str(Path(results) / rel) if rel else str(results)
+
+
+_shown = shown
 
 
 def load_manifest(results: Path) -> Manifest | None:
@@ -240,7 +256,7 @@ def survey(results: Path) -> dict[str, Any]:
             why = f"not in {MANIFEST_NAME}"
         ignored.append({"path": rel, "why": why})
     return {
-        "folder": _shown(results, "").rstrip("/"),
+        "folder": shown(results, ""),
         "manifest": MANIFEST_NAME if manifest is not None else None,
         "manifest_problem": problem,
         "listed": listed,

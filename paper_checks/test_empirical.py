@@ -25,6 +25,7 @@ from mamlconv.paper_checks.helpers import (
     find_sweeps,
     linreg_study_paper,
 )
+from mamlconv.paper_checks.manifest import shown
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
 
 VARIANTS = ("exact", "first_order")
@@ -571,7 +572,7 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
         winner = min(errors, key=lambda k: errors[k]["median"])
         cfg = rec["config"]
         audit.cite(
-            f"experiments/results/{path.relative_to(audit.results_dir).as_posix()}",
+            shown(audit.results_dir, path.relative_to(audit.results_dir).as_posix()),
             problem=cfg.get("problem"),
             variant=cfg.get("variant"),
             iters=cfg.get("iters"),

@@ -130,7 +130,7 @@ def test_stray_result_file_is_ignored_and_reported(audit_run: dict) -> None:
     """The stray fig1.json does not flip S2-7 (the last path found used to win)."""
     s27 = next(c for c in audit_run["report"]["claims"] if c["id"] == "S2-7")
     assert s27["verdict"] == "FAILS", s27["key_number"]
-    assert s27["sources"][0]["file"] == "experiments/results/fig1.json"
+    assert s27["sources"][0]["file"] == str(audit_run["root"] / "results" / "fig1.json")
     ignored = {r["path"]: r["why"] for r in audit_run["report"]["results"]["ignored"]}
     assert ignored["sub/fig1.json"] == "not in MANIFEST.json"
     md = (audit_run["out"] / "audit-report.md").read_text()
