@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
-from mamlconv.paper_checks.verdicts import VERDICTS, Record, combine, fmt, jsonable
+from mamlconv.paper_checks.verdicts import _PRIORITY, VERDICTS, Record, combine, fmt, jsonable
 
 SCHEMA_ID = "mamlconv-audit-report/1"
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -40,12 +40,16 @@ EMPIRICAL: frozenset[str] = frozenset(
 """Claims about experiments (training runs, measured boundaries); every other row of CLAIMS.md is
 a formal claim about an equation or a derivation, checked symbolically or by exact computation."""
 
-ORDER = "ERROR > FAILS > INCONCLUSIVE > HOLDS-FOR > APPROXIMATE > HOLDS > NOT-RUN"
+ORDER = " > ".join(sorted(_PRIORITY, key=_PRIORITY.__getitem__))
 """How the verdicts of a claim's tests combine (``verdicts.combine``): the most consequential."""
 
 
 def claim_kind(claim_id: str) -> str:
-    """'empirical' or 'formal' (see :data:`EMPIRICAL`)."""
+    """'empirical' or 'formal': the registry's ``Claim.kind`` where it has one, else
+    :data:`EMPIRICAL`."""
+    kind = getattr(BY_ID.get(claim_id), "kind", None)
+    if kind in ("formal", "empirical"):
+        return kind
     return "empirical" if claim_id in EMPIRICAL else "formal"
 
 
@@ -461,7 +465,10 @@ def _claim_section(c: dict[str, Any]) -> list[str]:
     lines += ["", *_table(["test", "verdict", "key number"], rows)]
     for lab, t in zip(labels, tests, strict=True):
         if t.get("setting"):
-            lines += ["", f"*{lab or 'Holds'} for:* {t['setting']}"]
+            what = {"HOLDS-FOR": "holds for", "INCONCLUSIVE": "inconclusive because"}.get(
+                t["verdict"], "setting"
+            )
+            lines += ["", f"*{' '.join(x for x in (lab, what) if x).capitalize()}:* {t['setting']}"]
     for lab, t in zip(labels, tests, strict=True):
         for where, rows_r in readings_tables(t["evidence"]):
             title = " / ".join(x for x in (lab, where) if x)

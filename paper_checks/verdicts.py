@@ -40,11 +40,12 @@ VERDICTS: tuple[str, ...] = (
 """All verdicts; ERROR is given by the plugin (a red claim test), never by a test itself."""
 
 # Which verdict speaks for a claim whose tests disagree: the most consequential one.
+# A named limitation (HOLDS-FOR) outranks "cannot tell" (INCONCLUSIVE), which outranks agreement.
 _PRIORITY = {
     "ERROR": 0,
     "FAILS": 1,
-    "INCONCLUSIVE": 2,
-    "HOLDS-FOR": 3,
+    "HOLDS-FOR": 2,
+    "INCONCLUSIVE": 3,
     "APPROXIMATE": 4,
     "HOLDS": 5,
     "NOT-RUN": 6,

@@ -583,3 +583,36 @@ def test_damaged_result_is_an_error_naming_the_file(
 def test_undamaged_files_still_decide(damaged_results: dict) -> None:
     test = damaged_results["tests"]["test_claim_S4_1_sinusoid[first_order]"]
     assert test["verdict"] == "APPROXIMATE", test
+
+
+def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
+    """A corrupt manifest, a listed file that is gone, a changed one: each an error naming the
+    file and the fix; survey() tells unlisted files from files listed as not read."""
+    from mamlconv.paper_checks import manifest
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "fig5.json").write_bytes((RESULTS / "fig5.json").read_bytes())
+    (results / "notes.md").write_text("n\n")
+    (results / "stray").mkdir()
+    (results / "stray" / "fig5.json").write_text("{}")
+    manifest.add(results, ["fig5.json"])
+    manifest.exclude(results, ["notes.md"], why="notes")
+    entry = manifest.load_manifest(results).files["fig5.json"]
+    assert manifest.load_json(results, entry)["figure"] == "fig5"
+    seen = manifest.survey(results)
+    assert seen["listed"] == ["fig5.json"] and "fig5.json" in seen["read"]
+    assert seen["ignored"] == [
+        {"path": "notes.md", "why": "committed, not read by the audit: notes"},
+        {"path": "stray/fig5.json", "why": "not in MANIFEST.json"},
+    ]
+    (results / "fig5.json").write_text("{}")
+    with pytest.raises(manifest.ResultFileError, match="fig5.json changed since it was"):
+        manifest.verify(results, entry)
+    (results / "fig5.json").unlink()
+    with pytest.raises(manifest.ResultFileError, match="fig5.json is listed in MANIFEST.json"):
+        manifest.verify(results, entry)
+    (results / "MANIFEST.json").write_text("{oops")
+    with pytest.raises(manifest.ResultFileError, match="MANIFEST.json is corrupt"):
+        manifest.load_manifest(results)
+    assert "MANIFEST.json is corrupt" in manifest.survey(results)["manifest_problem"]
