@@ -147,6 +147,28 @@ def find_sweeps(
     return out
 
 
+def committed_glob(audit: ClaimAudit, pattern: str, *, what: str, make: str) -> list[Path]:
+    """The verified files MANIFEST.json lists whose path matches ``pattern`` (a glob relative
+    to the results folder, e.g. ``readings/sinusoid_*_seed*.json``), sorted; NOT-RUN naming
+    ``what`` and how to ``make`` it when none is listed. Files in the folder that the manifest
+    does not list are not returned (the report lists them as ignored)."""
+    from fnmatch import fnmatchcase
+
+    from mamlconv.paper_checks import manifest
+
+    listed = manifest.load_manifest(audit.results_dir)
+    if listed is None:
+        _no_manifest(audit, what, make)
+    assert listed is not None
+    paths = sorted(p for p in listed.files if fnmatchcase(p, pattern))
+    if not paths:
+        audit.not_run(
+            f"result file missing: no {what} ({pattern}) in {manifest.MANIFEST_NAME} ({make}; "
+            f"register the files with `{manifest.COMMAND} add FILE...`)"
+        )
+    return [manifest.verify(audit.results_dir, listed.files[p]) for p in paths]
+
+
 def committed_json(audit: ClaimAudit, *, kind: str, what: str, make: str) -> list[tuple[Path, Any]]:
     """The verified, parsed JSON files of ``kind`` listed in MANIFEST.json (NOT-RUN if none)."""
     from mamlconv.paper_checks.manifest import load_json
@@ -181,6 +203,8 @@ def committed_figure_record(audit: ClaimAudit, name: str, *, caption: str) -> di
         "iterations",
         figure=name,
     )
+    if len(found) > 1:  # e.g. per-seed records under readings/: the one at the top is Fig. N's
+        found = [e for e in found if e.path == f"{name}.json"] or found
     if len(found) > 1:
         raise AssertionError(
             f"MANIFEST.json lists {len(found)} records of {name} "

@@ -616,3 +616,37 @@ def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(manifest.ResultFileError, match="MANIFEST.json is corrupt"):
         manifest.load_manifest(results)
     assert "MANIFEST.json is corrupt" in manifest.survey(results)["manifest_problem"]
+
+
+def test_committed_glob_returns_only_listed_verified_files(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What a claim test gets for ``readings/fig1_*.json``: the listed files, verified; an
+    unlisted one in the same folder is not among them; none listed is NOT-RUN naming the fix."""
+    from mamlconv.paper_checks import manifest
+    from mamlconv.paper_checks.helpers import committed_figure_record, committed_glob
+    from mamlconv.paper_checks.verdicts import ClaimAudit
+
+    results = tmp_path / "results"
+    (results / "readings").mkdir(parents=True)
+    fig1 = (RESULTS / "fig1.json").read_bytes()
+    for name in ("fig1.json", "readings/fig1_5000it_seed1.json", "readings/fig1_5000it_seed2.json"):
+        (results / name).write_bytes(fig1)
+    manifest.add(results, ["fig1.json", "readings/fig1_5000it_seed1.json"])
+
+    def recorder() -> ClaimAudit:
+        return ClaimAudit(
+            request=request,
+            claim_id="S2-7",
+            slow=False,
+            gpu=False,
+            figure_dir=tmp_path / "figs",
+            results_dir=results,
+        )
+
+    got = committed_glob(recorder(), "readings/fig1_*.json", what="Fig. 1 records", make="m")
+    assert got == [results / "readings" / "fig1_5000it_seed1.json"]
+    # a per-seed record of the same figure does not make Fig. 1's own record ambiguous
+    assert committed_figure_record(recorder(), "fig1", caption="c")["figure"] == "fig1"
+    with pytest.raises(pytest.skip.Exception, match="no Fig. 5 records .* in MANIFEST.json"):
+        committed_glob(recorder(), "readings/fig5_*.json", what="Fig. 5 records", make="m")
