@@ -650,3 +650,17 @@ def test_committed_glob_returns_only_listed_verified_files(
     assert committed_figure_record(recorder(), "fig1", caption="c")["figure"] == "fig1"
     with pytest.raises(pytest.skip.Exception, match="no Fig. 5 records .* in MANIFEST.json"):
         committed_glob(recorder(), "readings/fig5_*.json", what="Fig. 5 records", make="m")
+
+
+def test_cli_audit_child_gets_absolute_folders(tmp_path: Path, monkeypatch) -> None:
+    """The child runs in a temporary folder, so a relative MAMLCONV_RESULTS / _DATA / _CACHE
+    must reach it as an absolute path (else the audit would find no results)."""
+    from mamlconv.cli.audit import child_environment
+
+    monkeypatch.chdir(tmp_path)
+    env = child_environment(
+        {"MAMLCONV_RESULTS": "res", "MAMLCONV_DATA": f"a{os.pathsep}/abs/b", "PATH": "x"}
+    )
+    assert env["MAMLCONV_RESULTS"] == str(tmp_path.resolve() / "res")
+    assert env["MAMLCONV_DATA"] == f"{tmp_path.resolve() / 'a'}{os.pathsep}/abs/b"
+    assert env["PATH"] == "x" and env["PYTHONDONTWRITEBYTECODE"] == "1"

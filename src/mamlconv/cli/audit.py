@@ -133,12 +133,27 @@ def claims_failing(report_json: Path) -> list[str]:
     return [c["id"] for c in report["claims"] if c["verdict"] == "FAILS"]
 
 
+PATH_VARIABLES = ("MAMLCONV_RESULTS", "MAMLCONV_DATA", "MAMLCONV_CACHE")
+"""Environment variables naming folders; made absolute for the child, which runs elsewhere."""
+
+
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The child's environment: folder variables absolute (the child's working folder is a
+    temporary one), no bytecode written into an installed package's folder."""
+    env = dict(environ)
+    for var in PATH_VARIABLES:
+        if env.get(var):
+            env[var] = os.pathsep.join(
+                str(Path(p).expanduser().resolve()) if p else p for p in env[var].split(os.pathsep)
+            )
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return env
+
+
 def run(args: argparse.Namespace) -> int:
     out = check_out(Path(args.out))
     cmd = pytest_command(out, slow=args.slow, gpu=args.gpu, select=args.select, quiet=args.quiet)
-    env = dict(os.environ)
-    # Keep the child from writing bytecode caches into an installed package's folder.
-    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    env = child_environment(dict(os.environ))
     # Run in a temporary folder so that nothing (.hypothesis/, .benchmarks/, ...) lands in the
     # caller's working directory or in the report's folder.
     for stale in (out / REPORT_NAME, (out / REPORT_NAME).with_suffix(".json")):
