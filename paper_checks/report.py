@@ -422,7 +422,8 @@ def markdown(report: dict[str, Any]) -> str:
         (
             "formal",
             "Formal claims",
-            "equations and derivations, checked symbolically and by exact computation",
+            "equations and derivations, checked symbolically and by exact computation (a "
+            "FAILS here is a flaw in a stated formula or condition, not a failed experiment)",
         ),
         (
             "empirical",
