@@ -487,7 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     from mamlconv.paper_checks import results_dir
 
     parser = argparse.ArgumentParser(
-        prog=COMMAND, description="Maintain experiments/results/MANIFEST.json (see the module doc)."
+        prog=COMMAND,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Maintain experiments/results/MANIFEST.json: the result files the claims audit\n"
+            "reads (and only these), each with its sha256.\n\n"
+            "  add FILE...                 register files (sweeps, fig1/fig5 records, compare\n"
+            "                              JSONs are recognised; others need --claims)\n"
+            "  exclude FILE... --why TEXT  a committed file the audit does not read\n"
+            "  update                      re-hash the listed files after a deliberate rerun\n"
+            "  check                       exit 1 on a changed, missing or unlisted file"
+        ),
     )
     parser.add_argument("--results", metavar="DIR", help="results folder (default: the package's)")
     sub = parser.add_subparsers(dest="command", required=True)
