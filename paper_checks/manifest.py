@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                 claims = tuple(c.strip() for c in args.claims.split(",") if c.strip())
                 bad = [c for c in claims if c not in BY_ID]
                 if bad:
-                    raise ValueError(f"--claims {','.join(bad)}: not a claim ID of CLAIMS.md")
+                    raise ValueError(f"--claims {','.join(bad)}: not a claim ID of docs/CLAIMS.md")
             for e in add(results, args.files, kind=args.kind, claims=claims, what=args.what):
                 extra = f" (with {', '.join(e.figures)})" if e.figures else ""
                 print(f"added {e.path}: {e.kind} for {', '.join(e.claims) or '-'}{extra}")

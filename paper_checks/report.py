@@ -1,8 +1,8 @@
-"""The audit report: one entry per CLAIMS.md row, as JSON (validated against
+"""The audit report: one entry per docs/CLAIMS.md row, as JSON (validated against
 ``report_schema.json``), Markdown, and a terminal table.
 
-JSON layout (see the schema for every field): ``claims`` lists all rows of CLAIMS.md in order,
-each with its kind (formal or empirical), its place in the paper, the statement, the combined
+JSON layout (see the schema for every field): ``claims`` lists all rows of docs/CLAIMS.md in
+order, each with its kind (formal or empirical), its place in the paper, the statement, the combined
 verdict, a key number, and the records of its tests (verdict, evidence, result files cited,
 figures, pytest outcome); ``test_outcomes`` counts pytest's outcomes of the claim tests;
 ``results`` names the result files read (through MANIFEST.json) and those ignored.
@@ -37,8 +37,9 @@ PAPER = (
 EMPIRICAL: frozenset[str] = frozenset(
     {"S2-7", "S3-2", "S3-8", "S4-1", "S4-2", "S4-3", "S5-1", "X-5"}
 )
-"""Claims about experiments (training runs, measured boundaries); every other row of CLAIMS.md is
-a formal claim about an equation or a derivation, checked symbolically or by exact computation."""
+"""Claims about experiments (training runs, measured boundaries); every other row of
+docs/CLAIMS.md is a formal claim about an equation or a derivation, checked symbolically or by
+exact computation. (Used where the claim registry has no ``kind``.)"""
 
 ORDER = " > ".join(sorted(_PRIORITY, key=_PRIORITY.__getitem__))
 """How the verdicts of a claim's tests combine (``verdicts.combine``): the most consequential."""
@@ -71,7 +72,7 @@ def build_report(
     report_dir: Path | None = None,
     results: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict: every CLAIMS.md row with a verdict and its evidence.
+    """The report as a JSON-ready dict: every docs/CLAIMS.md row with a verdict and its evidence.
 
     ``records`` maps pytest node ids to the verdicts recorded this session, ``collected`` maps
     the claim tests collected to their claim IDs. A row without a collected test is NOT-RUN

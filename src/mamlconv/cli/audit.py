@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "audit",
         help="run the claims audit and write its report",
         description=(
-            "Audit every claim of Takagi et al. (2019) listed in CLAIMS.md: one verdict per "
+            "Audit every claim of Takagi et al. (2019) listed in docs/CLAIMS.md: one verdict per "
             "claim (HOLDS, HOLDS-FOR, APPROXIMATE, INCONCLUSIVE, FAILS, NOT-RUN, ERROR) with "
             f"its evidence. Writes DIR/{REPORT_NAME}, the same data as JSON beside it, and the "
             "figures in DIR/audit-report.files/ (a self-contained folder). The default tier "
