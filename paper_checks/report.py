@@ -297,35 +297,68 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def readings_tables(evidence: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``(where, rows)`` for every per-reading verdict table in a test's evidence: a list of
-    dicts under the key ``readings``, at the top level or one level down (e.g. per file)."""
-    found = []
-    if isinstance(evidence.get("readings"), list):
-        found.append(("", evidence["readings"]))
+READINGS_KEYS = ("readings", "per_reading")
+"""Evidence keys under which a test records its verdict per reading of the claim."""
+MAX_READING_COLUMNS = 7
+
+
+def _is_verdict_row(row: Any) -> bool:
+    return isinstance(row, dict) and any(str(k).startswith("verdict") for k in row)
+
+
+def readings_tables(
+    evidence: dict[str, Any], *, _where: str = "", _depth: int = 0
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(where, rows)`` for every per-reading verdict table in a test's evidence, up to three
+    levels down (per file, per length, per interpretation): under a key of
+    :data:`READINGS_KEYS`, a list of dicts that carry a ``verdict``, or a dict mapping each
+    reading to its verdict (made rows ``{reading, verdict}``)."""
+    found: list[tuple[str, list[dict[str, Any]]]] = []
     for key, value in evidence.items():
-        if isinstance(value, dict):
-            if isinstance(value.get("readings"), list):
-                found.append((key, value["readings"]))
-            for sub, inner in value.items():
-                if isinstance(inner, dict) and isinstance(inner.get("readings"), list):
-                    found.append((f"{key} / {sub}", inner["readings"]))
-    return [(w, [r for r in rows if isinstance(r, dict)]) for w, rows in found if rows]
+        where = f"{_where} / {key}" if _where else str(key)
+        if key in READINGS_KEYS and isinstance(value, list) and value:
+            rows = [r for r in value if _is_verdict_row(r)]
+            if rows:
+                found.append((_where, rows))
+                continue
+        if key in READINGS_KEYS and isinstance(value, dict) and value:
+            if all(isinstance(v, str) and v in VERDICTS for v in value.values()):
+                found.append((_where, [{"reading": r, "verdict": v} for r, v in value.items()]))
+                continue
+        if isinstance(value, dict) and _depth < 3:
+            found += readings_tables(value, _where=where, _depth=_depth + 1)
+    return found
+
+
+def _cell(value: Any) -> str:
+    """A compact table cell: numbers to 3 digits, nested records counted, not dumped."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return f"{len(value)} entries"
+    if isinstance(value, dict) and any(isinstance(v, dict | list) for v in value.values()):
+        return f"{len(value)} entries"
+    return _short(value)
 
 
 def _readings_md(rows: list[dict[str, Any]]) -> list[str]:
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    for last in ("verdict",):
-        if last in cols:
-            cols.remove(last)
-            cols.append(last)
+    verdicts = [c for c in cols if c.startswith("verdict")]
+    first = [c for c in ("reading", "name") if c in cols]
+    rest = [c for c in cols if c not in verdicts and c not in first]
+    keep = MAX_READING_COLUMNS - len(first) - len(verdicts)
+    cols = first + rest[: max(0, keep)] + verdicts
     body = [
-        [f"**{r[c]}**" if c == "verdict" and r.get(c) else _short(r.get(c, "")) for c in cols]
+        [
+            f"**{r[c]}**" if c.startswith("verdict") and r.get(c) else _cell(r.get(c, ""))
+            for c in cols
+        ]
         for r in rows
     ]
-    return _table([c.replace("_", " ") for c in cols], body)
+    out = _table([c.replace("_", " ") for c in cols], body)
+    if len(rest) > keep:
+        out.append(f"\n({len(rest) - max(0, keep)} more columns in the JSON report)")
+    return out
 
 
 def _source_rows(claim: dict[str, Any]) -> list[list[str]]:

@@ -325,3 +325,33 @@ def test_settings_say_what_they_are() -> None:
     md = markdown(_full_report())
     assert "*Alpha edge holds for:* alpha <= 1/lambda" in md
     assert "*Inconclusive because:* the difference lies within the seed spread" in md
+
+
+def test_per_reading_tables_in_the_shapes_tests_record() -> None:
+    """A list of rows with a verdict (also nested per file or per length, with columns of
+    nested records counted), and a mapping reading -> verdict."""
+    from mamlconv.paper_checks.report import readings_tables
+
+    evidence = {
+        "per_reading": [
+            {"reading": "r1", "alpha": 0.5, "seeds": [{"seed": 0}, {"seed": 1}], "verdict": "FAILS"}
+        ],
+        "per_length": {"5000": {"per_reading": {"a_literal": "HOLDS", "b_contrast": "FAILS"}}},
+        "readings": {"a_literal": "both grow", "b_contrast": "grow more"},  # descriptions only
+    }
+    tables = dict(readings_tables(evidence))
+    assert set(tables) == {"", "per_length / 5000"}
+    assert tables["per_length / 5000"] == [
+        {"reading": "a_literal", "verdict": "HOLDS"},
+        {"reading": "b_contrast", "verdict": "FAILS"},
+    ]
+    rec = _record("e.py::test_claim_S4_1_sinusoid[exact]", "S4-1", "FAILS", "k", evidence=evidence)
+    report = build_report(
+        {rec.nodeid: rec}, {rec.nodeid: "S4-1"}, tiers={"slow": False, "gpu": False},
+        duration_s=1.0,
+    )  # fmt: skip
+    md = markdown(report)
+    assert "| reading | alpha | seeds | verdict |" in md
+    assert "| r1 | 0.5 | 2 entries | **FAILS** |" in md
+    assert "Readings (exact):" in md and "Readings (exact / per_length / 5000):" in md
+    assert "| a_literal | **HOLDS** |" in md
