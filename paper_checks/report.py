@@ -381,7 +381,11 @@ def _summary_table(claims: list[dict[str, Any]]) -> list[str]:
             f"| [{c['id']}](#{_anchor(c['id'])}) | {_md(c['where'])} | {_md(c['statement'])} | "
             f"**{c['verdict']}** | {_md(_per_test_summary(c))} |"
         )
-    return ["| ID | where | claim | verdict | tests |", "| --- | --- | --- | --- | --- |", *rows]
+    return [
+        "| ID | where | claim | verdict | verdict per test |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    ]
 
 
 def _counts_text(counts: dict[str, int]) -> str:
