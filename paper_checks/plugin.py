@@ -10,8 +10,10 @@ Options
 - ``--gpu`` (or ``MAMLCONV_GPU=1``): run tests marked ``gpu`` (paper-size reruns on CUDA).
 - ``--audit-report PATH`` (default ``audit-report.md``; empty string: no report): the Markdown
   report, with ``PATH.with_suffix('.json')`` beside it and the figures and rerun result files
-  in ``PATH.with_suffix('.files')/`` (``audit-report.files/``; ignored by git with the report).
-  Written only when claim tests were collected.
+  in ``PATH.with_suffix('.files')/`` (``audit-report.files/``; ignored by git with the report;
+  committed figures the report shows are copied into its ``committed/``, so the folder stands
+  alone). Written only when claim tests were collected; it names the result files read through
+  experiments/results/MANIFEST.json and those ignored (:mod:`mamlconv.paper_checks.manifest`).
 
 Every test of the audit is named ``test_claim_<ID>_<slug>`` (``S2-1`` -> ``S2_1``), carries
 ``@pytest.mark.claim("<ID>")`` and records one verdict through the ``audit`` fixture
