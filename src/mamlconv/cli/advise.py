@@ -15,6 +15,7 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    VARIANT_CHOICES,
     UsageError,
     device_spec,
     float_list,
@@ -22,7 +23,6 @@ from mamlconv.cli._args import (
     nonnegative_int,
     positive_int,
 )
-from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def _safety(text: str) -> float:
