@@ -110,7 +110,10 @@ def linreg_study(
     theta0: tuple[float, float] = (0.0, 0.0),
     steps: int = 1,
 ) -> LinRegStudy:
-    """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries."""
+    """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries.
+
+    Progress (models done, time left) goes to the ``mamlconv.progress`` logger."""
+    from mamlconv.progress import Eta
     from mamlconv.theory.thresholds import alpha_c, beta_c
 
     alphas = paper_alphas() if alphas is None else np.asarray(alphas, dtype=float)
@@ -121,6 +124,8 @@ def linreg_study(
     params0 = linreg_params(*theta0)
     tasks = data.task_batch()
     results = {}
+    cells = len(alphas) * len(betas)
+    eta = Eta("linreg", len(models), unit=f"models ({cells} cells x {iters} iterations each)")
     for model in models:
         k = 1 if model == "surrogate" else steps
         run = run_grid(
@@ -141,6 +146,8 @@ def linreg_study(
             alpha_c=alpha_c(eigs, model=model, steps=k),
             beta_c_theory=np.asarray(beta_c(eigs, alphas, model=model, steps=k), dtype=float),
         )
+        eta.advance(note=f"{model} done")
+    eta.finish()
     config = {
         "setting": "paper App. C / Fig. 3",
         "iters": iters,
