@@ -154,5 +154,6 @@ def _check(args: argparse.Namespace) -> int:
     if failed:
         sys.stderr.write(f"mamlconv data check: {len(failed)} check(s) failed\n")
         return 1
-    print(f"all {len(results)} data files verified")
+    decoded = f", {len(data.MINIIMAGENET_SPLITS)} decoded caches verified" if args.decode else ""
+    print(f"all {len(results)} data files verified{decoded}")
     return 0
