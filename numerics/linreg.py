@@ -112,7 +112,7 @@ def linreg_study(
 ) -> LinRegStudy:
     """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries.
 
-    Progress (models done, time left) goes to the ``mamlconv.progress`` logger."""
+    Progress (cell-iterations done, time left) goes to the ``mamlconv.progress`` logger."""
     from mamlconv.progress import Eta
     from mamlconv.theory.thresholds import alpha_c, beta_c
 
@@ -124,9 +124,9 @@ def linreg_study(
     params0 = linreg_params(*theta0)
     tasks = data.task_batch()
     results = {}
-    cells = len(alphas) * len(betas)
-    eta = Eta("linreg", len(models), unit=f"models ({cells} cells x {iters} iterations each)")
-    for model in models:
+    per_model = len(alphas) * len(betas) * iters
+    eta = Eta("linreg", len(models) * per_model, unit="cell-iterations")
+    for m, model in enumerate(models):
         k = 1 if model == "surrogate" else steps
         run = run_grid(
             loss_fn,
@@ -137,6 +137,7 @@ def linreg_study(
             model=model,
             steps=k,
             iters=iters,
+            progress=lambda n, model=model: eta.advance(n, note=model),
         )
         results[model] = ModelResult(
             model=model,
@@ -146,7 +147,8 @@ def linreg_study(
             alpha_c=alpha_c(eigs, model=model, steps=k),
             beta_c_theory=np.asarray(beta_c(eigs, alphas, model=model, steps=k), dtype=float),
         )
-        eta.advance(note=f"{model} done")
+        # Diverged cells stop early: count the model as done in full.
+        eta.advance((m + 1) * per_model - eta.done, note=f"{model} done")
     eta.finish()
     config = {
         "setting": "paper App. C / Fig. 3",

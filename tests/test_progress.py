@@ -184,12 +184,11 @@ def test_linreg_reports_its_models(records):
 
     data = sample_linreg(torch.Generator().manual_seed(0), n_points=5)
     linreg_study(data, alphas=np.array([1e-3, 1e-2]), betas=np.array([1e-2, 1.0]), iters=3)
-    assert [r.split(" (")[0] for r in records][:3] == [
-        "linreg: 1/3 models",
-        "linreg: 2/3 models",
-        "linreg: 3/3 models",
-    ]
-    assert "4 cells x 3 iterations each" in records[0]
+    # 3 models x 4 cells x 3 iterations; a report after every outer step of the 4 cells.
+    done = [r.split(" (")[0] for r in records]
+    assert done[:3] == [f"linreg: {k}/36 cell-iterations" for k in (4, 8, 12)]
+    assert "linreg: 36/36 cell-iterations" in done[-1]
+    assert records[2].endswith("(surrogate)") and records[-1].endswith("(done)")
 
 
 def test_cli_progress_goes_to_stderr_not_stdout(monkeypatch, capsys):
@@ -204,6 +203,6 @@ def test_cli_progress_goes_to_stderr_not_stdout(monkeypatch, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("{")
-    assert "linreg: 1/3 models" in captured.err
+    assert "linreg: 4/36 cell-iterations" in captured.err
     assert captured.err.rstrip().endswith("(done)")
     assert "\r" not in captured.err  # not a terminal: plain lines
