@@ -58,13 +58,14 @@ def test_eta_is_throttled_and_extrapolates_the_mean_unit_time(records, monkeypat
     assert records == []
     clock.now += 6.0  # 4 units in 12 s: 3 s per unit, 6 left
     eta.advance()
-    assert records == ["job: 4/10 cells (40%), 12 s elapsed, about 18 s left"]
+    # The rate is taken from the first unit on (3 more units in 10 s), not from the start.
+    assert records == ["job: 4/10 cells (40%), 12 s elapsed, about 20 s left"]
     clock.now += 1.0
     eta.advance(note="x")  # 1 s after the last report: throttled
     assert len(records) == 1
     clock.now += 9.0
     eta.advance(2, note="cell 7")
-    assert records[-1] == "job: 7/10 cells (70%), 22 s elapsed, about 9 s left (cell 7)"
+    assert records[-1] == "job: 7/10 cells (70%), 22 s elapsed, about 10 s left (cell 7)"
     eta.finish()
     assert records[-1] == "job: 7/10 cells (70%), 22 s elapsed (done)"
     eta.finish()
@@ -111,7 +112,7 @@ def test_show_on_stderr_writes_lines_without_a_terminal(monkeypatch):
     eta.finish()
     lines = stream.getvalue().splitlines()
     assert lines == [
-        "job: 1/4 steps (25%), 11 s elapsed, about 33 s left",
+        "job: 1/4 steps (25%), 11 s elapsed, time left not yet known",
         "job: 1/4 steps (25%), 11 s elapsed (done)",
     ]
 

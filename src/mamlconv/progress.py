@@ -8,7 +8,8 @@ nothing at all; work that was reported gets a final line. A report reads, e.g.::
 
     compare: 3/10 spectra (30%), 42 s elapsed, about 1 min 38 s left (trained alpha=0.01)
 
-The estimate assumes the remaining units take as long as the finished ones did on average.
+The estimate assumes the remaining units take as long as those finished since the first one did
+on average (the first unit often carries start-up costs: compilation, caches, data loading).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Eta:
         self.logger = log if logger is None else logger
         self.done = 0
         self.start = self.last = clock()
+        self._first: tuple[float, int] | None = None  # (time, units done) at the first advance
         self.reported = False
         self.finished = False
 
@@ -82,6 +84,8 @@ class Eta:
     def advance(self, units: int = 1, *, note: str = "") -> None:
         """``units`` more are finished; report if the interval has passed."""
         self.done = min(self.done + int(units), self.total) if self.total else self.done + units
+        if self._first is None:
+            self._first = (self.clock(), self.done)
         if self.enabled:
             self._report(note=note)
 
@@ -107,8 +111,9 @@ class Eta:
         text = f"{head}, {format_seconds(elapsed)} elapsed"
         if self.finished:
             pass
-        elif 0 < self.done < self.total:
-            left = elapsed / self.done * (self.total - self.done)
+        elif self._first is not None and self._first[1] < self.done < self.total:
+            t1, d1 = self._first
+            left = (self.clock() - t1) / (self.done - d1) * (self.total - self.done)
             text += f", about {format_seconds(left)} left"
         elif self.done < self.total:
             text += ", time left not yet known"
