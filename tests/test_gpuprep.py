@@ -1,0 +1,248 @@
+"""The CPU side of the GPU work (issues 14/15): FLOP counts, the memory model, the opt-in speed
+options against the per-cell reference loop in float64, provenance without .git, sharded
+MiniImagenet and the few-shot evidence script's CPU smoke run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mamlconv.experiments import cnn, fewshot
+from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.engine import train_cells
+from mamlconv.experiments.reference_loop import train_cell_loop
+
+# ------------------------------------------------------------------------------ a tiny problem
+
+
+def _tiny_problem(
+    *, channels_last: bool = False, side: int = 8, channels: int = 1
+) -> fewshot.FewShotProblem:
+    """3-way 1-shot on 8x8 one-channel noise images, 3 filters: the engine's code paths (vmap
+    over tasks and cells, second order through 2 inner steps) at a size that runs in seconds."""
+    rng = np.random.default_rng(0)
+    shape = (6 * 4, side, side) + ((channels,) if channels > 1 else ())
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    class_rows = np.arange(24).reshape(6, 4)
+    spec = cnn.ConvNetSpec(in_channels=channels, image_size=side, filters=3, n_classes=3, blocks=2)
+    return fewshot.FewShotProblem(
+        name="tiny",
+        images=images,
+        class_rows=class_rows,
+        spec=spec,
+        ways=3,
+        shots=1,
+        query=2,
+        scale=1.0 / 255.0,
+        channels_last=channels_last,
+    )
+
+
+def _config(**changes) -> SweepConfig:
+    base = SweepConfig(
+        problem="omniglot",  # only the name; the tests pass the problem object
+        variant="exact",
+        alphas=(0.1,),
+        betas=(0.1,),
+        iters=8,
+        tasks_per_batch=2,
+        pool_size=2,
+        steps=2,
+        outer="sgd",
+        task_source="fresh",
+        divergence_level=3.0,
+        record_every=3,
+        dtype="float64",
+        device="cpu",
+    )
+    return base.replace(**changes)
+
+
+# Cells: stable ones and ones that cross the divergence level at different iterations.
+ALPHAS = np.array([0.0, 0.05, 0.3, 0.3, 0.3, 0.0])
+BETAS = np.array([0.3, 0.7, 4.2, 5.1, 5.62, 20.0])
+
+
+def _same_runs(a, b, *, atol: float = 1e-10) -> None:
+    np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
+    np.testing.assert_allclose(a.final_loss, b.final_loss, rtol=0, atol=atol)
+    for f in a.TRAJECTORIES:
+        np.testing.assert_array_equal(np.isnan(getattr(a, f)), np.isnan(getattr(b, f)), err_msg=f)
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=0, atol=atol, err_msg=f)
+    if a.final_params is not None and b.final_params is not None:
+        for n in a.final_params:
+            np.testing.assert_allclose(a.final_params[n], b.final_params[n], rtol=0, atol=atol)
+
+
+def test_the_tiny_cells_cover_stable_and_diverging_at_several_iterations():
+    run = train_cells(_tiny_problem(), _config(), ALPHAS, BETAS)
+    at = run.diverged_at
+    assert (at < 0).sum() >= 2 and len(set(at[at >= 0].tolist())) >= 2, at
+
+
+@pytest.mark.parametrize("every", [2, 4, 100], ids=lambda k: f"every{k}")
+@pytest.mark.parametrize("variant", ["exact", "first_order"])
+def test_deferred_divergence_checks_give_the_per_iteration_numbers(every, variant):
+    prob, cfg = _tiny_problem(), _config(variant=variant)
+    eager = train_cells(prob, cfg, ALPHAS, BETAS, save_params=True)
+    deferred = train_cells(prob, cfg, ALPHAS, BETAS, save_params=True, check_every=every)
+    _same_runs(deferred, eager)
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_speed_options_match_the_reference_loop_in_float64(every):
+    """channels-last + deferred checks in the batched engine vs the plain per-cell autograd
+    loop with neither: the same final losses to 1e-10 (relative for a diverged cell's loss of
+    hundreds) and the same divergence iterations."""
+    cfg = _config()
+    fast = train_cells(
+        _tiny_problem(channels_last=True, channels=3), cfg, ALPHAS, BETAS, check_every=every
+    )
+    plain = _tiny_problem(channels=3)
+    for c in range(ALPHAS.size):
+        ref = train_cell_loop(plain, cfg, alpha=float(ALPHAS[c]), beta=float(BETAS[c]))
+        assert fast.diverged_at[c] == ref.diverged_at[0], c
+        np.testing.assert_allclose(fast.final_loss[c], ref.final_loss[0], rtol=1e-10, atol=1e-10)
+
+
+def test_channels_last_changes_the_memory_order_not_the_values():
+    def tasks(prob):
+        gen = torch.Generator().manual_seed(1)
+        return prob.sample_tasks(gen, 2, dtype=torch.float64, device="cpu")
+
+    plain = tasks(_tiny_problem(channels=3))
+    nhwc = tasks(_tiny_problem(channels=3, channels_last=True))
+    for a, b in zip(plain, nhwc, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    x = nhwc.x_query[0]  # one task's images (n, C, H, W)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.x_query[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_check_every_rejects_a_bad_value():
+    with pytest.raises(ValueError, match="check_every must be an integer >= 1, got 0"):
+        train_cells(_tiny_problem(), _config(), ALPHAS[:1], BETAS[:1], check_every=0)
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_the_reference_loop_in_float64():
+    pytest.importorskip("torch._inductor")
+    cfg = _config(iters=3)
+    fast = train_cells(_tiny_problem(), cfg, ALPHAS[:3], BETAS[:3], compile=True)
+    for c in range(3):
+        ref = train_cell_loop(_tiny_problem(), cfg, alpha=float(ALPHAS[c]), beta=float(BETAS[c]))
+        np.testing.assert_allclose(fast.final_loss[c], ref.final_loss[0], rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ FLOPs
+
+
+def test_flop_count_is_per_cell_invariant_and_matches_the_unbatched_loop():
+    from mamlconv.experiments.flops import count_loop_flops, count_step_flops
+
+    prob, cfg = _tiny_problem(), _config(tasks_per_batch=3, pool_size=3)
+    one = count_step_flops(prob, cfg, n_cells=1)
+    many = count_step_flops(prob, cfg, n_cells=5)
+    assert one["flops"] > 0
+    assert many["flops_per_cell"] == pytest.approx(one["flops_per_cell"], rel=1e-12)
+    # Per-task autograd has no grouped convolutions; it also runs the diagnostics' extra
+    # query forward, a small part of the total.
+    loop = count_loop_flops(prob, cfg.replace(dtype="float32"))
+    assert one["flops"] == pytest.approx(loop, rel=0.05)
+    assert one["flops"] <= loop
+    # Linear in the tasks per meta-step (tasks are independent).
+    six = count_step_flops(prob, cfg.replace(tasks_per_batch=6, pool_size=6), n_cells=1)
+    assert six["flops"] == pytest.approx(2 * one["flops"], rel=1e-6)
+
+
+def test_stock_flop_counter_overcounts_grouped_weight_gradients():
+    """The correction is needed: without it the count per cell grows with the batch."""
+    from mamlconv.experiments.engine import initial_state, make_step
+
+    prob, cfg = _tiny_problem(), _config(tasks_per_batch=3, pool_size=3)
+    init, stream = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
+    tasks = stream.next()
+    step = make_step(prob, variant="exact", steps=2)
+    per_cell = []
+    for n in (1, 4):
+        params = {k: v.unsqueeze(0).repeat(n, *[1] * v.dim()) for k, v in init.items()}
+        mode = FlopCounterMode(display=False)
+        with mode:
+            step(params, torch.full((n,), 0.1, dtype=torch.float64), tasks,
+                 need_direction=True, need_stats=False)  # fmt: skip
+        per_cell.append(mode.get_total_flops() / n)
+    assert per_cell[1] > 1.05 * per_cell[0]
+
+
+# ------------------------------------------------------------------------------ memory model
+
+
+def test_memory_model_fit_and_chunk_choice():
+    from mamlconv.experiments.memory import fit
+
+    gib = 2**30
+    model = fit([1, 2, 4], [3 * gib, 5 * gib, 9 * gib], tasks=2, device="cuda")
+    assert model.base_bytes == pytest.approx(gib) and model.per_cell_bytes == pytest.approx(2 * gib)
+    assert model.peak(10) == pytest.approx(21 * gib)
+    # 0.8 * 100 GiB = 80 GiB; (80 - 1) / 2 = 39.5 -> 39 cells
+    assert model.chunk_size(100 * gib) == 39
+    assert model.chunk_size(100 * gib, cap=16) == 16
+    assert model.chunk_size(1 * gib) == 1  # never below one cell
+    big = model.scaled(32)  # 16x the tasks: 16x the per-cell bytes, same base
+    assert big.per_cell_bytes == pytest.approx(32 * gib) and big.base_bytes == pytest.approx(gib)
+    assert big.chunk_size(100 * gib) == 2
+    with pytest.raises(ValueError, match="two or more different cell counts"):
+        fit([2, 2], [1.0, 1.0], tasks=1, device="cpu")
+
+
+def _measurable_config(tasks: int) -> SweepConfig:
+    # A MiniImagenet-shaped step on synthetic data is not reachable from a fresh process, so
+    # the measurement runs the Omniglot smoke network (needs the shipped Omniglot file).
+    from mamlconv.experiments.problems import get_preset
+
+    smoke = get_preset("omniglot", "smoke")
+    opts = {**smoke.problem_options, "filters": 16, "query": 3}
+    return smoke.replace(tasks_per_batch=tasks, pool_size=tasks, device="cpu", problem_options=opts)
+
+
+@pytest.mark.skipif(
+    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file(),
+    reason="no shipped Omniglot",
+)
+def test_cpu_peak_memory_is_affine_in_cells_and_linear_in_tasks(monkeypatch):
+    from mamlconv.experiments.memory import fit, measure_cpu
+
+    monkeypatch.delenv("MAMLCONV_DATA", raising=False)
+    peaks = measure_cpu(_measurable_config(2), (1, 2, 4))
+    model = fit([1, 2, 4], peaks, tasks=2, device="cpu")
+    assert model.per_cell_bytes > 1e6
+    # affine in cells: the 4-cell peak is predicted from 1 and 2 within 10 %
+    assert peaks[2] == pytest.approx(model.peak(4), rel=0.1)
+    double = fit([1, 2], measure_cpu(_measurable_config(4), (1, 2)), tasks=4, device="cpu")
+    assert double.per_cell_bytes == pytest.approx(model.scaled(4).per_cell_bytes, rel=0.15)
+
+
+# ------------------------------------------------------------------------------ provenance
+
+
+def test_commit_comes_from_the_environment_outside_git(tmp_path, monkeypatch):
+    from mamlconv import provenance
+
+    monkeypatch.delenv(provenance.COMMIT_ENV, raising=False)
+    assert provenance.commit_record(tmp_path) == (None, "none")
+    monkeypatch.setenv(provenance.COMMIT_ENV, "0123abcd+dirty")
+    assert provenance.commit_record(tmp_path) == ("0123abcd+dirty", "env")
+    assert provenance.git_commit(tmp_path) == "0123abcd+dirty"
+
+
+def test_commit_from_git_wins_over_the_environment(monkeypatch):
+    from mamlconv import provenance
+
+    if provenance.commit_record()[1] != "git":
+        pytest.skip("the source tree is not a git checkout")
+    monkeypatch.setenv(provenance.COMMIT_ENV, "not-this")
+    commit, source = provenance.commit_record()
+    assert source == "git" and commit != "not-this"
+    assert provenance.describe()["commit_source"] == "git"
