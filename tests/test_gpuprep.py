@@ -246,3 +246,134 @@ def test_commit_from_git_wins_over_the_environment(monkeypatch):
     commit, source = provenance.commit_record()
     assert source == "git" and commit != "not-this"
     assert provenance.describe()["commit_source"] == "git"
+
+
+# ------------------------------------------------------------------------------ shards
+
+
+def _synthetic_archive(folder, *, n_classes: int = 4, per_class: int = 6):
+    """A MiniImagenet-format archive of random 84x84 JPEGs, and its FileSpec table."""
+    import io
+
+    from PIL import Image
+
+    from mamlconv.experiments import data
+
+    rng = np.random.default_rng(3)
+    blobs, offsets = [], [0]
+    for _ in range(n_classes * per_class):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (84, 84, 3), dtype=np.uint8)).save(buf, "JPEG")
+        blobs.append(buf.getvalue())
+        offsets.append(offsets[-1] + len(blobs[-1]))
+    arrays = {
+        "jpeg_data": np.frombuffer(b"".join(blobs), dtype=np.uint8),
+        "jpeg_offsets": np.array(offsets, dtype=np.int64),
+        "label": np.repeat(np.arange(n_classes), per_class).astype(np.uint8),
+        "wnids": np.array([f"n{c:08d}" for c in range(n_classes)]),
+        "filenames": np.array([f"img{i}.jpg" for i in range(n_classes * per_class)]),
+    }
+    path = data.write_npz(folder / "miniimagenet" / "miniimagenet_val.npz", arrays,
+                          stored=("jpeg_data",))  # fmt: skip
+    spec = data.FileSpec("miniimagenet/miniimagenet_val.npz", path.stat().st_size,
+                         data.sha256_file(path))  # fmt: skip
+    return path, {**data.SHIPPED, "miniimagenet_val": spec}
+
+
+def _assert_same_split(a, b) -> None:
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.label, b.label)
+    np.testing.assert_array_equal(a.wnids, b.wnids)
+
+
+def test_sharded_synthetic_archive_loads_the_same_arrays(tmp_path, monkeypatch):
+    from mamlconv.experiments import data, shards
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    whole_root, shard_root = tmp_path / "whole", tmp_path / "sharded"
+    path, specs = _synthetic_archive(whole_root)
+    size = path.stat().st_size
+    manifest = shards.shard_file(path, shard_root / "miniimagenet", max_bytes=size // 3 + 1)
+    assert len(manifest.parts) == 3 and sum(p.size for p in manifest.parts) == size
+    assert all(p.size <= size // 3 + 1 for p in manifest.parts)
+    assert not (shard_root / "miniimagenet" / "miniimagenet_val.npz").exists()
+
+    whole = data.load_miniimagenet("val", whole_root, cache=tmp_path / "c1", specs=specs)
+    sharded = data.load_miniimagenet("val", shard_root, cache=tmp_path / "c2", specs=specs)
+    _assert_same_split(sharded, whole)
+    assert sharded.images.shape == (24, 84, 84, 3)
+    # the reassembled file is the shipped one, byte for byte
+    rebuilt = tmp_path / "c2" / "shards" / "miniimagenet_val.npz"
+    assert rebuilt.read_bytes() == path.read_bytes()
+    again = data.load_miniimagenet("val", shard_root, cache=tmp_path / "c2", specs=specs)
+    _assert_same_split(again, whole)
+
+
+def test_a_corrupt_shard_is_named_in_one_line(tmp_path, monkeypatch):
+    from mamlconv.experiments import data, shards
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    path, specs = _synthetic_archive(tmp_path / "whole")
+    folder = tmp_path / "sharded" / "miniimagenet"
+    manifest = shards.shard_file(path, folder, max_bytes=path.stat().st_size // 2 + 1)
+    victim = folder / manifest.parts[1].name
+    blob = bytearray(victim.read_bytes())
+    blob[100] ^= 0xFF
+    victim.write_bytes(bytes(blob))
+    with pytest.raises(data.DataError, match=r"part-01-of-02 is corrupt") as err:
+        data.load_miniimagenet("val", tmp_path / "sharded", cache=tmp_path / "c", specs=specs)
+    assert "\n" not in str(err.value)
+    victim.unlink()
+    with pytest.raises(data.DataError, match="part-01-of-02 not found"):
+        data.load_miniimagenet("val", tmp_path / "sharded", cache=tmp_path / "c", specs=specs)
+
+
+def test_shard_command_line_bad_input_exits_2(tmp_path, capsys):
+    from mamlconv.experiments import shards
+
+    assert shards.main([str(tmp_path / "missing.npz"), str(tmp_path)]) == 2
+    assert "missing.npz is not a file" in capsys.readouterr().err
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"0" * 10)
+    assert shards.main([str(f), str(tmp_path / "o"), "--max-mib", "64"]) == 2
+    assert "--max-mib 64.0 must be in (0, 60)" in capsys.readouterr().err
+
+
+SHIPPED_MINI = fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "miniimagenet"
+
+
+@pytest.mark.skipif(
+    not (SHIPPED_MINI / "miniimagenet_train.npz").is_file(), reason="no shipped MiniImagenet"
+)
+def test_real_miniimagenet_shards_under_60_mib_give_identical_arrays(tmp_path, monkeypatch):
+    from mamlconv.experiments import data, shards
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    src = SHIPPED_MINI / "miniimagenet_train.npz"
+    out = tmp_path / "root" / "miniimagenet"
+    manifest = shards.shard_file(src, out, max_bytes=shards.DEFAULT_MAX_MIB * 2**20)
+    assert len(manifest.parts) == 2
+    assert all(p.size < 60 * 2**20 for p in manifest.parts)
+    assert manifest.sha256 == data.SHIPPED["miniimagenet_train"].sha256
+    rebuilt = shards.locate_split("miniimagenet_train", tmp_path / "root", cache=tmp_path / "c")
+    names = ("jpeg_data", "jpeg_offsets", "label", "wnids", "filenames")
+    a, b = data._load_npz(src, names), data._load_npz(rebuilt, names)
+    for n in names:
+        np.testing.assert_array_equal(b[n], a[n], err_msg=n)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHIPPED_MINI / "miniimagenet_val.npz").is_file(), reason="no shipped MiniImagenet"
+)
+def test_real_miniimagenet_sharded_split_decodes_to_the_same_pixels(tmp_path, monkeypatch):
+    """The decoded pixels, each side decoded into its own cache (val: 9,600 JPEGs twice)."""
+    from mamlconv.experiments import data, shards
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    out = tmp_path / "root" / "miniimagenet"
+    val = shards.shard_file(SHIPPED_MINI / "miniimagenet_val.npz", out, max_bytes=10 * 2**20)
+    assert len(val.parts) == 3
+    whole = data.load_miniimagenet("val", cache=tmp_path / "c1")
+    sharded = data.load_miniimagenet("val", tmp_path / "root", cache=tmp_path / "c2")
+    _assert_same_split(sharded, whole)
