@@ -4,6 +4,12 @@ MiniImagenet and the few-shot evidence script's CPU smoke run."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -377,3 +383,85 @@ def test_real_miniimagenet_sharded_split_decodes_to_the_same_pixels(tmp_path, mo
     whole = data.load_miniimagenet("val", cache=tmp_path / "c1")
     sharded = data.load_miniimagenet("val", tmp_path / "root", cache=tmp_path / "c2")
     _assert_same_split(sharded, whole)
+
+
+# ------------------------------------------------------------------------------ few-shot matrix
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "gpu" / "fewshot_matrix.sh"
+needs_data = pytest.mark.skipif(
+    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file()
+    or not (SHIPPED_MINI / "miniimagenet_val.npz").is_file(),
+    reason="no shipped data",
+)
+
+
+def _script(tmp_path, *args: str, out: str = "matrix") -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "MATRIX_OUT": str(tmp_path / out),
+        "MAMLCONV_DATA": str(fewshot.data_mod.DEFAULT_DATA_ROOTS[0]),
+        "MAMLCONV_CACHE": str(tmp_path / "cache"),
+        "OUT": str(tmp_path),
+        "OMP_NUM_THREADS": "1",
+        "MAMLCONV_COMMIT": "feedc0de",
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+@needs_data
+def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
+    """The GPU script itself at the tiny preset on the CPU: a run stopped by its deadline
+    leaves the rest for a rerun, which finishes; a third run trains nothing."""
+    stopped = _script(tmp_path, "tiny", "0.01", "--device", "cpu", "--problems", "omniglot")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "rerun to resume" in stopped.stdout
+    first = json.loads((tmp_path / "matrix" / "summary.json").read_text())
+    assert not first["complete"] and first["jobs_left"]
+
+    full = _script(tmp_path, "tiny", "600", "--device", "cpu")
+    assert full.returncode == 0, full.stderr
+    summary = json.loads((tmp_path / "matrix" / "summary.json").read_text())
+    assert summary["complete"] and not summary["jobs_left"]
+    names = [j["job"] for j in summary["jobs"]]
+    assert names[:2] == ["omniglot/exact-default-seed0", "miniimagenet/exact-default-seed0"]
+    assert "omniglot/exact-default-seed1" in names and len(names) == 6
+    for job in summary["jobs"]:
+        assert job["config"]["dtype"] == "float32" and job["config"]["steps"] == 2
+        for edge in job["edges"]:
+            if not edge["edge_above_range"]:
+                assert edge["decades"] <= 1.0 + 1e-9  # the tiny preset's tolerance
+                assert edge["beta_lo"] < edge["beta_hi"]
+    assert summary["provenance"]["git_commit"] is not None
+    assert (tmp_path / "fewshot_matrix.tgz").is_file()
+
+    again = _script(tmp_path, "tiny", "600", "--device", "cpu")
+    assert again.returncode == 0 and "cell-iterations in" not in again.stdout
+    assert json.loads((tmp_path / "matrix" / "summary.json").read_text())["jobs"] == [
+        {**j} for j in summary["jobs"]
+    ]
+
+
+def test_fewshot_matrix_plan_and_bad_input():
+    from mamlconv.experiments import fewshot_matrix as fm
+
+    text = subprocess.run(
+        [sys.executable, "-m", "mamlconv.experiments.fewshot_matrix", "--plan", "--rate", "50"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "omniglot/exact-default-seed2" in text and "total <=" in text
+    preset = fm.PRESETS["paper"]()
+    omni = preset.problems["omniglot"].config
+    assert (omni.iters, omni.tasks_per_batch, omni.variant, omni.outer) == (100, 32, "exact", "sgd")
+    assert omni.problem_options["query"] == 15 and preset.tol_decades == 0.1
+    assert preset.problems["miniimagenet"].config.tasks_per_batch == 4
+    seeds = {r.name: r.seeds for r in preset.readings}
+    assert len(seeds["exact-default"]) >= 3 and set(seeds) >= {"exact-finn", "first_order-default"}
+    assert fm.main(["--preset", "huge"]) == 2
+    assert fm.main(["--problems", "cifar"]) == 2
+    assert fm.main(["--deadline", "-1"]) == 2
