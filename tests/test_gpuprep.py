@@ -406,6 +406,7 @@ def _script(tmp_path, *args: str, out: str = "matrix") -> subprocess.CompletedPr
         "OUT": str(tmp_path),
         "OMP_NUM_THREADS": "1",
         "MAMLCONV_COMMIT": "feedc0de",
+        "MAMLCONV_LINK_SITE": "1",  # import the tree through the links, as on the GPU machine
     }
     return subprocess.run(
         ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False

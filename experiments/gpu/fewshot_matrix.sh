@@ -10,28 +10,12 @@
 # OUT (if set, a tarball of the state folder is left there), MAMLCONV_COMMIT (the commit of a
 # tree copied without .git, recorded in every result file).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
 PRESET=${1:-paper}
 DEADLINE=${2:-510}
 shift $(($# < 2 ? $# : 2))
-PYTHON=${PYTHON:-python3}
-export MAMLCONV_DATA=${MAMLCONV_DATA:-$ROOT/.gpu/data}
-export MAMLCONV_CACHE=${MAMLCONV_CACHE:-$ROOT/.gpu/cache}
+# shellcheck source=experiments/gpu/env.sh
+source "$(dirname "$0")/env.sh"
 MATRIX_OUT=${MATRIX_OUT:-$ROOT/.gpu/out/matrix}
-export PYTHONUNBUFFERED=1
-
-# Without an installed mamlconv (the GPU machine gets a bare copy of the tree), import it
-# through a folder of links that mirrors the installed layout (pyproject's package-dir).
-if ! "$PYTHON" -c "import mamlconv.experiments" 2>/dev/null; then
-    SITE=${TMPDIR:-/tmp}/mamlconv-site-$$
-    mkdir -p "$SITE/mamlconv"
-    for f in "$ROOT"/src/mamlconv/*; do ln -sfn "$f" "$SITE/mamlconv/$(basename "$f")"; done
-    for pkg in theory numerics experiments paper_checks; do
-        ln -sfn "$ROOT/$pkg" "$SITE/mamlconv/$pkg"
-    done
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-fi
 
 pack() {
     if [ -n "${OUT:-}" ] && [ -d "$MATRIX_OUT" ]; then
