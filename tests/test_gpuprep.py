@@ -466,3 +466,46 @@ def test_fewshot_matrix_plan_and_bad_input():
     assert fm.main(["--preset", "huge"]) == 2
     assert fm.main(["--problems", "cifar"]) == 2
     assert fm.main(["--deadline", "-1"]) == 2
+
+
+# ------------------------------------------------------------------------------ benchmarks
+
+
+@pytest.mark.skipif(
+    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file(),
+    reason="no shipped Omniglot",
+)
+def test_omniglot_benchmark_reports_tflops_and_writes_provenance(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--device", "cpu", "--cells", "1", "2", "--iters", "1", "--tasks", "1"]
+    args += ["--query", "1", "--filters", "4", "--baseline-cells", "1", "--check-every", "2"]
+    args += ["--channels-last", "--json", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MAMLCONV_COMMIT": "feedc0de"}
+    env["MAMLCONV_DATA"] = str(fewshot.data_mod.DEFAULT_DATA_ROOTS[0])
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "omniglot_bench.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "TFLOP/s" in proc.stdout and "GFLOP" in proc.stdout
+    record = json.loads(out.read_text())
+    assert record["flops_per_cell_iteration"] > 0
+    assert [r["cells"] for r in record["rows"]] == [1, 2]
+    for row in record["rows"]:
+        assert row["batched_tflops"] > 0 and row["per_cell_cells_timed"] == 1
+    assert record["settings"]["check_every"] == 2 and record["settings"]["channels_last"]
+    assert record["provenance"]["git_commit"]
+
+
+def test_benchmark_bad_input_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "miniimagenet_bench.py"), "--cells", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "benchmark: error: --cells [0]: every entry must be >= 1"
