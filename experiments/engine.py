@@ -598,7 +598,7 @@ def train_cells(
     dtype = resolve_dtype(config.dtype)
     step = make_step(problem, variant=config.variant, steps=config.steps, backend=backend)
     if compile:
-        step = torch.compile(step, dynamic=True)
+        step = torch.compile(step, dynamic=False)
     init, stream = initial_state(problem, config, dtype=dtype, device=device)
 
     n_cells = alphas.size

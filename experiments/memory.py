@@ -221,3 +221,41 @@ def cuda_chunk_size(config: SweepConfig, *, safety: float = SAFETY, cap: int = M
         free, _total = torch.cuda.mem_get_info(device)
         _CUDA_CHUNKS[key] = model.chunk_size(free, safety=safety, cap=cap)
     return _CUDA_CHUNKS[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mamlconv.experiments.memory``: measure (1) at the paper episode shape with
+    ``--tasks`` tasks on this machine's CPU (or CUDA), scale it to the paper's tasks per
+    meta-step and print the chunk it allows in ``--free-gib`` of free memory."""
+    import argparse
+
+    from mamlconv.experiments.problems import get_preset
+
+    parser = argparse.ArgumentParser(prog="python -m mamlconv.experiments.memory")
+    parser.add_argument("--problem", default="omniglot", choices=("omniglot", "miniimagenet"))
+    parser.add_argument("--tasks", type=int, default=1, help="tasks per step to measure with")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--variant", default="exact", choices=("exact", "first_order"))
+    parser.add_argument("--free-gib", type=float, default=139.0, help="free device memory")
+    args = parser.parse_args(argv)
+    if args.tasks < 1 or args.free_gib <= 0:
+        parser.exit(2, f"memory: error: --tasks {args.tasks} >= 1, --free-gib > 0 needed\n")
+    paper = get_preset(args.problem, "paper")
+    config = paper.replace(
+        tasks_per_batch=args.tasks, pool_size=args.tasks, device=args.device, variant=args.variant
+    )
+    model = measure_model(config, (1, 2))
+    full = model.scaled(paper.tasks_per_batch)
+    gib = 2**30
+    print(
+        f"{args.problem} paper episode, {args.variant}, {args.device}: measured with "
+        f"{args.tasks} task(s): base {model.base_bytes / gib:.3f} GiB + "
+        f"{model.per_cell_bytes / gib:.3f} GiB per cell; at {paper.tasks_per_batch} tasks "
+        f"{full.per_cell_bytes / gib:.2f} GiB per cell -> {full.chunk_size(args.free_gib * gib)} "
+        f"cells per call in {args.free_gib:g} GiB (safety {SAFETY})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
