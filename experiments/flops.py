@@ -104,10 +104,10 @@ def count_loop_flops(
 ) -> int:
     """FLOPs of one outer iteration of the plain-autograd reference loop (one cell, CPU).
 
-    The independent count for the tests: per-task autograd has no vmap, so no grouped
-    convolutions. ``iters=0`` runs exactly one evaluation (no update after it), diagnostics
-    off by recording nothing but iteration 0 is unavoidable, so the diagnostics' forward
-    (one query loss per task) is subtracted by the caller's tolerance.
+    The independent count for the tests: per-task autograd has no vmap, hence no grouped
+    convolutions. ``iters=0`` runs one evaluation and no update; iteration 0 is always
+    recorded, so the count also holds the diagnostics' query forward per task (a small excess
+    over :func:`count_step_flops`, which the tests allow for).
     """
     from mamlconv.experiments.reference_loop import train_cell_loop
 

@@ -15,8 +15,10 @@ reference loop (:mod:`mamlconv.experiments.reference_loop`), final losses equal 
 * ``channels_last`` (an option of the few-shot problems of :mod:`.fewshot`): the episode
   images are stored in NHWC memory order, the layout tensor cores read natively.
 * ``compile`` (an argument of ``train_cells``): the step function goes through
-  ``torch.compile``. It is tested on the CPU in float64 only where a C++ compiler is present
-  (the test is marked slow).
+  ``torch.compile`` with static shapes. NOT verified: with ``dynamic=True`` torch 2.13 fails
+  (symbolic sizes inside the vmap of ``convolution_backward``); with static shapes the float64
+  check against the reference loop (``tests/test_gpuprep.py``, marked slow) did not finish
+  within 20 minutes on the shared 2-core CPU. Time it on a GPU before relying on it.
 """
 
 from __future__ import annotations

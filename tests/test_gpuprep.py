@@ -142,6 +142,43 @@ def test_compiled_step_matches_the_reference_loop_in_float64():
         np.testing.assert_allclose(fast.final_loss[c], ref.final_loss[0], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("every", [1, 10])
+def test_cuda_speed_options_match_the_cpu_reference_loop_in_float64(every):
+    """On the GPU (cuDNN, channels-last, deferred checks) in float64: the per-cell reference
+    loop's final losses and divergence iterations on the CPU."""
+    assert torch.cuda.is_available(), "--gpu given but no CUDA device"
+    cfg = _config()
+    fast = train_cells(
+        _tiny_problem(channels_last=True, channels=3),
+        cfg.replace(device="cuda"),
+        ALPHAS,
+        BETAS,
+        check_every=every,
+    )
+    plain = _tiny_problem(channels=3)
+    for c in range(ALPHAS.size):
+        ref = train_cell_loop(plain, cfg, alpha=float(ALPHAS[c]), beta=float(BETAS[c]))
+        assert fast.diverged_at[c] == ref.diverged_at[0], c
+        np.testing.assert_allclose(fast.final_loss[c], ref.final_loss[0], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_cuda_chunk_comes_from_the_memory_model_and_fits():
+    from mamlconv.experiments.engine import train_cells as train
+    from mamlconv.experiments.memory import cuda_chunk_size
+    from mamlconv.experiments.problems import get_preset, get_problem
+    from mamlconv.experiments.sweep import default_chunk_size
+
+    assert torch.cuda.is_available(), "--gpu given but no CUDA device"
+    cfg = get_preset("omniglot", "paper").replace(device="cuda", iters=1)
+    chunk = default_chunk_size(cfg)
+    assert chunk == cuda_chunk_size(cfg) and 1 <= chunk <= 64
+    prob = get_problem("omniglot", **cfg.problem_options)
+    run = train(prob, cfg, np.full(chunk, 1e-2), np.full(chunk, 1e-2))  # no out-of-memory
+    assert np.isfinite(run.final_loss).all()
+
+
 # ------------------------------------------------------------------------------ FLOPs
 
 
