@@ -50,8 +50,9 @@ from mamlconv.experiments.config import SweepConfig
 from mamlconv.files import atomic_write_text
 
 PROBLEMS = ("omniglot", "miniimagenet")
-INITS = ("default", "finn")
-"""PyTorch's default initialisation of Conv2d/Linear, and Finn et al.'s (the readings)."""
+INITS = ("torch_default", "finn")
+"""PyTorch's default initialisation of Conv2d/Linear, and Finn et al.'s: the names of the
+problem option ``init`` that the readings work adds to the CNN (:mod:`.cnn`)."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ def _paper_preset() -> MatrixPreset:
             ),
         },
         readings=(
-            Reading("exact", "default", (0, 1, 2)),
+            Reading("exact", "torch_default", (0, 1, 2)),
             Reading("exact", "finn", (0,)),
-            Reading("first_order", "default", (0,)),
+            Reading("first_order", "torch_default", (0,)),
             Reading("first_order", "finn", (0,)),
         ),
     )
@@ -138,7 +139,7 @@ def _tiny_preset() -> MatrixPreset:
             "omniglot": ProblemPlan(tiny("omniglot", filters=2), (0.1, 10.0), 0.1, 1e3),
             "miniimagenet": ProblemPlan(tiny("miniimagenet", filters=2), (0.1, 10.0), 0.1, 1e3),
         },
-        readings=(Reading("exact", "default", (0, 1)), Reading("first_order", "finn", (0,))),
+        readings=(Reading("exact", "torch_default", (0, 1)), Reading("first_order", "finn", (0,))),
         tol_decades=1.0,
         points=3,
         n_below=1,

@@ -465,8 +465,11 @@ def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
     summary = json.loads((tmp_path / "matrix" / "summary.json").read_text())
     assert summary["complete"] and not summary["jobs_left"]
     names = [j["job"] for j in summary["jobs"]]
-    assert names[:2] == ["omniglot/exact-default-seed0", "miniimagenet/exact-default-seed0"]
-    assert "omniglot/exact-default-seed1" in names and len(names) == 6
+    assert names[:2] == [
+        "omniglot/exact-torch_default-seed0",
+        "miniimagenet/exact-torch_default-seed0",
+    ]
+    assert "omniglot/exact-torch_default-seed1" in names and len(names) == 6
     for job in summary["jobs"]:
         assert job["config"]["dtype"] == "float32" and job["config"]["steps"] == 2
         for edge in job["edges"]:
@@ -492,14 +495,17 @@ def test_fewshot_matrix_plan_and_bad_input():
         text=True,
         check=True,
     ).stdout
-    assert "omniglot/exact-default-seed2" in text and "total <=" in text
+    assert "omniglot/exact-torch_default-seed2" in text and "total <=" in text
     preset = fm.PRESETS["paper"]()
     omni = preset.problems["omniglot"].config
     assert (omni.iters, omni.tasks_per_batch, omni.variant, omni.outer) == (100, 32, "exact", "sgd")
     assert omni.problem_options["query"] == 15 and preset.tol_decades == 0.1
     assert preset.problems["miniimagenet"].config.tasks_per_batch == 4
     seeds = {r.name: r.seeds for r in preset.readings}
-    assert len(seeds["exact-default"]) >= 3 and set(seeds) >= {"exact-finn", "first_order-default"}
+    assert len(seeds["exact-torch_default"]) >= 3 and set(seeds) >= {
+        "exact-finn",
+        "first_order-torch_default",
+    }
     assert fm.main(["--preset", "huge"]) == 2
     assert fm.main(["--problems", "cifar"]) == 2
     assert fm.main(["--deadline", "-1"]) == 2
