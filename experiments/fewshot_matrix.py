@@ -304,6 +304,7 @@ class Job:
             },
             "edges": edges,
             "cells": len(cells),
+            "commits": sorted({str(c.get("commit")) for c in cells}),
             "cell_iterations": int(
                 sum(c["diverged_at"] if c["diverged_at"] >= 0 else c["iters"] for c in cells)
             ),
@@ -325,8 +326,11 @@ class Runner:
             chunk,
             check_every,
         )
+        from mamlconv.provenance import git_commit
+
         self.t0 = time.perf_counter()
         self.rate: dict[str, float] = {}  # cell-iterations per second, per problem
+        self.commit = git_commit()  # stored with every cell: a resumed job may span commits
         self.log = log
 
     def elapsed(self) -> float:
@@ -374,6 +378,8 @@ class Runner:
                     "diverged_at": at,
                     "final_loss": float(run.final_loss[c]),
                     "iters": config.iters,
+                    "commit": self.commit,
+                    "device": self.device,
                 }
             job.save()
             self.rate[job.problem] = max(work, 1) / max(wall, 1e-9)

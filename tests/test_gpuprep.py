@@ -477,6 +477,7 @@ def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
                 assert edge["decades"] <= 1.0 + 1e-9  # the tiny preset's tolerance
                 assert edge["beta_lo"] < edge["beta_hi"]
     assert summary["provenance"]["git_commit"] is not None
+    assert all(len(j["commits"]) == 1 and j["commits"][0] != "None" for j in summary["jobs"])
     assert (tmp_path / "fewshot_matrix.tgz").is_file()
 
     again = _script(tmp_path, "tiny", "600", "--device", "cpu")
