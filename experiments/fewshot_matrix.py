@@ -351,7 +351,11 @@ class Runner:
             return
         config = job.config.replace(device=self.device)
         problem = get_problem(config.problem, **config.problem_options)
-        for part in plan_chunks(np.array(todo), self.chunk_size(config)):
+        import torch
+
+        parts = list(plan_chunks(np.array(todo), self.chunk_size(config)))
+        while parts:
+            part = parts.pop(0)
             a, b = alphas[part], betas[part]
             rate = self.rate.get(job.problem)
             if self.deadline is not None and rate is not None:
@@ -364,9 +368,19 @@ class Runner:
                     raise OutOfTime("deadline passed inside a chunk")
 
             t0 = time.perf_counter()
-            run = train_cells(
-                problem, config, a, b, progress=progress, check_every=self.check_every
-            )
+            try:
+                run = train_cells(
+                    problem, config, a, b, progress=progress, check_every=self.check_every
+                )
+            except torch.cuda.OutOfMemoryError:
+                if part.size == 1:
+                    raise
+                # the memory model measured 1 and 2 cells; a larger batch may pick kernels
+                # with larger workspaces: halve this chunk and go on
+                torch.cuda.empty_cache()
+                self.log(f"{job.name}: out of memory at {part.size} cells; halving the chunk")
+                parts[:0] = [part[: part.size // 2], part[part.size // 2 :]]
+                continue
             wall = time.perf_counter() - t0
             work = 0
             for c in range(a.size):
@@ -449,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=None, help="cells per call (default: model)")
     parser.add_argument("--check-every", type=int, default=None, help="host checks every k")
     parser.add_argument("--channels-last", action="store_true", help="NHWC episode images")
+    parser.add_argument(
+        "--points", type=int, default=None, help="betas per bracket per round (preset: 7)"
+    )
     parser.add_argument("--plan", action="store_true", help="print the work bound and exit")
     parser.add_argument("--rate", type=float, default=16.6, help="cell-it/s for --plan")
     args = parser.parse_args(argv)
@@ -462,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     problems = tuple(p for p in args.problems.split(",") if p)
     if not problems or set(problems) - set(PROBLEMS):
         return bad(f"--problems {args.problems!r}: choose from {','.join(PROBLEMS)}")
-    for flag, value in (("--chunk", args.chunk), ("--check-every", args.check_every)):
+    for flag, value in (
+        ("--chunk", args.chunk),
+        ("--check-every", args.check_every),
+        ("--points", args.points),
+    ):
         if value is not None and value < 1:
             return bad(f"{flag} {value} must be >= 1")
     if args.deadline is not None and args.deadline <= 0:
@@ -473,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]()
     if args.channels_last:
         preset = MatrixPreset(**{**vars(preset), "options": {"channels_last": True}})
+    if args.points is not None:
+        preset = MatrixPreset(**{**vars(preset), "points": args.points})
     jobs = jobs_in_order(preset, args.out, problems)
     if args.plan:
         print(plan_text(jobs, args.rate))

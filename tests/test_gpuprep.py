@@ -510,6 +510,7 @@ def test_fewshot_matrix_plan_and_bad_input():
     assert fm.main(["--preset", "huge"]) == 2
     assert fm.main(["--problems", "cifar"]) == 2
     assert fm.main(["--deadline", "-1"]) == 2
+    assert fm.main(["--points", "0"]) == 2
 
 
 # ------------------------------------------------------------------------------ benchmarks
