@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shipped_data import DATA_ROOT, OMNIGLOT, needs_shipped, use_shipped_root
 from torch.utils.flop_counter import FlopCounterMode
 
 from mamlconv.experiments import cnn, fewshot
@@ -250,14 +251,11 @@ def _measurable_config(tasks: int) -> SweepConfig:
     return smoke.replace(tasks_per_batch=tasks, pool_size=tasks, device="cpu", problem_options=opts)
 
 
-@pytest.mark.skipif(
-    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file(),
-    reason="no shipped Omniglot",
-)
+@needs_shipped
 def test_cpu_peak_memory_is_affine_in_cells_and_linear_in_tasks(monkeypatch):
     from mamlconv.experiments.memory import fit, measure_cpu
 
-    monkeypatch.delenv("MAMLCONV_DATA", raising=False)
+    use_shipped_root(monkeypatch)  # the measuring process finds the data through it
     peaks = measure_cpu(_measurable_config(2), (1, 2, 4))
     model = fit([1, 2, 4], peaks, tasks=2, device="cpu")
     assert model.per_cell_bytes > 1e6
@@ -382,7 +380,7 @@ def test_shard_command_line_bad_input_exits_2(tmp_path, capsys):
     assert "--max-mib 64.0 must be in (0, 60)" in capsys.readouterr().err
 
 
-SHIPPED_MINI = fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "miniimagenet"
+SHIPPED_MINI = (DATA_ROOT or Path("/nonexistent")) / "miniimagenet"
 
 
 @pytest.mark.skipif(
@@ -417,7 +415,7 @@ def test_real_miniimagenet_sharded_split_decodes_to_the_same_pixels(tmp_path, mo
     out = tmp_path / "root" / "miniimagenet"
     val = shards.shard_file(SHIPPED_MINI / "miniimagenet_val.npz", out, max_bytes=10 * 2**20)
     assert len(val.parts) == 3
-    whole = data.load_miniimagenet("val", cache=tmp_path / "c1")
+    whole = data.load_miniimagenet("val", DATA_ROOT, cache=tmp_path / "c1")
     sharded = data.load_miniimagenet("val", tmp_path / "root", cache=tmp_path / "c2")
     _assert_same_split(sharded, whole)
 
@@ -427,9 +425,8 @@ def test_real_miniimagenet_sharded_split_decodes_to_the_same_pixels(tmp_path, mo
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "gpu" / "fewshot_matrix.sh"
 needs_data = pytest.mark.skipif(
-    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file()
-    or not (SHIPPED_MINI / "miniimagenet_val.npz").is_file(),
-    reason="no shipped data",
+    not OMNIGLOT.is_file() or not (SHIPPED_MINI / "miniimagenet_val.npz").is_file(),
+    reason="shipped data not found (set MAMLCONV_DATA)",
 )
 
 
@@ -438,7 +435,7 @@ def _script(tmp_path, *args: str, out: str = "matrix") -> subprocess.CompletedPr
         **os.environ,
         "PYTHON": sys.executable,
         "MATRIX_OUT": str(tmp_path / out),
-        "MAMLCONV_DATA": str(fewshot.data_mod.DEFAULT_DATA_ROOTS[0]),
+        "MAMLCONV_DATA": str(DATA_ROOT),
         "MAMLCONV_CACHE": str(tmp_path / "cache"),
         "OUT": str(tmp_path),
         "OMP_NUM_THREADS": "1",
@@ -516,17 +513,14 @@ def test_fewshot_matrix_plan_and_bad_input():
 # ------------------------------------------------------------------------------ benchmarks
 
 
-@pytest.mark.skipif(
-    not (fewshot.data_mod.DEFAULT_DATA_ROOTS[0] / "omniglot" / "omniglot.npz").is_file(),
-    reason="no shipped Omniglot",
-)
+@needs_shipped
 def test_omniglot_benchmark_reports_tflops_and_writes_provenance(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--device", "cpu", "--cells", "1", "2", "--iters", "1", "--tasks", "1"]
     args += ["--query", "1", "--filters", "4", "--baseline-cells", "1", "--check-every", "2"]
     args += ["--channels-last", "--json", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MAMLCONV_COMMIT": "feedc0de"}
-    env["MAMLCONV_DATA"] = str(fewshot.data_mod.DEFAULT_DATA_ROOTS[0])
+    env["MAMLCONV_DATA"] = str(DATA_ROOT)
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "omniglot_bench.py"), *args],
         capture_output=True,
