@@ -131,21 +131,24 @@ def _is_loopback(address: str) -> bool:
 
 @contextlib.contextmanager
 def _loopback_only(ray: Any) -> Iterator[None]:
-    """Make Ray (this process and the processes it starts) use 127.0.0.1 only."""
+    """Make Ray (this process and the processes it starts) use 127.0.0.1 only, and send no
+    usage statistics."""
     from ray._private import ray_constants
 
-    old_env = os.environ.get(LOOPBACK_ONLY_ENV)
+    settings = {LOOPBACK_ONLY_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    old_env = {k: os.environ.get(k) for k in settings}
     old_flag = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[LOOPBACK_ONLY_ENV] = "0"  # inherited by the GCS, raylet and workers
+    os.environ.update(settings)  # inherited by the GCS, raylet and workers
     ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported ray before we set it
     try:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = old_flag
-        if old_env is None:
-            os.environ.pop(LOOPBACK_ONLY_ENV, None)
-        else:
-            os.environ[LOOPBACK_ONLY_ENV] = old_env
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def start_local(*, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
