@@ -52,6 +52,10 @@ class RayMissing(ImportError):
     """``--backend ray`` without Ray installed."""
 
 
+class RayUnreachable(RuntimeError):
+    """The Ray cluster named by the address cannot be joined."""
+
+
 class ChunkFailed(RuntimeError):
     """A chunk (or bisection column) raised on its worker; the message names chunk and node."""
 
@@ -78,9 +82,10 @@ def _naming_the_node() -> Iterator[None]:
 class RayOptions:
     """Where and how the Ray tasks run.
 
-    ``address``: ``auto`` (a running cluster, found the way ``ray.init(address="auto")`` finds
-    it, e.g. from ``RAY_ADDRESS``; else a local instance started for the run and stopped after
-    it), ``local`` (always a fresh local instance) or ``HOST:PORT`` of a cluster's head. When
+    ``address``: ``auto`` (the cluster named by ``RAY_ADDRESS``, else the one ``ray start``
+    last started on this machine; else a local instance started for the run and stopped after
+    it; a Ray instance that another program started for itself is never joined), ``local``
+    (always a fresh local instance) or ``HOST:PORT`` of a cluster's head. When
     this process is already connected to Ray (``ray.is_initialized()``), that connection is
     used and left open. ``cpus_per_task`` / ``gpus_per_task`` are the Ray resources of one task
     (a chunk); a task runs ``max(1, floor(cpus_per_task))`` torch threads. ``max_retries``:
@@ -156,15 +161,23 @@ def start_local(*, num_cpus: int | None = None, num_gpus: int | None = None) -> 
 
     Stop it with ``ray.shutdown()``, which ends exactly the processes it started."""
     ray = require_ray()
-    with _loopback_only(ray):
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            logging_level=logging.WARNING,
-        )
+    for attempt in range(2):
+        try:
+            with _loopback_only(ray):
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    num_gpus=num_gpus,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    logging_level=logging.WARNING,
+                )
+            return ray
+        except Exception as exc:
+            # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that once.
+            ray.shutdown()  # stops what this attempt started
+            if attempt or "timed out during startup" not in str(exc):
+                raise
     return ray
 
 
@@ -182,22 +195,33 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         yield ray
         return
     address = options.address
+    if address == "auto":
+        address = _cluster_address() or "local"
     if address == "local":
         start_local(num_cpus=options.num_cpus)
-    elif address == "auto":
-        try:
-            ray.init(address="auto", logging_level=logging.WARNING)
-        except ConnectionError:  # no running cluster: a local instance for this run
-            start_local(num_cpus=options.num_cpus)
-    elif _is_loopback(address):
-        with _loopback_only(ray):
-            ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            with _loopback_only(ray) if _is_loopback(address) else contextlib.nullcontext():
+                ray.init(address=address, logging_level=logging.WARNING)
+        except Exception as exc:  # Ray raises several kinds; the user needs one line
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise RayUnreachable(
+                f"cannot join the Ray cluster at {address} ({reason}); check --ray-address"
+            ) from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _cluster_address() -> str | None:
+    """``RAY_ADDRESS``, else the address that ``ray start`` recorded on this machine, else None.
+
+    Unlike ``ray.init(address="auto")`` this does not join any Ray process found running here
+    (a test's or another program's private instance)."""
+    from ray._private import services
+
+    return services.get_ray_address_from_environment(None, None)
 
 
 def _remote(ray: Any, fn: Any, options: RayOptions) -> Any:

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -190,6 +191,20 @@ def test_local_instance_listens_on_loopback_only(ray_local):
     listening = _listening_addresses(_descendants(os.getpid()))
     assert listening, "found no listening socket of the Ray processes"
     assert listening <= LOOPBACK, f"Ray listens beyond loopback: {sorted(listening)}"
+
+
+@needs_ray
+def test_auto_joins_a_named_cluster_never_a_private_instance(ray_local, monkeypatch):
+    """``--ray-address auto`` with this module's instance running: not joined (it is nobody's
+    cluster), so a sweep would start its own; RAY_ADDRESS is followed."""
+    from mamlconv.experiments.ray_backend import _cluster_address, gcs_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists():
+        pytest.skip("a cluster started with `ray start` runs on this machine")
+    assert _cluster_address() is None
+    monkeypatch.setenv("RAY_ADDRESS", gcs_address(ray_local))
+    assert _cluster_address() == gcs_address(ray_local)
 
 
 @needs_ray

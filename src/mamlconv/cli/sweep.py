@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mamlconv.experiments.engine import resolve_device
-    from mamlconv.experiments.ray_backend import ChunkFailed
+    from mamlconv.experiments.ray_backend import ChunkFailed, RayUnreachable
     from mamlconv.experiments.sweep import bisect_sweep, chunk_dir, run_sweep
     from mamlconv.files import atomic_write_text
 
@@ -277,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 ray=ray,
             )
+        except RayUnreachable as exc:
+            raise UsageError(str(exc)) from None
         except ChunkFailed as exc:
             sys.stderr.write(f"mamlconv sweep: error: {exc}\n")
             return 1
@@ -306,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             ray=ray,
         )
-    except FileExistsError as exc:
+    except (FileExistsError, RayUnreachable) as exc:
         raise UsageError(str(exc)) from None
     except ChunkFailed as exc:
         sys.stderr.write(
