@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shipped_data import needs_shipped
 
 from mamlconv.cli import main
 from mamlconv.experiments.problems import get_preset
@@ -239,13 +240,9 @@ def _options(**kw):
 
 
 @needs_ray
+@needs_shipped
 def test_omniglot_smoke_sweep_equals_workers_1(ray_local, tmp_path):
-    from mamlconv.experiments.data import locate
-
-    try:
-        locate("omniglot")
-    except (FileNotFoundError, ValueError) as exc:
-        pytest.skip(f"Omniglot data not found (set MAMLCONV_DATA): {exc}")
+    """The workers read the files from MAMLCONV_DATA as the module's Ray instance inherited it."""
     cfg = get_preset("omniglot", "smoke").replace(device="cpu")
     run_sweep(cfg, tmp_path / "local.npz", progress=False)
     run_sweep(cfg, tmp_path / "ray.npz", progress=False, ray=_options())
