@@ -38,7 +38,9 @@ def _pairs(filters: int, tasks: int):
     from mamlconv.numerics.tasks import TaskBatch
 
     sin = SinusoidProblem()
-    mlp = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1))
+    mlp = nn.Sequential(
+        nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 1)
+    ).double()  # float64 weights hold the built-in draws exactly
 
     def sin_init(module, generator):  # the built-in's draws, so the tasks that follow agree
         w = sin.init_params(generator, dtype=torch.float64, device="cpu")

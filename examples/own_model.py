@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     import mamlconv
 
     torch.manual_seed(0)  # your model's initial weights, as you would make them anyway
-    problem = mamlconv.problem_from_module(make_model(), F.cross_entropy, sample_task)
+    model = make_model(4 if args.smoke else 8)  # <- your nn.Module
+    problem = mamlconv.problem_from_module(model, F.cross_entropy, sample_task)
     advice = mamlconv.advise(problem, n_tasks=4, k=2, tol=tol)
     print(f"advised alpha* = {advice.alpha_star:.3g}, beta* = {advice.beta_star:.3g}")
     alphas = np.geomspace(advice.alpha_star / 10, advice.alpha_star * 3, n_a)
@@ -91,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     result = mamlconv.sweep(
         problem, alphas, betas, iters=iters, tasks_per_batch=4, out=args.out / "sweep.npz"
     )
-    for row in result.boundary().as_records():
-        print(f"alpha {row['alpha']:.3g}: beta edge in [{row['beta_lo']}, {row['beta_hi']}]")
-    figures = result.plot()
+    edge = result.boundary()  # per alpha (0 first): [largest stable beta, next grid beta]
+    for a, lo, hi in zip(edge.alphas, edge.beta_lo, edge.beta_hi, strict=True):
+        print(f"alpha {a:.3g}: beta edge in [{lo:.3g}, {hi:.3g}]")  # nan: none stable
+    figures = result.plot()  # Fig. 4: the heat map with its boundary
     cmp = mamlconv.compare(result, k=2, tol=tol, points=points, out=args.out)
-    print(cmp.summary())
+    for name, beta_c in cmp.predictions["init"].items():  # formula, surrogate, meta
+        print(f"predicted beta_c ({name}) per alpha: {np.array2string(beta_c, precision=3)}")
     # --- end of yours ---
 
     for path in [*figures, *cmp.files.values()]:

@@ -69,7 +69,7 @@ class ModuleProblemError(ValueError):
 
 
 def _shape(t: Tensor) -> str:
-    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+    return str(tuple(t.shape))
 
 
 def _as_tensor(value: Any, what: str) -> Tensor:
