@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -174,7 +175,7 @@ class ModuleProblem:
         if not (callable(init) or init in INITS):
             raise ModuleProblemError(f"init must be one of {INITS} or a callable, got {init!r}")
         self.module = functional_copy(model)
-        self.loss_fn = loss_fn
+        self.loss_fn = _forward_mode_safe(loss_fn)
         self._sample_task = sample_task
         self._sample_tasks = sample_tasks
         self.init = init
@@ -311,6 +312,14 @@ class ModuleProblem:
                 f"torch.func cannot differentiate the model over a batch of tasks: "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from None
+        try:  # a Hessian-vector product (forward over reverse), as the spectra take
+            torch.func.jvp(lambda p: torch.func.grad(self.loss)(p, x, y), (params,), (params,))
+        except Exception as exc:
+            raise ModuleProblemError(
+                "torch.func cannot take Hessian-vector products of the loss (jvp of grad): "
+                f"{type(exc).__name__}: {_first_line(exc)}; write loss_fn from elementary "
+                "operations (e.g. ((outputs - targets) ** 2).mean())"
+            ) from None
 
     def _check_buffers_untouched(self, params: Params, x: Tensor) -> None:
         """One forward pass with every buffer's version counter watched, layer by layer."""
@@ -350,6 +359,20 @@ class ModuleProblem:
                 "made functional); make the layer stateless in training (for a normalisation "
                 "layer: track_running_stats=False) or register the value as a constant"
             )
+
+
+def _squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
+    """mean (outputs - targets)^2, what ``F.mse_loss`` computes with ``reduction='mean'``."""
+    return ((outputs - targets) ** 2).mean()
+
+
+def _forward_mode_safe(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable:
+    """``F.mse_loss`` (and ``nn.MSELoss()``) fail under ``jvp`` of ``grad`` in torch 2.x
+    ("ZeroTensors are immutable"), which every Hessian-vector product needs; the same mean
+    squared error written out has no such problem."""
+    if loss_fn is F.mse_loss or (isinstance(loss_fn, nn.MSELoss) and loss_fn.reduction == "mean"):
+        return _squared_error
+    return loss_fn
 
 
 def _first_line(exc: BaseException) -> str:

@@ -162,7 +162,11 @@ def register_problem(problem: Problem) -> str:
             raise ValueError(
                 f"{type(problem).__name__} has no {m}: not a Problem (mamlconv.numerics.tasks)"
             )
-    key = MEMORY_PREFIX + str(getattr(problem, "name", type(problem).__name__))
+    base = MEMORY_PREFIX + str(getattr(problem, "name", type(problem).__name__))
+    key, n = base, 1
+    while key in _LIVE and _LIVE[key] is not problem:  # another object of the same name
+        n += 1
+        key = f"{base}-{n}"
     _LIVE[key] = problem
     return key
 

@@ -158,3 +158,13 @@ def test_example_runs_at_smoke_size(tmp_path):
     assert "alpha 0: beta edge in" in proc.stdout  # the alpha = 0 row of the boundary
     for name in ("sweep.npz", "sweep_fig4.png", "sweep_compare.png", "sweep_compare.md"):
         assert (tmp_path / name).is_file(), name
+
+
+def test_two_problem_objects_of_one_name_get_two_keys():
+    from mamlconv.experiments.problems import get_problem, register_problem
+
+    a = mamlconv.problem_from_module(nn.Linear(2, 1), F.mse_loss, _task, name="twin")
+    b = mamlconv.problem_from_module(nn.Linear(2, 1), F.mse_loss, _task, name="twin")
+    ka, kb = register_problem(a), register_problem(b)
+    assert ka != kb and register_problem(a) == ka
+    assert get_problem(ka) is a and get_problem(kb) is b

@@ -399,3 +399,24 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
     again = load_result(user_dir / "s2.npz")
     assert again.run_info["resumed_cells"] == first.size
     np.testing.assert_allclose(again.final_loss, result.final_loss, rtol=1e-6)
+
+
+def test_mse_loss_works_in_hessian_vector_products():
+    """F.mse_loss fails under jvp of grad in torch ("ZeroTensors are immutable"); the adapter
+    swaps in the same mean squared error, so spectra of an MSE model work."""
+    from mamlconv.numerics.curvature import hvp
+
+    def task(g):
+        x = torch.randn(4, 2, generator=g, dtype=F64)
+        return x, x[:, :1] ** 2, x, x[:, :1] ** 2
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+    for loss in (F.mse_loss, nn.MSELoss()):
+        problem = problem_from_module(model, loss, task)
+        params = problem.init_params(torch.Generator(), dtype=F64, device="cpu")
+        x, y = task(torch.Generator().manual_seed(0))[:2]
+        out = hvp(lambda p: problem.loss(p, x, y), params, params)
+        assert all(torch.isfinite(v).all() for v in out.values())
+        torch.testing.assert_close(
+            problem.loss(params, x, y), F.mse_loss(model(x), y), rtol=1e-14, atol=0
+        )
