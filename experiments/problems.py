@@ -104,7 +104,8 @@ def _import_target(spec: str) -> Any:
         if exc.name is not None and (target == exc.name or target.startswith(exc.name + ".")):
             searched = [p or cwd for p in sys.path][:3]
             raise ProblemSpecError(
-                f"problem {spec}: no module {exc.name!r} in the current directory {cwd} or on "
+                f"problem {spec}: cannot import {target!r}: no module {exc.name!r} in the "
+                f"current directory {cwd} or on "
                 f"sys.path ({len(sys.path)} entries, first {searched}); run from the folder "
                 "that holds it, or give path/to/file.py:FACTORY"
             ) from None

@@ -352,7 +352,7 @@ def test_spec_resolves_from_the_current_directory_like_python_m(user_dir, monkey
 @pytest.mark.parametrize(
     "factory, expected",
     [
-        ("nosuchmodule:make", "no module 'nosuchmodule' in the current directory"),
+        ("nosuchmodule:make", "cannot import 'nosuchmodule': no module 'nosuchmodule' in the"),
         ("nosuch/file.py:make", "no file"),
         ("userprob:missing", "has no callable 'missing'"),
         ("userprob:bad_shapes", "x_support (4, 2) and y_support (3, 1)"),
