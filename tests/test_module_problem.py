@@ -9,6 +9,7 @@ refusal is one line naming the bad value and the fix.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import subprocess
 import sys
@@ -415,7 +416,7 @@ def test_mse_loss_works_in_hessian_vector_products():
         problem = problem_from_module(model, loss, task)
         params = problem.init_params(torch.Generator(), dtype=F64, device="cpu")
         x, y = task(torch.Generator().manual_seed(0))[:2]
-        out = hvp(lambda p: problem.loss(p, x, y), params, params)
+        out = hvp(functools.partial(problem.loss, x=x, y=y), params, params)
         assert all(torch.isfinite(v).all() for v in out.values())
         torch.testing.assert_close(
             problem.loss(params, x, y), F.mse_loss(model(x), y), rtol=1e-14, atol=0
