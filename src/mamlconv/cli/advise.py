@@ -15,6 +15,7 @@ from typing import Any
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
     PROBLEM_SPEC_HELP,
+    VARIANT_CHOICES,
     UsageError,
     device_spec,
     float_list,
@@ -24,7 +25,6 @@ from mamlconv.cli._args import (
     problem_spec,
     resolve_problem,
 )
-from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def _safety(text: str) -> float:
@@ -109,6 +109,7 @@ def add_parser(subparsers: Any) -> None:
         "--device", type=device_spec, default="cpu", help="auto, cpu (default), cuda, cuda:N"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (with an ETA) on stderr")
     p.set_defaults(func=run)
 
 
@@ -210,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # shared machines: contention costs more than threads gain
     config, problem = _config_and_problem(args)
+    if not args.quiet:
+        from mamlconv.progress import show_on_stderr
+
+        show_on_stderr()
     try:
         device = resolve_device(config.device)
         config = config.replace(device=str(device))
@@ -227,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             verify_iters=args.verify_iters,
             divergence_level=None if args.factory is not None else config.divergence_level,
+            progress=not args.quiet,
         )
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None

@@ -16,6 +16,7 @@ from typing import Any
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
     PROBLEM_SPEC_HELP,
+    VARIANT_CHOICES,
     UsageError,
     device_spec,
     integer,
@@ -25,7 +26,6 @@ from mamlconv.cli._args import (
     problem_spec,
     resolve_problem,
 )
-from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def add_parser(subparsers: Any) -> None:
