@@ -445,10 +445,12 @@ def run_sweep(
     import torch
 
     from mamlconv.experiments.engine import resolve_device
+    from mamlconv.experiments.problems import get_problem
     from mamlconv.provenance import describe
 
     out = Path(out)
     device = str(resolve_device(config.device))
+    get_problem(config.problem, **config.problem_options)  # a bad problem fails before any file
     directory = chunk_dir(out)
     if directory.exists() and not resume:
         n_old = len(list(directory.glob("chunk_*.npz")))

@@ -15,6 +15,7 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
     device_spec,
@@ -23,6 +24,8 @@ from mamlconv.cli._args import (
     nonnegative_float,
     positive_float,
     positive_int,
+    problem_spec,
+    resolve_problem,
 )
 
 
@@ -37,7 +40,20 @@ def add_parser(subparsers: Any) -> None:
             "keep their finished chunks; rerun with --resume. Options override the preset."
         ),
     )
-    p.add_argument("problem", choices=PROBLEM_CHOICES, help="task family")
+    p.add_argument(
+        "problem",
+        nargs="?",
+        choices=PROBLEM_CHOICES,
+        help="task family (or give --problem MODULE:FACTORY)",
+    )
+    p.add_argument(
+        "--problem",
+        dest="spec",
+        type=problem_spec,
+        default=None,
+        metavar="MODULE:FACTORY",
+        help=PROBLEM_SPEC_HELP + "; presets: the sinusoid protocol (Sec. 4.1) and its smoke size",
+    )
     p.add_argument(
         "--preset",
         choices=("paper", "smoke"),
@@ -208,7 +224,9 @@ def build_config(args: argparse.Namespace) -> Any:
     """The preset of ``args.problem`` with the command line's overrides applied."""
     from mamlconv.experiments.problems import get_preset
 
-    config = get_preset(args.problem, args.preset)
+    if (args.problem is None) == (getattr(args, "spec", None) is None):
+        raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
+    config = get_preset(args.spec or args.problem, args.preset)
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.alphas is not None:
         changes["alphas"] = tuple(args.alphas)
@@ -265,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         ray = ray_options(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    resolve_problem(config.problem, config.problem_options)  # fails before any file
     torch.set_num_threads(args.threads)
     if args.bisect:
         from mamlconv.provenance import describe
