@@ -28,6 +28,7 @@ per point whether the top-k were enough (``formula_complete``).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ from mamlconv.experiments.results import SweepResult
 from mamlconv.files import atomic_write_text, dumps, jsonable
 from mamlconv.numerics.boundary import Boundary
 from mamlconv.plotting import pyplot
+
+log = logging.getLogger(__name__)
 
 PREDICTIONS: tuple[str, ...] = ("formula", "surrogate", "meta")
 POINTS: tuple[str, ...] = ("init", "trained")
@@ -223,9 +226,10 @@ def compare(
     device: str = "cpu",
     progress: bool = False,
 ) -> Comparison:
-    """Spectra at the requested points and the predictions against the measured boundary."""
-    import sys
+    """Spectra at the requested points and the predictions against the measured boundary.
 
+    Progress goes to this module's logger (INFO with ``progress``, else DEBUG): silent in a
+    library call, shown by ``mamlconv compare``."""
     import torch
 
     from mamlconv.experiments.engine import initial_state
@@ -246,9 +250,7 @@ def compare(
     trained_cells: list[dict[str, Any]] = []
 
     def say(msg: str) -> None:
-        if progress:
-            sys.stderr.write(f"compare: {msg}\n")
-            sys.stderr.flush()
+        log.log(logging.INFO if progress else logging.DEBUG, msg)
 
     if "init" in points:
         say(f"spectra at init ({n} alphas)")
@@ -425,8 +427,21 @@ def heatmap(
 def draw_comparison(
     curves: list[Any], result: SweepResult, path: Path, recheck: dict[str, Any] | None = None
 ) -> Path:
+    """Write the comparison figure of :func:`comparison_figure` to ``path`` (PNG)."""
+    plt = pyplot()
+    fig = comparison_figure(curves, result, recheck)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(
+    curves: list[Any], result: SweepResult, recheck: dict[str, Any] | None = None
+) -> Any:
     """The comparison figure from prediction curves (from a :class:`Comparison`, or read back
-    from a comparison JSON with :func:`mamlconv.experiments.fig4.predictions_from_json`)."""
+    from a comparison JSON with :func:`mamlconv.experiments.fig4.predictions_from_json`): one
+    Fig. 4 panel per point, one colour scale."""
     from mamlconv.experiments import fig4
 
     crit = fig4.get_criterion(result, None)
@@ -457,11 +472,9 @@ def draw_comparison(
         ax.set_title(where, fontsize=10)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig4.colorbar(fig, mesh, axes[0].tolist(), iters=result.config.iters, blank=crit.description)
-    fig.suptitle(f"Fig. 4 with predictions of β_c — {fig4.describe_run(result)}", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    what = "with predictions of β_c" if curves else "and its measured edge"
+    fig.suptitle(f"Fig. 4 {what} — {fig4.describe_run(result)}", fontsize=10)
+    return fig
 
 
 def write_comparison(

@@ -317,7 +317,7 @@ def describe_run(result: Any) -> str:
     """One line naming the problem and the settings that shape the map."""
     cfg = result.config
     opts = cfg.problem_options
-    episode = f"{opts['ways']}-way {opts['shots']}-shot, " if "ways" in opts else ""
+    episode = f"{opts['ways']}-way {opts.get('shots', 1)}-shot, " if "ways" in opts else ""
     return (
         f"{cfg.problem}: {episode}{cfg.variant} MAML, {cfg.tasks_per_batch} tasks, "
         f"{cfg.steps} step{'s' if cfg.steps != 1 else ''}, {cfg.iters} it., {cfg.dtype}, "
@@ -366,7 +366,7 @@ def fig4(
     record = {
         "figure": "fig4",
         "paper": "Takagi et al. 2019, Fig. 4 (Section 4)",
-        "source": str(result_path),
+        "source": Path(result_path).name,
         "criterion": {"name": crit.name, "blank": crit.description},
         "overlay": None if overlay is None else str(overlay),
         "colour": "final training loss, logarithmic scale",

@@ -288,6 +288,36 @@ def fig5_data(
     return config, records
 
 
+def frobenius_panel(
+    ax: Any,
+    x: np.ndarray,
+    records: list[dict[str, Any]],
+    *,
+    n_probes: int,
+    styles: dict[str, str],
+    names: dict[str, str],
+) -> None:
+    """Fig. 5 (c): the Frobenius norms of Tg and H^2 with +-1 standard-error bars.
+
+    The legend shows each series' line and marker; the error bars are drawn apart and
+    unlabelled, so the legend never shows an error-bar glyph for bars too small to see, and the
+    title states how large the largest bar is."""
+    rel_err = 0.0
+    for i, op in enumerate(("tg", "h2")):
+        est = np.array([r["frobenius"][op]["estimate"] for r in records], dtype=float)
+        err = np.array([r["frobenius"][op]["stderr"] for r in records], dtype=float)
+        ax.plot(x, est, styles[op], label=names[op], ms=4, lw=1.2, color=f"C{i}")
+        ax.errorbar(x, est, yerr=err, fmt="none", ecolor=f"C{i}", capsize=2, lw=1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_err = max(rel_err, float(np.nanmax(np.abs(err / est))))
+    ax.set_yscale("log")
+    ax.set_title(
+        f"(c) Frobenius norm (Hutchinson, {n_probes} probes;\n"
+        f"±1 s.e. bars, at most {100 * rel_err:.2g}% of the value)",
+        fontsize=10,
+    )
+
+
 def fig5(
     out_dir: str | os.PathLike[str],
     *,
@@ -328,23 +358,7 @@ def fig5(
             ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
-    ax = axes[2]
-    rel_err = 0.0
-    for i, op in enumerate(("tg", "h2")):
-        est = np.array([r["frobenius"][op]["estimate"] for r in records])
-        err = np.array([r["frobenius"][op]["stderr"] for r in records])
-        # The legend shows the line; the +-1 standard-error bars are drawn apart, unlabelled,
-        # so that the legend never shows an error-bar glyph the plot may not visibly have.
-        ax.plot(x, est, styles[op], label=names[op], ms=4, lw=1.2, color=f"C{i}")
-        ax.errorbar(x, est, yerr=err, fmt="none", ecolor=f"C{i}", capsize=2, lw=1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel_err = max(rel_err, float(np.nanmax(np.abs(err / est))))
-    ax.set_yscale("log")
-    ax.set_title(
-        f"(c) Frobenius norm (Hutchinson, {n_probes} probes;\n"
-        f"±1 s.e. bars, at most {100 * rel_err:.2g}% of the value)",
-        fontsize=10,
-    )
+    frobenius_panel(axes[2], x, records, n_probes=n_probes, styles=styles, names=names)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("iteration + 1")

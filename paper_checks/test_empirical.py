@@ -526,11 +526,11 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
     boundary_mod = audit.require("mamlconv.numerics.boundary", "Boundary")
     comparisons = []
     root = audit.results_dir
-    import json
+    from mamlconv.files import read_json  # restores inf written as null + "_status"
 
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         try:
-            rec = json.loads(path.read_text())
+            rec = read_json(path)
         except (OSError, ValueError):
             continue
         if isinstance(rec, dict) and {"rows", "summary", "config"} <= rec.keys():

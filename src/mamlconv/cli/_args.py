@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 import sys
@@ -137,3 +138,18 @@ def log_grid(text: str) -> np.ndarray:
     if not (0 < lo <= hi):
         raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
     return np.geomspace(lo, hi, n)
+
+
+def configure_logging(command: str, *, level: int = logging.INFO) -> None:
+    """Show the library's progress and diagnostics (``logging``, one logger per module under
+    ``mamlconv``) on stderr as ``mamlconv COMMAND: message``. The library alone stays quiet
+    (``mamlconv`` installs a NullHandler); only the command line calls this."""
+    root = logging.getLogger("mamlconv")
+    for handler in list(root.handlers):
+        if getattr(handler, "_mamlconv_cli", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"mamlconv {command}: %(message)s"))
+    handler._mamlconv_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
