@@ -1,4 +1,5 @@
-"""Measured stability boundaries against three predictions of beta_c (MATH.md section 8, claim X-5).
+"""Measured stability boundaries against three predictions of beta_c (docs/MATH.md section 8,
+claim X-5).
 
 For a sweep result, at a parameter point theta and inner rate alpha:
 

@@ -91,7 +91,8 @@ SHIPPED: dict[str, FileSpec] = {
         "3670258e7aa533521bee05b478ee0f00344ddc688962072194767c769747e236",
     ),
 }
-"""sha256 and sizes from /work/shared/data/{omniglot,miniimagenet}/README.md."""
+"""sha256 and sizes as listed in the README.md of the shipped omniglot/ and miniimagenet/
+folders."""
 
 
 # --------------------------------------------------------------------------- locations

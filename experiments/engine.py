@@ -4,7 +4,7 @@ Every cell c holds its own parameters theta_c and trains by the outer rule (pape
 
     theta_c <- theta_c - beta_c * mean_tau d_tau(theta_c; alpha_c)          (SGD, the default)
 
-where d_tau is one task's meta-gradient for the chosen variant (MATH.md):
+where d_tau is one task's meta-gradient for the chosen variant (docs/MATH.md):
 exact ``grad L_q(theta - alpha grad L_s(theta))``, first_order ``grad L_q`` at the adapted point,
 surrogate ``(I - alpha H_s) grad L_q`` (Eq. 4). All cells start from the same initial parameters
 and see the same task batch at each iteration, so a cell's trajectory is the one a per-cell

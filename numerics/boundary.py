@@ -1,5 +1,5 @@
 """Empirical stability boundaries from alpha x beta grids, and a bisection that finds them
-with far fewer runs (MATH.md, "Empirical thresholds").
+with far fewer runs (docs/MATH.md, "Empirical thresholds").
 
 Conventions: grids are alpha-major arrays of shape (n_alpha, n_beta); ``betas`` ascend. A cell
 is *stable* when the caller's criterion says so (linear regression: finite and below the loss

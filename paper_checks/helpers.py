@@ -177,7 +177,7 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
     stable row when the grid is coarser than a decade there). The claim holds
     when the largest stable beta there is at or above the first diverged beta of the
     reference, i.e. larger beyond the grid's resolution; ``margin_cells`` counts by how many
-    grid cells (a float32 edge is fuzzy by about one cell, ENGINE-NOTES);
+    grid cells (a float32 edge is fuzzy by about one cell, docs/engine.md);
     ``holds_at_last_stable`` reads "close to" strictly, at the last row before alpha_div.
     """
     b = result.boundary()

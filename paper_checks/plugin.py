@@ -117,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: long-running; opt in with --slow or MAMLCONV_SLOW=1",
         "gpu: needs a CUDA device; opt in with --gpu",
         "latex: needs pdflatex on PATH",
-        "claim(id): the CLAIMS.md row that a paper_checks test audits",
+        "claim(id): the docs/CLAIMS.md row that a paper_checks test audits",
     ):
         config.addinivalue_line("markers", line)
     report = config.getoption("audit_report", default="audit-report.md")
@@ -150,7 +150,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if mark is None:
             problem = f"{item.name} is a claim test but lacks @pytest.mark.claim({from_name!r})"
         elif marked not in BY_ID:
-            problem = f"claim marker {marked!r} is not a row of CLAIMS.md"
+            problem = f"claim marker {marked!r} is not a row of docs/CLAIMS.md"
         elif from_name != marked:
             problem = (
                 f"{item.name} is marked claim({marked!r}) but is not named "

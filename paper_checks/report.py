@@ -1,7 +1,7 @@
-"""The audit report: one entry per CLAIMS.md row, as JSON (validated against
+"""The audit report: one entry per docs/CLAIMS.md row, as JSON (validated against
 ``report_schema.json``), Markdown, and a terminal table.
 
-JSON layout (see the schema for every field): ``claims`` lists all rows of CLAIMS.md in order,
+JSON layout (see the schema for every field): ``claims`` lists all rows of docs/CLAIMS.md in order,
 each with its place in the paper, the statement, the combined verdict, a key number, and the
 records of its tests (verdict, evidence, result files cited, figures, pytest outcome).
 """
@@ -49,7 +49,7 @@ def build_report(
     duration_s: float,
     report_dir: Path,
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict: every CLAIMS.md row with a verdict and its evidence.
+    """The report as a JSON-ready dict: every docs/CLAIMS.md row with a verdict and its evidence.
 
     ``records`` maps pytest node ids to the verdicts recorded this session, ``collected`` maps
     the claim tests collected to their claim IDs. A row without a collected test is NOT-RUN

@@ -475,7 +475,7 @@ def test_claim_S5_1_guideline(audit: ClaimAudit, problem: str) -> None:
 # ----------------------------------------------------------------------------- predictions, X-5
 @pytest.mark.claim("X-5")
 def test_claim_X_5_predictions_linear_regression(audit: ClaimAudit) -> None:
-    """Beyond the paper (MATH.md fact 8): which prediction -- the paper's formula on H, the
+    """Beyond the paper (docs/MATH.md fact 8): which prediction -- the paper's formula on H, the
     surrogate Hessian's spectrum, the exact meta-Hessian's spectrum -- best matches each
     measured boundary. Here on the App. C linear regression, where every prediction is exact
     for its own object (T = 0: the surrogate Hessian is H - alpha H^2; the meta-Hessian is

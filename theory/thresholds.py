@@ -1,10 +1,11 @@
 """Numeric thresholds alpha_c and beta_c, generated from the SymPy derivations.
 
 This module is the only bridge from theory to numerics. The per-mode effective curvature
-lambda~(lambda, alpha) of each MAML object (``mamlconv.theory.quadratic.mode_curvature``, MATH.md
-Sec. 4) and the alpha at which a mode turns negative (``conditions.alpha_turning_point``, paper
-Eq. 10-11) are derived symbolically once per (model, steps), then ``sympy.lambdify``-ed into
-vectorised float64 NumPy functions (cached for the process).
+lambda~(lambda, alpha) of each MAML object (``mamlconv.theory.quadratic.mode_curvature``,
+docs/MATH.md Sec. 4) and the alpha at which a mode turns negative
+(``conditions.alpha_turning_point``, paper Eq. 10-11) are derived symbolically once per
+(model, steps), then ``sympy.lambdify``-ed into vectorised float64 NumPy functions (cached for
+the process).
 
 Definitions (issue 2; paper Sec. 3):
 
@@ -105,7 +106,7 @@ def effective_curvatures(
     """lambda~_i(alpha) for every eigenvalue: shape alpha.shape + (n,), float64.
 
     surrogate lambda(1 - alpha lambda) (paper Eq. 9, one step only); first_order
-    lambda(1 - alpha lambda)^k; exact lambda(1 - alpha lambda)^(2k) (MATH.md Sec. 4), evaluated
+    lambda(1 - alpha lambda)^k; exact lambda(1 - alpha lambda)^(2k) (docs/MATH.md Sec. 4), evaluated
     from the lambdified SymPy derivation. Values within rounding of zero are set to 0.
     """
     _check_model(model, steps)
@@ -159,7 +160,8 @@ def binding_eigenvalue(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: 
 
     Where beta_c is finite and positive: the lambda_i of largest lambda~_i (the first of equal
     ones); where beta_c = 0: the lambda_i of most negative lambda~_i; where beta_c = inf: NaN.
-    For the surrogate this is lambda_max only while alpha <= 1/(2 lambda_max) (MATH.md Sec. 4.5).
+    For the surrogate this is lambda_max only while alpha <= 1/(2 lambda_max) (docs/MATH.md
+    Sec. 5).
     """
     lam = _as_eigs(eigs)
     c = effective_curvatures(lam, alpha, model=model, steps=steps)

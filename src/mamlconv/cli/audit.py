@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "audit",
         help="run the claims audit and write its report",
         description=(
-            "Audit every claim of Takagi et al. (2019) listed in CLAIMS.md: one verdict per "
+            "Audit every claim of Takagi et al. (2019) listed in docs/CLAIMS.md: one verdict per "
             "claim (HOLDS, HOLDS-FOR, APPROXIMATE, FAILS, NOT-RUN) with its evidence. Writes "
             f"DIR/{REPORT_NAME}, the same data as JSON beside it, and the figures made on the "
             "way. The default tier takes a few minutes on a laptop CPU."
