@@ -33,8 +33,8 @@ network's finite-horizon divergence edge is set by nonlinear dynamics too -- at 
 initialisation GD survives beta 5-7 times above 2/lambda_max,
 experiments/results/sinusoid_NOTES.md). ``verify_iters > 0`` checks the advice by short real
 training runs (:func:`mamlconv.experiments.engine.train_cells`) from the same point on the same
-tasks, at (alpha*, beta*) and at (alpha*, 2 beta_c), and reports whether the first stayed finite and the
-second diverged.
+tasks, at (alpha*, beta*) and at (alpha*, 2 beta_c), and reports whether the first stayed finite
+and the second diverged.
 """
 
 from __future__ import annotations
