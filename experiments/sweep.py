@@ -49,7 +49,7 @@ CHUNK_TASK_BUDGET = 128
 least 1, at most 64). The step is bound by memory traffic, and its working set grows with
 cells x tasks, so small batches that stay in cache are fastest per cell: with 100 tasks, one
 thread, this 2-core machine lightly loaded, 1.15 ms per cell-iteration at 1 cell per batch,
-1.30 at 4, 1.57 at 8, 1.70 at 16, 2.03 at 32 (docs/engine.md saw the same trend)."""
+1.30 at 4, 1.57 at 8, 1.70 at 16, 2.03 at 32 (the same trend as in docs/engine.md, "Speed")."""
 DEFAULT_CHUNK_GENERIC = 16
 """Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
 DEFAULT_CHUNK_CUDA = 1024

@@ -25,7 +25,7 @@ from mamlconv.paper_checks.report import SCHEMA_PATH, build_report, terminal_tab
 from mamlconv.paper_checks.verdicts import Record, combine, jsonable
 
 REPO = Path(__file__).resolve().parents[1]
-CLAIMS_MD = REPO / "docs" / "CLAIMS.md"
+CLAIMS_MD = REPO / "docs/CLAIMS.md"
 
 SCENARIOS = textwrap.dedent(
     '''

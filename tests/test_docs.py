@@ -76,10 +76,11 @@ def _resolves(ref: str, referrer: Path | None) -> bool:
 
 
 def _references(text: str, is_markdown: bool) -> set[str]:
-    refs = set(FILE_REF.findall(text))
-    if is_markdown:
-        refs |= set(MD_LINK.findall(text))
-    return refs
+    if not is_markdown:
+        return set(FILE_REF.findall(text))
+    # In Markdown a link's text is a label (often the file's bare name); its target is the path.
+    labels_dropped = re.sub(r"\[[^\]]*\](\([^)]*\))", r"\1", text)
+    return set(FILE_REF.findall(labels_dropped)) | set(MD_LINK.findall(text))
 
 
 def test_shipped_text_is_found() -> None:

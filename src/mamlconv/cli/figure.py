@@ -71,7 +71,8 @@ def add_parser(subparsers: Any) -> None:
         "--iters",
         type=positive_int,
         default=None,
-        help="fig1, fig3, fig5: training iterations (default: the figure's paper setting)",
+        help="fig1, fig3, fig5: training iterations (default: fig3 the paper's 500; fig1 and "
+        "fig5 5000, a tenth of the paper's 50000)",
     )
     add_device_argument(p, what="fig1, fig5: where to train")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
