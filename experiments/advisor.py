@@ -91,25 +91,11 @@ def _beta_from_top(lam: float) -> float:
 
 
 def _json(x: Any) -> Any:
-    """inf -> "inf" / "-inf" (the ``mamlconv thresholds`` convention), NaN -> None."""
-    if isinstance(x, dict):
-        return {k: _json(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json(x.tolist())
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        if math.isnan(x):
-            return None
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return x
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+    """JSON-ready under the package's rule (:func:`mamlconv.files.jsonable`): inf as null with
+    a ``<key>_status`` of "inf" / "-inf", NaN as null."""
+    from mamlconv.files import jsonable
+
+    return jsonable(x)
 
 
 @dataclass(frozen=True)
@@ -224,7 +210,7 @@ class Advice:
         return next(c for c in self.candidates if c.alpha == self.alpha_star)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready record (inf as "inf", NaN as None)."""
+        """A JSON-ready record (inf as null plus ``<key>_status``, NaN as null)."""
         return _json(
             {
                 "problem": self.problem,

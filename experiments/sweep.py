@@ -20,6 +20,7 @@ diverged within ``iters``", the criterion of the grid.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing as mp
 import queue as queue_mod
@@ -43,6 +44,8 @@ from mamlconv.experiments.results import (
     save_result,
 )
 from mamlconv.numerics.boundary import BisectionResult, bisect_boundary
+
+log = logging.getLogger(__name__)
 
 CHUNK_TASK_BUDGET = 128
 """CPU, hand-batched MLP backend: cells per batch = CHUNK_TASK_BUDGET // tasks_per_batch (at
@@ -543,9 +546,9 @@ def bisect_sweep(
         calls.append(stable)
         if progress:
             what = "range ends" if len(calls) == 1 else f"round {len(calls) - 1}"
-            sys.stderr.write(
+            log.info(
                 f"bisect {config.problem}/{config.variant}: {what}, {alphas.size} runs, "
-                f"{int(stable.sum())} stable\n"
+                f"{int(stable.sum())} stable"
             )
         return stable
 

@@ -36,22 +36,11 @@ _PRIORITY = {"ERROR": 0, "FAILS": 1, "HOLDS-FOR": 2, "APPROXIMATE": 3, "HOLDS": 
 
 
 def jsonable(value: Any) -> Any:
-    """Evidence as strict JSON: numpy scalars/arrays to Python, non-finite floats to strings."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy / torch
-        return jsonable(value.tolist())
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
+    """Evidence as strict JSON under the package's one rule (:func:`mamlconv.files.jsonable`):
+    numpy scalars/arrays to Python, inf as null with ``<key>_status``, NaN as null."""
+    from mamlconv.files import jsonable as package_jsonable
+
+    return package_jsonable(value)
 
 
 def fmt(x: float, digits: int = 3) -> str:

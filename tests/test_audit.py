@@ -293,7 +293,7 @@ def test_jsonable_is_strict_json() -> None:
     import numpy as np
 
     value = jsonable({"a": np.float64("inf"), "b": np.arange(3), "c": [float("nan"), 1.5]})
-    assert value == {"a": "inf", "b": [0, 1, 2], "c": ["nan", 1.5]}
+    assert value == {"a": None, "a_status": "inf", "b": [0, 1, 2], "c": [None, 1.5]}
     json.dumps(value, allow_nan=False)
 
 

@@ -194,18 +194,18 @@ def test_library_code_reports_through_logging_or_warnings():
 def test_library_logging_is_quiet_until_the_cli_shows_it(capsys):
     import logging
 
-    from mamlconv.cli._args import configure_logging
+    from mamlconv.cli._args import cli_logging
 
-    root = logging.getLogger("mamlconv")
-    saved = (list(root.handlers), root.level)
     log = logging.getLogger("mamlconv.experiments.compare")
-    try:
+    log.info("spectra at init")
+    log.warning("a diagnostic")
+    assert capsys.readouterr().err == ""  # NullHandler: a library call prints nothing
+    with cli_logging("compare"):
         log.info("spectra at init")
-        log.warning("a diagnostic")
-        assert capsys.readouterr().err == ""  # NullHandler: a library call prints nothing
-        configure_logging("compare")
-        log.info("spectra at init")
-        assert capsys.readouterr().err == "mamlconv compare: spectra at init\n"
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
+    assert capsys.readouterr().err == "mamlconv compare: spectra at init\n"
+    log.warning("after the command")
+    assert capsys.readouterr().err == ""  # the command's handler is gone again
+    main(["thresholds", "--eigs", "1", "--alpha", "0.1", "--json"])
+    capsys.readouterr()
+    log.warning("after main()")
+    assert capsys.readouterr().err == ""

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from mamlconv import __version__
-from mamlconv.cli._args import Parser, UsageError, configure_logging
+from mamlconv.cli._args import Parser, UsageError, cli_logging
 
 # Order is the order in `mamlconv --help`.
 SUBCOMMAND_MODULES = (
@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    configure_logging(args.command)
     try:
-        return int(args.func(args) or 0)
+        with cli_logging(args.command):
+            return int(args.func(args) or 0)
     except UsageError as exc:
         sys.stderr.write(f"mamlconv {args.command}: error: {exc}\n")
         return 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -140,16 +142,19 @@ def log_grid(text: str) -> np.ndarray:
     return np.geomspace(lo, hi, n)
 
 
-def configure_logging(command: str, *, level: int = logging.INFO) -> None:
-    """Show the library's progress and diagnostics (``logging``, one logger per module under
-    ``mamlconv``) on stderr as ``mamlconv COMMAND: message``. The library alone stays quiet
-    (``mamlconv`` installs a NullHandler); only the command line calls this."""
+@contextlib.contextmanager
+def cli_logging(command: str, *, level: int = logging.INFO) -> Iterator[None]:
+    """While a command runs, show the library's progress and diagnostics (``logging``, one
+    logger per module under ``mamlconv``) on stderr as ``mamlconv COMMAND: message``; afterwards
+    the library is quiet again (``mamlconv`` itself installs only a NullHandler)."""
     root = logging.getLogger("mamlconv")
-    for handler in list(root.handlers):
-        if getattr(handler, "_mamlconv_cli", False):
-            root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"mamlconv {command}: %(message)s"))
-    handler._mamlconv_cli = True  # type: ignore[attr-defined]
+    saved = root.level
     root.addHandler(handler)
     root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)

@@ -153,7 +153,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             paths = figures.fig3(args.out, seed=args.seed, iters=args.iters)
     else:
-        module = importlib.import_module("mamlconv.experiments.figures")
+        try:
+            module = importlib.import_module("mamlconv.experiments.figures")
+        except ModuleNotFoundError as exc:
+            if exc.name in ("mamlconv.experiments.figures", "mamlconv.experiments"):
+                raise UsageError(
+                    f"{name} needs mamlconv.experiments.figures, which is not available"
+                ) from None
+            raise
         func = getattr(module, name)
         kwargs: dict[str, Any] = {"device": resolve_device(args.device), "seed": args.seed}
         if args.iters is not None:
