@@ -318,6 +318,56 @@ def frobenius_panel(
     )
 
 
+def fig5_figure(records: list[dict[str, Any]], *, iters: int, seed: int, n_probes: int) -> Any:
+    """The Fig. 5 figure (three panels) from the checkpoint records of :func:`fig5_data`, as
+    stored under ``checkpoints`` in ``fig5.json`` (so a committed record can be redrawn)."""
+    its = np.array([r["iteration"] for r in records])
+    x = its + 1  # a log axis that shows iteration 0
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    names = {"tg": "Tg", "h2": "H²", "tg_plus_h2": "Tg + H²"}
+    styles = {"tg": "-o", "h2": "-s", "tg_plus_h2": "--^"}
+    for panel, rank in ((0, 0), (1, 1)):
+        ax = axes[panel]
+        for op, label in names.items():
+            vals = [r[op]["eigenvalues"][rank] for r in records]
+            ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
+    frobenius_panel(axes[2], x, records, n_probes=n_probes, styles=styles, names=names)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("iteration + 1")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Fig. 5 (sinusoid, α = β = {FIG5_ALPHA:g}, SGD, seed {seed}): {_ran_note(iters)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def redraw_fig5(record_path: str | os.PathLike[str]) -> list[Path]:
+    """Redraw ``fig5.png`` and ``fig5.pdf`` beside a ``fig5.json`` from its stored checkpoints
+    (no training; the JSON is left as it is)."""
+    from mamlconv.files import read_json
+
+    path = Path(record_path)
+    record = read_json(path)
+    records = record["checkpoints"]
+    n_probes = int(records[-1]["frobenius"]["tg"]["n_probes"])
+    plt = pyplot()
+    fig = fig5_figure(
+        records, iters=int(record["iters"]), seed=int(record["config"]["seed"]), n_probes=n_probes
+    )
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    plt.close(fig)
+    return paths
+
+
 def fig5(
     out_dir: str | os.PathLike[str],
     *,
@@ -345,30 +395,9 @@ def fig5(
         tasks=tasks,
     )
     wall = time.perf_counter() - start
-    its = np.array([r["iteration"] for r in records])
-    x = its + 1  # a log axis that shows iteration 0
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    names = {"tg": "Tg", "h2": "H²", "tg_plus_h2": "Tg + H²"}
-    styles = {"tg": "-o", "h2": "-s", "tg_plus_h2": "--^"}
-    for panel, rank in ((0, 0), (1, 1)):
-        ax = axes[panel]
-        for op, label in names.items():
-            vals = [r[op]["eigenvalues"][rank] for r in records]
-            ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
-    frobenius_panel(axes[2], x, records, n_probes=n_probes, styles=styles, names=names)
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("iteration + 1")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(
-        f"Fig. 5 (sinusoid, α = β = {FIG5_ALPHA:g}, SGD, seed {seed}): {_ran_note(iters)}",
-        fontsize=10,
-    )
-    fig.tight_layout()
+    fig = fig5_figure(records, iters=iters, seed=seed, n_probes=n_probes)
+    names = ("tg", "h2", "tg_plus_h2")
     last = records[-1]
     summary = {
         "iteration": int(last["iteration"]),

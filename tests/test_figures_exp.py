@@ -405,3 +405,25 @@ def test_cli_figure_bad_input_is_one_line(tmp_path, capsys, argv, needle):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_fig5_redraws_from_its_record_without_training(tmp_path):
+    from mamlconv.files import dumps
+
+    def checkpoint(t: int) -> dict:
+        ops = {op: {"eigenvalues": [10.0 * (t + 1), 5.0]} for op in ("tg", "h2", "tg_plus_h2")}
+        frob = {
+            op: {"estimate": 3.0 * (t + 1), "stderr": 0.1, "method": "hutchinson", "n_probes": 9}
+            for op in ("tg", "h2")
+        }
+        return {"iteration": t, "maml_loss": 1.0, **ops, "frobenius": frob}
+
+    record = {"iters": 4, "config": {"seed": 2}, "checkpoints": [checkpoint(t) for t in (0, 2, 4)]}
+    path = tmp_path / "fig5.json"
+    path.write_text(dumps(record))
+    before = path.read_text()
+    pngs = figures.redraw_fig5(path)
+    assert [p.name for p in pngs] == ["fig5.png", "fig5.pdf"]
+    with Image.open(pngs[0]) as img:
+        assert img.size[0] > 800
+    assert path.read_text() == before
