@@ -61,11 +61,11 @@ CLAIMS: tuple[Claim, ...] = (
         "S2-7",
         "Fig. 1",
         '"the gradient norm becomes larger during training, as do the gradient inner products" '
-        "(MAML, α = 1e-2; joint training α = 0 drawn beside it). Two readings: (a) literal — both "
-        "grow during MAML training; (b) implied contrast — they grow more under MAML than in "
-        "joint training",
+        "(MAML, α = 1e-2; joint training α = 0 drawn beside it). Two readings: (a) literal — "
+        "both grow during MAML training; (b) implied contrast — they grow more under MAML than "
+        "in joint training",
         "sinusoid runs at the paper's 50,000 iterations, ≥ 3 seeds, robust end-of-training "
-        "statistic (e.g. median of the last 10 %); a verdict per reading",
+        "statistic (median of the last 10 %); a verdict per reading",
     ),
     Claim(
         "S3-1",
