@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if not args.quiet:
+        from mamlconv.progress import show_on_stderr
+
+        show_on_stderr()
     cmp = compare(
         result,
         points=args.points,

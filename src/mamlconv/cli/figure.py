@@ -143,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if name != "fig4" and fig4_only:
         raise UsageError(f"{', '.join(fig4_only)}: only for fig4, not {name}")
+    from mamlconv.progress import show_on_stderr
+
+    show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if name == "fig4":
         paths = _fig4(args)
     elif name in ("fig2", "fig3"):
