@@ -876,3 +876,46 @@ def load_runs(directory: Path, family: str = "sinusoid") -> list[tuple[Path, dic
     for path in sorted(Path(directory).glob(f"{family}_*_seed*.json")):
         out.append((path, load_run(path)))
     return out
+
+
+def summarize(directory: Path, matrix: ReadingMatrix) -> dict[str, Any]:
+    """Per-reading and per-claim verdicts of S4-1 and S5-1 from the result files, with a text
+    table (what ``mamlconv readings judge`` prints and the audit reports)."""
+    loaded = load_runs(directory, matrix.family)
+    runs = [rec for _, rec in loaded]
+    criteria = matrix.criteria
+    edges = judge_edges(runs, criteria)
+    guide = judge_guideline(runs, criteria)
+    claims: dict[str, Any] = {}
+    for claim, judged, pops in (
+        ("S4-1", edges, ("all", "learned")),
+        ("S5-1a", guide["a"], ("all",)),
+        ("S5-1b", guide["b"], ("all",)),
+    ):
+        entry: dict[str, Any] = {"table": judged.table}
+        for pop in pops:
+            verdict, holds = claim_verdict(judged.verdicts(pop))
+            entry[pop] = {"verdict": verdict, "holds_for": holds}
+        claims[claim] = entry
+    lines = [f"{len(runs)} runs in {directory}"]
+    for claim, entry in claims.items():
+        head = ", ".join(
+            f"{pop}: {entry[pop]['verdict']}" for pop in ("all", "learned") if pop in entry
+        )
+        lines.append(f"{claim}: {head}")
+        for row in entry["table"]:
+            seeds = [s["seed"] for s in row["seeds"]]
+            extra = f" learned: {row['verdict_learned']}" if "verdict_learned" in row else ""
+            ratio = row.get("log10_ratio_median_range")
+            r = (
+                ""
+                if ratio is None
+                else f" log10(near/0) median {ratio[0]:+.2f} [{ratio[1]:+.2f}, {ratio[2]:+.2f}]"
+            )
+            lines.append(f"  {row['reading']}: {row['verdict_all']}{extra} (seeds {seeds}){r}")
+    return {
+        "files": [str(p) for p, _ in loaded],
+        "matrix": matrix.describe(),
+        "claims": claims,
+        "text": "\n".join(lines),
+    }

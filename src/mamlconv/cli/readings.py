@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,16 +164,26 @@ def run_run(args: argparse.Namespace) -> int:
         if done:
             print(f"skip {path} (done)", flush=True)
             continue
-        t0 = time.time()
-        record = run_reading(
-            matrix,
-            reading,
-            seed,
-            device=args.device,
-            log=lambda s: print(s, file=sys.stderr, flush=True),
-        )
-        save_run(record, path)
-        print(f"wrote {path} ({time.time() - t0:.0f}s)", flush=True)
+        lock = path.with_name(path.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # several `readings run` processes share the jobs: each claims one by a lock file
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            print(f"skip {path} (another process holds {lock.name}; delete it if none does)")
+            continue
+        try:
+            t0 = time.time()
+            record = run_reading(
+                matrix,
+                reading,
+                seed,
+                device=args.device,
+                log=lambda s: print(s, file=sys.stderr, flush=True),
+            )
+            save_run(record, path)
+            print(f"wrote {path} ({time.time() - t0:.0f}s)", flush=True)
+        finally:
+            lock.unlink(missing_ok=True)
     return 0
 
 
