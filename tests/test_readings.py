@@ -83,7 +83,7 @@ def test_criteria_on_hand_made_numbers() -> None:
     with pytest.raises(ValueError, match="unknown criterion"):
         R.diverged("median", max_loss=mx, initial_loss=init)
     np.testing.assert_array_equal(
-        R.learned(final_loss=np.array([1.0, 2.5, np.nan]), initial_loss=np.array([4.0] * 3)),
+        R.learned(final_loss=np.array([1.0, 3.8, np.nan]), initial_loss=np.array([4.0] * 3)),
         [True, False, False],
     )
 
@@ -342,3 +342,33 @@ def test_cli_bad_input_is_one_line_exit_2(args, text) -> None:
     assert proc.returncode == 2
     assert text in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ CNN initialisations
+def test_cnn_inits_follow_their_sources() -> None:
+    from mamlconv.experiments import cnn
+
+    def draw(spec):
+        return cnn.init_params(spec, torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    om = {i: draw(cnn.omniglot_spec(init=i)) for i in cnn.INITS}
+    mi = {i: draw(cnn.miniimagenet_spec(init=i)) for i in cnn.INITS}
+    # Finn et al.: Omniglot head from a standard normal, the rest Glorot (same draws before it)
+    head = om["finn"]["head.weight"]
+    assert 0.8 < float(head.std()) < 1.2
+    assert torch.equal(om["finn"]["conv0.weight"], om["glorot"]["conv0.weight"])
+    for name in mi["glorot"]:  # MiniImagenet: Finn et al.'s code is Glorot throughout
+        assert torch.equal(mi["finn"][name], mi["glorot"][name]), name
+    # PyTorch default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); conv1 fan_in = 64 * 9
+    w = om["torch_default"]["conv1.weight"]
+    bound = 1 / math.sqrt(64 * 9)
+    assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.95 * bound
+    glorot_bound = math.sqrt(6 / (64 * 9 + 64 * 9))
+    assert float(om["glorot"]["conv1.weight"].abs().max()) > bound  # a wider law
+    assert float(om["glorot"]["conv1.weight"].abs().max()) <= glorot_bound
+    assert float(om["torch_default"]["head.bias"].abs().max()) > 0
+    for i in cnn.INITS:
+        assert torch.equal(om[i]["bn0.weight"], torch.ones(64))
+        assert torch.equal(om[i]["bn0.bias"], torch.zeros(64))
+    with pytest.raises(ValueError, match="init must be one of"):
+        cnn.omniglot_spec(init="he")
