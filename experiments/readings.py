@@ -497,20 +497,21 @@ def run_reading(
             lo, hi = grid_bracket(betas, stable[i])
             rows.append({"row": i, "alpha": float(alphas[i]), "grid_lo": lo, "grid_hi": hi})
         todo = [r for r in rows if r["grid_lo"] is not None and math.isfinite(r["grid_hi"])]
-        for r in todo:  # one bisection per alpha (brackets differ); each is a few rounds
+        if todo:  # every deciding alpha at once, each from its own grid bracket
             res = bisect_boundary(
                 is_stable,
-                np.array([r["alpha"]]),
-                beta_min=r["grid_lo"],
-                beta_max=r["grid_hi"],
+                np.array([r["alpha"] for r in todo]),
+                beta_min=np.array([r["grid_lo"] for r in todo]),
+                beta_max=np.array([r["grid_hi"] for r in todo]),
                 rtol=rtol,
             )
-            r.update(
-                bisect_lo=float(res.beta_lo[0]),
-                bisect_hi=float(res.beta_hi[0]),
-                bisect_inside=bool(res.inside_range[0]),
-                bisect_runs=int(res.n_runs),
-            )
+            for k, r in enumerate(todo):
+                r.update(
+                    bisect_lo=float(res.beta_lo[k]),
+                    bisect_hi=float(res.beta_hi[k]),
+                    bisect_inside=bool(res.inside_range[k]),
+                    bisect_rounds=int(res.n_rounds),
+                )
         for r in rows:
             r.update(_edge_cell(r, cells, grid, shape, betas))
         bisections[criterion] = {"decide": decide, "rows": rows, "cells": cells}
@@ -672,6 +673,23 @@ def compare_brackets(a: tuple[float, float, float], b: tuple[float, float, float
     return "tie"
 
 
+MIN_SEEDS = 3
+"""A reading's verdict needs this many seeds; with fewer it is INCONCLUSIVE (the seeds' outcomes
+are still reported, and ``provisional`` gives what they alone would say)."""
+
+
+def seeded_verdict(outcomes: Sequence[str]) -> dict[str, Any]:
+    """:func:`per_reading_verdict` with the MIN_SEEDS rule: {verdict, provisional, why}."""
+    provisional = per_reading_verdict(outcomes)
+    if len(outcomes) < MIN_SEEDS:
+        return {
+            "verdict": "INCONCLUSIVE",
+            "provisional": provisional,
+            "why": f"{len(outcomes)} of {MIN_SEEDS} seeds",
+        }
+    return {"verdict": provisional, "provisional": provisional, "why": None}
+
+
 def per_reading_verdict(outcomes: Sequence[str]) -> str:
     """Over seeds: HOLDS when every seed is 'above' (or a loss comparison 'yes'), FAILS when
     every seed is 'below' ('no'), else INCONCLUSIVE (seeds disagree, or a seed's difference is
@@ -791,8 +809,10 @@ def judge_edges(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> Judg
                     "log10_ratio_median_range": _median_range(
                         [s["all"]["log10_ratio"] for s in seeds]
                     ),
-                    "verdict_all": per_reading_verdict(out_all),
-                    "verdict_learned": per_reading_verdict(out_learned),
+                    "verdict_all": seeded_verdict(out_all)["verdict"],
+                    "verdict_learned": seeded_verdict(out_learned)["verdict"],
+                    "provisional_all": seeded_verdict(out_all)["provisional"],
+                    "provisional_learned": seeded_verdict(out_learned)["provisional"],
                 }
             )
     return judged
@@ -881,7 +901,8 @@ def judge_guideline(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> 
                         "criterion": criterion,
                         "n_seeds": len(recs),
                         "seeds": seeds,
-                        "verdict_all": per_reading_verdict(outs),
+                        "verdict_all": seeded_verdict(outs)["verdict"],
+                        "provisional_all": seeded_verdict(outs)["provisional"],
                     }
                 )
     return {"a": ja, "b": jb}
@@ -903,6 +924,23 @@ def summarize(directory: Path, matrix: ReadingMatrix) -> dict[str, Any]:
     criteria = matrix.criteria
     edges = judge_edges(runs, criteria)
     guide = judge_guideline(runs, criteria)
+    present = {reading_name(r["reading"]) for r in runs}
+    missing = [reading_name(r) for r in matrix.run_readings() if reading_name(r) not in present]
+    for judged in (edges, guide["a"], guide["b"]):
+        for name in missing:  # a reading without runs cannot be judged: INCONCLUSIVE
+            for criterion in criteria:
+                judged.table.append(
+                    {
+                        "reading": f"{name},criterion={criterion}",
+                        "run_reading": name,
+                        "criterion": criterion,
+                        "n_seeds": 0,
+                        "seeds": [],
+                        "verdict_all": "INCONCLUSIVE",
+                        "provisional_all": "INCONCLUSIVE",
+                        **({"verdict_learned": "INCONCLUSIVE"} if judged is edges else {}),
+                    }
+                )
     claims: dict[str, Any] = {}
     for claim, judged, pops in (
         ("S4-1", edges, ("all", "learned")),
@@ -929,8 +967,17 @@ def summarize(directory: Path, matrix: ReadingMatrix) -> dict[str, Any]:
                 if ratio is None
                 else f" log10(near/0) median {ratio[0]:+.2f} [{ratio[1]:+.2f}, {ratio[2]:+.2f}]"
             )
-            lines.append(f"  {row['reading']}: {row['verdict_all']}{extra} (seeds {seeds}){r}")
+            prov = f" [provisional {row['provisional_all']}]" if len(seeds) < MIN_SEEDS else ""
+            lines.append(
+                f"  {row['reading']}: {row['verdict_all']}{prov}{extra} (seeds {seeds}){r}"
+            )
+    runs_done = len(runs)
+    runs_planned = len(matrix.run_readings()) * len(matrix.seeds)
+    lines.insert(0, f"runs: {runs_done} of {runs_planned} (readings without runs: {len(missing)})")
     return {
+        "runs_done": runs_done,
+        "runs_planned": runs_planned,
+        "readings_without_runs": missing,
         "files": [str(p) for p, _ in loaded],
         "matrix": matrix.describe(),
         "claims": claims,

@@ -333,6 +333,18 @@ def _per_variant(table: list[dict[str, Any]], column: str) -> dict[str, str]:
     return out
 
 
+def _provisional(table: list[dict[str, Any]]) -> str:
+    """What the readings with 1-2 seeds would say alone (reported, not counted)."""
+    few = [r for r in table if 0 < r["n_seeds"] < 3]
+    if not few:
+        return ""
+    tally = {v: sum(r["provisional_all"] == v for r in few) for v in ("HOLDS", "FAILS")}
+    return (
+        f"; {len(few)} readings with fewer than 3 seeds would alone say {tally['HOLDS']} "
+        f"HOLDS, {tally['FAILS']} FAILS"
+    )
+
+
 def _reading_rows(table: list[dict[str, Any]], column: str, verdict: str) -> list[str]:
     return [r["reading"] for r in table if r[column] == verdict]
 
@@ -360,9 +372,10 @@ def test_claim_S4_1_sinusoid(audit: ClaimAudit) -> None:
     }
     per_variant = _per_variant(table, "verdict_all")
     key = (
-        f"{len(table)} readings x {max((r['n_seeds'] for r in table), default=0)} seeds: "
+        f"{summary['runs_done']} of {summary['runs_planned']} runs; {len(table)} readings: "
         f"{counts['HOLDS']} HOLDS, {counts['FAILS']} FAILS, {counts['INCONCLUSIVE']} "
         f"INCONCLUSIVE; per variant {per_variant}; on learned cells: {learned_verdict}"
+        + _provisional(table)
     )
     if holds:
         key += f"; holds for: {_short(holds, 3)}"
@@ -570,10 +583,10 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
         for s in r["seeds"]
         if s.get("ratio_to_grid_best") is not None
     ]
-    key = "sinusoid: " + "; ".join(
+    key = f"sinusoid ({summary['runs_done']} of {summary['runs_planned']} runs): " + "; ".join(
         f"({k[-1]}) {v['verdict']} ({v['counts']['HOLDS']} HOLDS, {v['counts']['FAILS']} FAILS, "
         f"{v['counts']['INCONCLUSIVE']} INCONCLUSIVE of {len(v['table'])} readings; per variant "
-        f"{v['per_variant']})"
+        f"{v['per_variant']}{_provisional(v['table'])})"
         for k, v in results.items()
     )
     if ratios:

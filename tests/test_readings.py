@@ -372,3 +372,20 @@ def test_cnn_inits_follow_their_sources() -> None:
         assert torch.equal(om[i]["bn0.bias"], torch.zeros(64))
     with pytest.raises(ValueError, match="init must be one of"):
         cnn.omniglot_spec(init="he")
+
+
+def test_bisection_with_a_range_per_alpha() -> None:
+    from mamlconv.numerics.boundary import bisect_boundary
+
+    alphas = np.array([0.1, 0.5, 2.0])  # edges 1 / alpha: 10, 2, 0.5
+
+    def is_stable(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return b < 1.0 / a
+
+    lo, hi = np.array([5.0, 1.0, 0.6]), np.array([20.0, 3.0, 2.0])  # the last misses its edge
+    res = bisect_boundary(is_stable, alphas, beta_min=lo, beta_max=hi, rtol=1e-3)
+    np.testing.assert_array_equal(res.inside_range, [True, True, False])
+    for k in range(2):
+        assert lo[k] <= res.beta_lo[k] < 1 / alphas[k] <= res.beta_hi[k] <= hi[k]
+    with pytest.raises(ValueError, match="beta_min < beta_max"):
+        bisect_boundary(is_stable, alphas, beta_min=hi, beta_max=lo)
