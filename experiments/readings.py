@@ -70,12 +70,13 @@ RELATIVE_FACTOR = 10.0
 """The relative divergence criterion: the running maximum exceeds this many times the loss at
 iteration 0 (a blow-up relative to the start, whatever the loss's scale)."""
 LEARNED_FRACTION = 0.9
-"""A non-diverged cell *learned* when its final loss is below this fraction of its loss at
-iteration 0. A network that collapsed to a constant-like output keeps about its initial loss
-(final / initial 1.0-1.05 at the edge of the committed 20 x 20 sinusoid sweep), while joint
-training's floor on the sinusoid family is about 0.78 of it (no single function fits tasks of
-random phase), so 0.9 separates the two without calling alpha = 0 a failure to learn. Applied
-when results are read (:func:`load_run`), so changing it never needs a rerun."""
+"""A non-diverged cell *learned* when its final loss is below this fraction of the run's
+reference loss, the plain loss at the initial parameters (:func:`reference_loss`). A network
+that collapsed to a constant-like output keeps about that loss (final / initial 1.0-1.05 at the
+edge of the committed 20 x 20 sinusoid sweep), while joint training's floor on the sinusoid
+family is about 0.78 of it (no single function fits tasks of random phase), so 0.9 separates
+the two without calling alpha = 0 a failure to learn. Applied when results are read
+(:func:`load_run`), so changing it never needs a rerun."""
 EDGE_RESOLUTION_DECADES = 0.05
 """Bisection target: every bisected bracket is at most this wide in log10(beta)."""
 
@@ -325,8 +326,20 @@ def diverged(criterion: str, *, max_loss, initial_loss) -> np.ndarray:
     raise ValueError(f"unknown criterion {criterion!r} (known: nonfinite, absolute, relative)")
 
 
+def reference_loss(alphas: np.ndarray, initial_loss: np.ndarray) -> float:
+    """The collapse reference of a run: the plain loss at the initial parameters, i.e. the
+    alpha = 0 row's loss at iteration 0 (every cell starts from the same parameters and first
+    task batch). The initial networks output nearly a constant, so a cell that ends near this
+    loss has not learned; a MAML cell's own loss at iteration 0 is no reference (at large
+    alpha one inner step from the initial point can multiply it)."""
+    rows = np.asarray(alphas) == 0
+    base = np.asarray(initial_loss, dtype=float)[rows] if rows.any() else np.asarray(initial_loss)
+    return float(np.nanmedian(base))
+
+
 def learned(*, final_loss, initial_loss) -> np.ndarray:
-    """final loss < LEARNED_FRACTION * loss at iteration 0 (finite)."""
+    """final loss < LEARNED_FRACTION * reference (both finite); ``initial_loss`` is the
+    reference, :func:`reference_loss` for reading runs."""
     f = np.asarray(final_loss, dtype=float)
     i = np.asarray(initial_loss, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -592,14 +605,14 @@ def load_run(path: Path) -> dict[str, Any]:
     g["diverged_at"] = np.asarray(g["diverged_at"], dtype=np.int64)
     # learned and the edge cells' mechanism are re-derived from the stored losses, so the
     # current LEARNED_FRACTION applies to old files too
-    g["learned"] = learned(final_loss=g["final_loss"], initial_loss=g["initial_loss"])
+    ref = reference_loss(g["alphas"], g["initial_loss"])
+    g["reference_loss"] = ref
+    g["learned"] = learned(final_loss=g["final_loss"], initial_loss=ref)
     shape = g["final_loss"].shape
     flat = {k: np.asarray(v).reshape(-1) for k, v in g.items() if k not in ("alphas", "betas")}
     for b in rec["bisections"].values():
         for c in b["cells"]:
-            c["learned"] = bool(
-                learned(final_loss=_num(c["final_loss"]), initial_loss=_num(c["initial_loss"]))
-            )
+            c["learned"] = bool(learned(final_loss=_num(c["final_loss"]), initial_loss=ref))
         for row in b["rows"]:
             row.update(_edge_cell(row, b["cells"], flat, shape, g["betas"]))
     return rec
@@ -1117,8 +1130,8 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
     Edge per alpha row: the index of the largest stable beta. Reference: the alpha = 0 row (or
     the smallest alpha). Near: the stable rows within one decade below alpha_div. The margin is
     counted in grid cells; 'above' when > TIE_CELLS, 'below' when < -TIE_CELLS, else 'tie'.
-    A cell *learned* when its final loss is below LEARNED_FRACTION of its recorded loss at
-    iteration 0 (the learned population needs the sweep's loss trajectories).
+    A cell *learned* when its final loss is below LEARNED_FRACTION of the reference row's
+    loss at iteration 0 (:func:`reference_loss`; needs the sweep's loss trajectories).
     """
     betas = np.asarray(result.betas, dtype=float)
     alphas = np.asarray(result.alphas, dtype=float)
@@ -1148,8 +1161,9 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
         ok = stable.copy()
         ok0 = ref_stable.copy()
         if pop == "learned":
-            ok &= learned(final_loss=final, initial_loss=init)
-            ok0 &= learned(final_loss=ref_final, initial_loss=ref_init)
+            ref = float(np.nanmedian(np.asarray(ref_init, dtype=float)))
+            ok &= learned(final_loss=final, initial_loss=ref)
+            ok0 &= learned(final_loss=ref_final, initial_loss=ref)
         top = _row_edges(ok, betas)
         top0 = _row_edges(ok0[None, :], betas)[0]
         rows = np.flatnonzero(~np.asarray(result.diverged).all(axis=1))

@@ -288,6 +288,10 @@ def _short(names: list[str], limit: int = 6) -> str:
     return shown + (f"; and {len(names) - limit} more" if len(names) > limit else "")
 
 
+_SUMMARIES: dict[tuple, tuple[dict[str, Any], Path | None]] = {}
+"""Judged reading matrices (and their figure) by folder and file times: S4-1 and S5-1 share."""
+
+
 def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
     """The sinusoid reading matrix judged from its committed runs (NOT-RUN when absent)."""
     readings = audit.require("mamlconv.experiments.readings", "summarize", "SINUSOID")
@@ -298,7 +302,9 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
             "result file missing: experiments/results/readings/sinusoid_*_seed*.json "
             "(produce them with `mamlconv readings run S4-1`)"
         )
-    summary = readings.summarize(folder, readings.SINUSOID)
+    stamp = (str(folder), tuple((p.name, p.stat().st_mtime_ns) for p in files))
+    cached = _SUMMARIES.get(stamp)
+    summary = cached[0] if cached else readings.summarize(folder, readings.SINUSOID)
     for path in files:
         import json
 
@@ -310,14 +316,17 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
             iters=rec["config"]["iters"],
             commit=rec["provenance"].get("git_commit"),
         )
-    try:
-        png = audit.figure_path("reading-maps.png")
-        audit.require("mamlconv.experiments.reading_maps", "plot_reading_maps").plot_reading_maps(
-            folder, png
-        )
+    png = cached[1] if cached else None
+    if png is None:
+        try:
+            png = audit.figure_path("reading-maps.png")
+            maps = audit.require("mamlconv.experiments.reading_maps", "plot_reading_maps")
+            maps.plot_reading_maps(folder, png)
+        except ImportError:  # matplotlib missing: the verdict does not need the figure
+            png = None
+    _SUMMARIES[stamp] = (summary, png)
+    if png is not None:
         audit.attach(png, "final loss per reading (seed 0), bisected edges of every seed")
-    except ImportError:  # matplotlib missing: the verdict does not need the figure
-        pass
     return summary
 
 
