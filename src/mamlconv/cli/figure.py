@@ -62,6 +62,9 @@ def _device(choice: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     name = args.name
+    from mamlconv.progress import show_on_stderr
+
+    show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if name in ("fig2", "fig3"):
         from mamlconv.numerics import figures
 
