@@ -19,6 +19,7 @@ diverged within ``iters``", the criterion of the grid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -35,6 +36,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.ray_backend import (
+    RayOptions,
+    ray_session,
+    run_chunks_ray,
+    stable_by_column,
+)
 from mamlconv.experiments.results import (
     TRAJECTORIES,
     SweepResult,
@@ -300,9 +307,13 @@ def _run_chunks(
     workers: int,
     threads: int | None,
     progress: Progress | None,
+    ray: RayOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the planned chunks here (workers=1) or in ``workers`` spawned processes."""
+    """Run the planned chunks here (workers=1), in ``workers`` spawned processes, or as Ray
+    tasks (``ray``, :mod:`.ray_backend`)."""
     config_json = config.to_json()
+    if ray is not None:
+        return run_chunks_ray(config_json, plan, backend=backend, options=ray, progress=progress)
     summaries: list[dict[str, Any]] = []
     if workers <= 1 or len(plan) <= 1:
         report = progress.update if progress is not None else None
@@ -422,20 +433,24 @@ def run_sweep(
     threads: int | None = None,
     backend: str = "auto",
     progress: bool | Progress = True,
+    ray: RayOptions | None = None,
 ) -> SweepResult:
     """Train every cell of ``config`` and write the result file ``out`` (see module doc).
 
     ``resume=False`` refuses to start over a chunk folder left by an interrupted run (pass
     ``resume=True`` to continue it, or delete it). ``workers`` > 1 runs chunks in that many
-    spawned processes with ``threads`` torch threads each (default 1).
+    spawned processes with ``threads`` torch threads each (default 1); ``ray`` runs them as Ray
+    tasks instead (:mod:`.ray_backend`, docs/cluster.md).
     """
     import torch
 
     from mamlconv.experiments.engine import resolve_device
+    from mamlconv.experiments.problems import get_problem
     from mamlconv.provenance import describe
 
     out = Path(out)
     device = str(resolve_device(config.device))
+    get_problem(config.problem, **config.problem_options)  # a bad problem fails before any file
     directory = chunk_dir(out)
     if directory.exists() and not resume:
         n_old = len(list(directory.glob("chunk_*.npz")))
@@ -465,7 +480,7 @@ def run_sweep(
         )
     t0 = time.perf_counter()
     summaries = _run_chunks(
-        config, plan, backend=backend, workers=workers, threads=threads, progress=bar
+        config, plan, backend=backend, workers=workers, threads=threads, progress=bar, ray=ray
     )
     wall = time.perf_counter() - t0
     if bar is not None:
@@ -478,6 +493,7 @@ def run_sweep(
         "backend": backend,
         "chunk_size": chunk_size,
         "workers": workers,
+        "executor": "local" if ray is None else "ray",
         "threads_per_worker": threads if workers > 1 else torch.get_num_threads(),
         "resumed_cells": int(done.sum()),
         "cell_iterations": int(sum(s["cell_iters"] for s in summaries)),
@@ -524,16 +540,19 @@ def bisect_sweep(
     rtol: float = 0.05,
     backend: str = "auto",
     progress: bool = True,
+    ray: RayOptions | None = None,
 ) -> BisectSweep:
     """beta_c(alpha) for every alpha of ``config`` by bisection on log(beta), all at once.
 
     Each round trains one cell per unresolved alpha (in one batch), stable meaning not
-    diverged within ``config.iters``. Defaults: the config's beta range.
+    diverged within ``config.iters``. Defaults: the config's beta range. ``ray``: each round
+    runs one Ray task per alpha column (:mod:`.ray_backend`).
     """
     from mamlconv.experiments.engine import train_cells
     from mamlconv.experiments.problems import get_problem
 
-    problem = get_problem(config.problem, **config.problem_options)
+    problem = get_problem(config.problem, **config.problem_options) if ray is None else None
+    config_json = config.to_json()
     beta_min = config.betas[0] if beta_min is None else beta_min
     beta_max = config.betas[-1] if beta_max is None else beta_max
     chunk_size = default_chunk_size(config, backend)
@@ -541,9 +560,12 @@ def bisect_sweep(
 
     def is_stable(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
         stable = np.zeros(alphas.size, dtype=bool)
-        for cells in plan_chunks(np.arange(alphas.size), chunk_size):
-            run = train_cells(problem, config, alphas[cells], betas[cells], backend=backend)
-            stable[cells] = run.diverged_at < 0
+        if ray is not None:  # one Ray task per alpha column; the data are read on the workers
+            stable = stable_by_column(config_json, alphas, betas, backend=backend, options=ray)
+        else:
+            for cells in plan_chunks(np.arange(alphas.size), chunk_size):
+                run = train_cells(problem, config, alphas[cells], betas[cells], backend=backend)
+                stable[cells] = run.diverged_at < 0
         calls.append(stable)
         if progress:
             what = "range ends" if len(calls) == 1 else f"round {len(calls) - 1}"
@@ -553,9 +575,10 @@ def bisect_sweep(
             )
         return stable
 
-    res = bisect_boundary(
-        is_stable, np.asarray(config.alphas), beta_min=beta_min, beta_max=beta_max, rtol=rtol
-    )
+    with contextlib.nullcontext() if ray is None else ray_session(ray):
+        res = bisect_boundary(
+            is_stable, np.asarray(config.alphas), beta_min=beta_min, beta_max=beta_max, rtol=rtol
+        )
     n = len(config.alphas)
     return BisectSweep(res, beta_min, beta_max, calls[0][:n].copy(), calls[0][n:].copy())
 

@@ -16,6 +16,32 @@ VARIANT_CHOICES = ("exact", "first_order", "surrogate")
 does not import torch (``mamlconv --help`` must start fast)."""
 
 
+PROBLEM_SPEC_HELP = (
+    "your own problem: MODULE:FACTORY (a module in the current directory or on sys.path) or "
+    "path/to/file.py:FACTORY, FACTORY() returning a Problem (e.g. mamlconv.problem_from_module)"
+)
+
+
+def problem_spec(text: str) -> str:
+    """MODULE:FACTORY or FILE.py:FACTORY (imported where it is used)."""
+    target, sep, attr = text.rpartition(":")
+    if not sep or not target or not attr:
+        raise argparse.ArgumentTypeError(
+            f"expected MODULE:FACTORY or FILE.py:FACTORY, got {text!r}"
+        )
+    return text
+
+
+def resolve_problem(name: str, options: dict | None = None):
+    """The problem of a name or spec; an unresolvable one is a UsageError (one line)."""
+    from mamlconv.experiments.problems import get_problem
+
+    try:
+        return get_problem(name, **(options or {}))
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line naming the bad value, exit code 2."""
 

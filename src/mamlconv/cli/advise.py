@@ -8,13 +8,13 @@ of ``--tasks`` tasks), in float64.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
     device_spec,
@@ -22,6 +22,8 @@ from mamlconv.cli._args import (
     integer,
     nonnegative_int,
     positive_int,
+    problem_spec,
+    resolve_problem,
 )
 
 
@@ -33,13 +35,6 @@ def _safety(text: str) -> float:
     if not (0 < value <= 1):
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
     return value
-
-
-def _factory(text: str) -> str:
-    module, sep, name = text.partition(":")
-    if not sep or not module or not name:
-        raise argparse.ArgumentTypeError(f"expected MODULE:FACTORY, got {text!r}")
-    return text
 
 
 def add_parser(subparsers: Any) -> None:
@@ -66,11 +61,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--problem",
         dest="factory",
-        type=_factory,
+        type=problem_spec,
         default=None,
         metavar="MODULE:FACTORY",
-        help="your own problem: a callable returning an object with the Problem protocol "
-        "(name, init_params, loss, sample_tasks; mamlconv.numerics.tasks)",
+        help=PROBLEM_SPEC_HELP,
     )
     p.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="exact", help="MAML object (default exact)"
@@ -119,29 +113,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _load_factory(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--problem {spec}: cannot import {module_name!r}: {exc}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise UsageError(f"--problem {spec}: {module_name} has no callable {attr!r}")
-    try:
-        problem = factory()
-    except Exception as exc:  # the user's code: report it in one line
-        raise UsageError(
-            f"--problem {spec}: the factory raised {type(exc).__name__}: {exc}"
-        ) from None
-    missing = [m for m in ("init_params", "loss", "sample_tasks") if not hasattr(problem, m)]
-    if missing:
-        raise UsageError(
-            f"--problem {spec}: the object lacks {', '.join(missing)} (Problem protocol)"
-        )
-    return problem
-
-
 def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     from mamlconv.experiments.config import SweepConfig
     from mamlconv.experiments.problems import get_preset, get_problem
@@ -149,8 +120,13 @@ def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     if (args.problem is None) == (args.factory is None):
         raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
     if args.factory is not None:
-        problem = _load_factory(args.factory)
-        name = str(getattr(problem, "name", args.factory))
+        from mamlconv.experiments.problems import normalize_spec
+
+        try:
+            name = normalize_spec(args.factory)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        problem = resolve_problem(name)
         base = SweepConfig(problem=name, pool_size=16, tasks_per_batch=16, steps=1)
     else:
         base = get_preset(args.problem, "paper")

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mamlconv.cli._args import UsageError, positive_int
+from mamlconv.cli._args import (
+    PROBLEM_SPEC_HELP,
+    UsageError,
+    positive_int,
+    problem_spec,
+    resolve_problem,
+)
 
 
 def _points(text: str) -> tuple[str, ...]:
@@ -88,6 +94,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--recheck-seed", type=int, default=None, help="seed of the re-check (default: the sweep's)"
     )
+    p.add_argument(
+        "--problem",
+        dest="spec",
+        type=problem_spec,
+        default=None,
+        metavar="MODULE:FACTORY",
+        help=PROBLEM_SPEC_HELP + " (default: the one the result file records)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 
@@ -102,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
         result = load_result(args.result)
     except (ValueError, OSError, KeyError) as exc:
         raise UsageError(f"cannot read {args.result}: {exc}") from None
+    if args.spec is not None:
+        import dataclasses
+
+        from mamlconv.experiments.problems import normalize_spec
+
+        name = normalize_spec(args.spec)
+        config = result.config.replace(problem=name, problem_options={})
+        result = dataclasses.replace(result, config=config)
+    resolve_problem(result.config.problem, result.config.problem_options)
     if "trained" in args.points and result.params is None:
         raise UsageError(
             f"{args.result} holds no trained parameters (swept with --save-params none); "

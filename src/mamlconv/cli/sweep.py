@@ -15,13 +15,17 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
     device_spec,
     integer,
     log_grid,
+    nonnegative_float,
     positive_float,
     positive_int,
+    problem_spec,
+    resolve_problem,
 )
 
 
@@ -36,7 +40,20 @@ def add_parser(subparsers: Any) -> None:
             "keep their finished chunks; rerun with --resume. Options override the preset."
         ),
     )
-    p.add_argument("problem", choices=PROBLEM_CHOICES, help="task family")
+    p.add_argument(
+        "problem",
+        nargs="?",
+        choices=PROBLEM_CHOICES,
+        help="task family (or give --problem MODULE:FACTORY)",
+    )
+    p.add_argument(
+        "--problem",
+        dest="spec",
+        type=problem_spec,
+        default=None,
+        metavar="MODULE:FACTORY",
+        help=PROBLEM_SPEC_HELP + "; presets: the sinusoid protocol (Sec. 4.1) and its smoke size",
+    )
     p.add_argument(
         "--preset",
         choices=("paper", "smoke"),
@@ -128,8 +145,37 @@ def add_parser(subparsers: Any) -> None:
         help="torch threads per process (default 1: on a shared machine more threads can "
         "cost far more in contention than they gain; use --workers for more cores)",
     )
+    # The compute kernel (library argument ``backend``): hidden, for benchmarks and tests.
     p.add_argument(
-        "--backend", choices=("auto", "generic", "mlp"), default="auto", help=argparse.SUPPRESS
+        "--kernel", choices=("auto", "generic", "mlp"), default="auto", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where chunks run: local (this machine, --workers processes; default) or ray "
+        "(one Ray task per chunk, or per alpha column with --bisect; docs/cluster.md)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="ADDR",
+        help="--backend ray: auto (a running cluster, else a local Ray started for the run; "
+        "default), local, or HOST:PORT of the cluster's head",
+    )
+    p.add_argument(
+        "--cpus-per-task",
+        type=positive_float,
+        default=1.0,
+        metavar="C",
+        help="--backend ray: CPUs per task; a task runs floor(C) torch threads (default 1)",
+    )
+    p.add_argument(
+        "--gpus-per-task",
+        type=nonnegative_float,
+        default=0.0,
+        metavar="G",
+        help="--backend ray: GPUs per task (default 0; with G > 0 use --device auto)",
     )
     p.add_argument(
         "--resume",
@@ -178,7 +224,9 @@ def build_config(args: argparse.Namespace) -> Any:
     """The preset of ``args.problem`` with the command line's overrides applied."""
     from mamlconv.experiments.problems import get_preset
 
-    config = get_preset(args.problem, args.preset)
+    if (args.problem is None) == (getattr(args, "spec", None) is None):
+        raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
+    config = get_preset(args.spec or args.problem, args.preset)
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.alphas is not None:
         changes["alphas"] = tuple(args.alphas)
@@ -192,25 +240,67 @@ def build_config(args: argparse.Namespace) -> Any:
     return config.replace(**changes)
 
 
+def ray_options(args: argparse.Namespace) -> Any:
+    """The Ray backend's options, or None for a local run (a usage error without Ray)."""
+    if args.backend != "ray":
+        for flag, value, default in (
+            ("--ray-address", args.ray_address, "auto"),
+            ("--cpus-per-task", args.cpus_per_task, 1.0),
+            ("--gpus-per-task", args.gpus_per_task, 0.0),
+        ):
+            if value != default:
+                raise UsageError(f"{flag} needs --backend ray")
+        return None
+    from mamlconv.experiments.ray_backend import RayMissing, RayOptions, require_ray
+
+    if args.workers > 1:
+        raise UsageError(
+            "--workers is for --backend local; with --backend ray the cluster's CPUs and "
+            "--cpus-per-task decide how many chunks run at once"
+        )
+    try:
+        require_ray()
+    except RayMissing as exc:
+        raise UsageError(str(exc)) from None
+    return RayOptions(
+        address=args.ray_address,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from mamlconv.experiments.engine import resolve_device
-    from mamlconv.experiments.sweep import bisect_sweep, run_sweep
+    from mamlconv.experiments.ray_backend import ChunkFailed, RayUnreachable
+    from mamlconv.experiments.sweep import bisect_sweep, chunk_dir, run_sweep
     from mamlconv.files import atomic_write_text
 
     try:
         config = build_config(args)
         resolve_device(config.device)
+        ray = ray_options(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    resolve_problem(config.problem, config.problem_options)  # fails before any file
     torch.set_num_threads(args.threads)
     if args.bisect:
         from mamlconv.provenance import describe
 
-        bis = bisect_sweep(
-            config, rtol=args.rtol, backend=args.backend, progress=not args.no_progress
-        )
+        try:
+            bis = bisect_sweep(
+                config,
+                rtol=args.rtol,
+                backend=args.kernel,
+                progress=not args.no_progress,
+                ray=ray,
+            )
+        except RayUnreachable as exc:
+            raise UsageError(str(exc)) from None
+        except ChunkFailed as exc:
+            sys.stderr.write(f"mamlconv sweep: error: {exc}\n")
+            return 1
         record = {
             "config": config.to_dict(),
             "provenance": describe(str(resolve_device(config.device))),
@@ -233,14 +323,19 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             workers=args.workers,
             threads=args.threads,
-            backend=args.backend,
+            backend=args.kernel,
             progress=not args.no_progress,
+            ray=ray,
         )
-    except FileExistsError as exc:
+    except (FileExistsError, RayUnreachable) as exc:
         raise UsageError(str(exc)) from None
+    except ChunkFailed as exc:
+        sys.stderr.write(
+            f"mamlconv sweep: error: {exc}; finished chunks are kept in {chunk_dir(args.out)}, "
+            "rerun with --resume once it is fixed\n"
+        )
+        return 1
     except KeyboardInterrupt:
-        from mamlconv.experiments.sweep import chunk_dir
-
         sys.stderr.write(
             f"\ninterrupted: finished chunks are kept in {chunk_dir(args.out)}; "
             "rerun the same command with --resume\n"
