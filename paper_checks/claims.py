@@ -17,6 +17,11 @@ class Claim(NamedTuple):
     where: str
     statement: str
     how: str
+    kind: str = "formal"
+    """``formal`` (an equation or derivation: symbolic, exact) or ``empirical`` (an experiment:
+    judged per reading of the settings the paper leaves open, over seeds; verdicts may be
+    INCONCLUSIVE). The report keeps the two apart, so that a formal slip (S3-5's "<=" that
+    should be "<") does not read like a failed experiment."""
 
     @property
     def test_prefix(self) -> str:
@@ -66,6 +71,7 @@ CLAIMS: tuple[Claim, ...] = (
         "in joint training",
         "sinusoid runs at the paper's 50,000 iterations, ≥ 3 seeds, robust end-of-training "
         "statistic (median of the last 10 %); a verdict per reading",
+        "empirical",
     ),
     Claim(
         "S3-1",
@@ -78,6 +84,7 @@ CLAIMS: tuple[Claim, ...] = (
         "App. B, Fig. 5",
         "Tg is negligible next to H² (top-2 eigenvalues, Frobenius norms)",
         "measured on a trained sinusoid model; report the ratios",
+        "empirical",
     ),
     Claim(
         "S3-3",
@@ -110,24 +117,28 @@ CLAIMS: tuple[Claim, ...] = (
         "on linear regression theory α_c, β_c match the empirical ones",
         "500-iteration grids for surrogate, first-order and exact MAML; boundary error per α "
         "column",
+        "empirical",
     ),
     Claim(
         "S4-1",
         "§4.1, Fig. 4a",
         "sinusoid: the largest stable β is larger near the divergence α than at α = 0",
         "α×β sweep (exact and first-order); boundary per α",
+        "empirical",
     ),
     Claim(
         "S4-2",
         "§4.2, Fig. 4b",
         "the same on Omniglot 5-way 1-shot",
         "sweep on the real data",
+        "empirical",
     ),
     Claim(
         "S4-3",
         "§4.2, Fig. 4c",
         "the same on MiniImagenet 5-way 1-shot",
         "sweep on the real data",
+        "empirical",
     ),
     Claim(
         "S5-1",
@@ -136,6 +147,7 @@ CLAIMS: tuple[Claim, ...] = (
         "at the largest stable α* ≥ β_max at α = 0; (b) outcome — (α*, best β) reaches a final "
         "loss no worse than α = 0 with its best β, and how far from the grid's best cell",
         "per task family and reading, over seeds",
+        "empirical",
     ),
     Claim(
         "X-1",
@@ -162,10 +174,13 @@ CLAIMS: tuple[Claim, ...] = (
         "which prediction (paper formula on H, surrogate Hessian spectrum, exact meta-Hessian "
         "spectrum) best matches each measured boundary",
         "sweeps vs spectra, error in decades",
+        "empirical",
     ),
 )
 
 BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
+EMPIRICAL: tuple[str, ...] = tuple(c.id for c in CLAIMS if c.kind == "empirical")
+"""The claims decided by experiments (the rest are formal: equations, derivations)."""
 
 
 def claim_id_from_test_name(name: str) -> str | None:

@@ -17,7 +17,8 @@ Every test of the audit is named ``test_claim_<ID>_<slug>`` (``S2-1`` -> ``S2_1`
 ``@pytest.mark.claim("<ID>")`` and records one verdict through the ``audit`` fixture
 (:class:`mamlconv.paper_checks.verdicts.ClaimAudit`). The plugin turns every outcome into a
 verdict: a skip at setup (tier not enabled) is NOT-RUN with its reason, a strict xfail is FAILS,
-a red test is ERROR, and a passing test that recorded no verdict is made red.
+a red test is ERROR, and a passing test that recorded no verdict is made red. INCONCLUSIVE (the
+evidence cannot decide) is recorded by a passing test, like HOLDS.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ Every test of ``paper_checks/`` records exactly one verdict through the ``audit`
 - ``HOLDS``       the measurement agrees with the paper's statement;
 - ``HOLDS-FOR``   it agrees for a named MAML variant or setting only (``setting`` says which);
 - ``APPROXIMATE`` it agrees up to a measured error (``error``);
+- ``INCONCLUSIVE`` the evidence cannot decide: the difference that decides the claim lies
+                  within the seed spread or within the measurement's resolution (``key`` says
+                  which, in numbers);
 - ``FAILS``       the measurement contradicts the paper. The test then turns into a *strict*
                   xfail whose reason carries the measured numbers, and asserts the paper's
                   statement: if the package's measurement ever changes so that the statement
@@ -28,11 +31,28 @@ from typing import Any
 
 import pytest
 
-VERDICTS: tuple[str, ...] = ("HOLDS", "HOLDS-FOR", "APPROXIMATE", "FAILS", "NOT-RUN", "ERROR")
+VERDICTS: tuple[str, ...] = (
+    "HOLDS",
+    "HOLDS-FOR",
+    "APPROXIMATE",
+    "INCONCLUSIVE",
+    "FAILS",
+    "NOT-RUN",
+    "ERROR",
+)
 """All verdicts; ERROR is given by the plugin (a red claim test), never by a test itself."""
 
 # Which verdict speaks for a claim whose tests disagree: the most consequential one.
-_PRIORITY = {"ERROR": 0, "FAILS": 1, "HOLDS-FOR": 2, "APPROXIMATE": 3, "HOLDS": 4, "NOT-RUN": 5}
+# A named limitation (HOLDS-FOR) outranks "cannot tell" (INCONCLUSIVE), which outranks agreement.
+_PRIORITY = {
+    "ERROR": 0,
+    "FAILS": 1,
+    "HOLDS-FOR": 2,
+    "INCONCLUSIVE": 3,
+    "APPROXIMATE": 4,
+    "HOLDS": 5,
+    "NOT-RUN": 6,
+}
 
 
 def jsonable(value: Any) -> Any:
@@ -220,6 +240,12 @@ class ClaimAudit:
         if not math.isfinite(error):
             raise ValueError(f"APPROXIMATE needs a finite measured error, got {error}")
         self._put("APPROXIMATE", key=key, evidence=evidence, error=float(error))
+
+    def inconclusive(self, *, why: str, key: str, evidence: dict[str, Any] | None = None) -> None:
+        """The evidence cannot decide; ``why`` names the cause (seed spread, resolution)."""
+        if not why:
+            raise ValueError("INCONCLUSIVE needs the reason the evidence cannot decide")
+        self._put("INCONCLUSIVE", key=key, evidence=evidence, setting=why)
 
     def fails(
         self,

@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "compare",
     "advise",
     "data",
+    "readings",
 )
 
 
