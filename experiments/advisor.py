@@ -15,13 +15,13 @@ Hessian-vector products) and every threshold with :mod:`mamlconv.theory.threshol
 3. at each candidate alpha, four predictions of beta_c(alpha), each labelled with its source:
    ``formula`` (paper Eq. 14 on H's eigenvalues), ``formula_variant`` (the variant's own
    quadratic curvature on H's eigenvalues: first order lambda(1 - alpha lambda)^K, exact
-   lambda(1 - alpha lambda)^(2K); MATH.md Sec. 4), ``surrogate`` (2 / top eigenvalue of the
+   lambda(1 - alpha lambda)^(2K); docs/MATH.md Sec. 4), ``surrogate`` (2 / top eigenvalue of the
    surrogate Hessian E[H - alpha(Tg + H^2)], Tg kept) and ``meta`` (2 / top eigenvalue of the
    exact meta-Hessian, the Hessian of E L_q(theta_K)); 2/lambda for a single top eigenvalue
    uses the conventions of ``thresholds.beta_c`` (inf when it is 0, 0 when it is negative);
 4. the *governing* prediction is the one whose operator linearises the chosen variant's update:
    ``meta`` for exact MAML; ``surrogate`` for first-order MAML and the surrogate (the paper's
-   object; MATH.md Sec. 4: the two coincide on quadratics, one step);
+   object; docs/MATH.md Sec. 4: the two coincide on quadratics, one step);
 5. the recommendation: alpha* is the largest candidate below the first candidate at which the
    governing prediction says nothing converges (beta_c = 0) and at which it gives a finite,
    positive beta_c; the margin below the paper's divergence alpha is the candidate grid's
@@ -30,11 +30,11 @@ Hessian-vector products) and every threshold with :mod:`mamlconv.theory.threshol
 Every number is a LOCAL, FIRST-ORDER-IN-TIME prediction: a linear stability bound of the
 outer gradient step at the measured point (the spectra change as training moves theta; a
 network's finite-horizon divergence edge is set by nonlinear dynamics too -- at the sinusoid
-initialisation GD survives beta 5-7 times above 2/lambda_max, experiments/results/
-sinusoid_NOTES.md). ``verify_iters > 0`` checks the advice by short real training runs
-(:func:`mamlconv.experiments.engine.train_cells`) from the same point on the same tasks, at
-(alpha*, beta*) and at (alpha*, 2 beta_c), and reports whether the first stayed finite and the
-second diverged.
+initialisation GD survives beta 5-7 times above 2/lambda_max,
+experiments/results/sinusoid_NOTES.md). ``verify_iters > 0`` checks the advice by short real
+training runs (:func:`mamlconv.experiments.engine.train_cells`) from the same point on the same
+tasks, at (alpha*, beta*) and at (alpha*, 2 beta_c), and reports whether the first stayed finite
+and the second diverged.
 """
 
 from __future__ import annotations
@@ -58,14 +58,14 @@ paper gives no grid): alpha = 0 is plain gradient descent, the reference the pap
 with; 0.9 keeps a 10 % margin below the alpha at which the paper's top mode turns flat."""
 
 GOVERNING: dict[str, str] = {"exact": "meta", "first_order": "surrogate", "surrogate": "surrogate"}
-"""The spectrum that linearises each variant's outer step (MATH.md Sec. 1, 4 and 8)."""
+"""The spectrum that linearises each variant's outer step (docs/MATH.md Sec. 1, 4 and 8)."""
 
 PREDICTIONS: tuple[str, ...] = ("formula", "formula_variant", "surrogate", "meta")
 SOURCES: dict[str, str] = {
     "formula": "paper Eq. 14 on the top eigenvalues of the task-mean Hessian H",
-    "formula_variant": "the variant's quadratic curvature (MATH.md Sec. 4) on H's eigenvalues",
+    "formula_variant": "the variant's quadratic curvature (docs/MATH.md Sec. 4) on H's eigenvalues",
     "surrogate": "2 / top eigenvalue of the surrogate Hessian E[H - alpha (Tg + H^2)] (App. A)",
-    "meta": "2 / top eigenvalue of the exact meta-Hessian of E L_q(theta_K) (MATH.md Sec. 8)",
+    "meta": "2 / top eigenvalue of the exact meta-Hessian of E L_q(theta_K) (docs/MATH.md Sec. 8)",
 }
 
 VERIFY_DIVERGENCE_FACTOR = 1e3
@@ -91,25 +91,11 @@ def _beta_from_top(lam: float) -> float:
 
 
 def _json(x: Any) -> Any:
-    """inf -> "inf" / "-inf" (the ``mamlconv thresholds`` convention), NaN -> None."""
-    if isinstance(x, dict):
-        return {k: _json(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json(x.tolist())
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        if math.isnan(x):
-            return None
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return x
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+    """JSON-ready under the package's rule (:func:`mamlconv.files.jsonable`): inf as null with
+    a ``<key>_status`` of "inf" / "-inf", NaN as null."""
+    from mamlconv.files import jsonable
+
+    return jsonable(x)
 
 
 @dataclass(frozen=True)
@@ -198,7 +184,7 @@ class Advice:
     """Paper Eq. 11, 1/lambda_max(H) over the positive eigenvalues."""
     alpha_c_variant: float
     """``thresholds.alpha_c`` for the variant's model (inf for exact MAML: no alpha_c at a
-    minimum, MATH.md Sec. 4)."""
+    minimum, docs/MATH.md Sec. 4)."""
     candidates: tuple[Candidate, ...]
     governing: str
     """``meta`` or ``surrogate``: the prediction that sets the recommendation."""
@@ -224,7 +210,7 @@ class Advice:
         return next(c for c in self.candidates if c.alpha == self.alpha_star)
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready record (inf as "inf", NaN as None)."""
+        """A JSON-ready record (inf as null plus ``<key>_status``, NaN as null)."""
         return _json(
             {
                 "problem": self.problem,
@@ -511,7 +497,7 @@ def advise(
     if variant == "exact":
         notes.append(
             "exact MAML has no alpha_c at a minimum (curvatures lambda(1 - alpha lambda)^(2K), "
-            "MATH.md Sec. 4); the candidate grid uses the paper's alpha_c as its scale."
+            "docs/MATH.md Sec. 4); the candidate grid uses the paper's alpha_c as its scale."
         )
     if variant == "first_order" and steps > 1:
         notes.append(

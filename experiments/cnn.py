@@ -35,6 +35,7 @@ from mamlconv.numerics.tasks import Params
 
 BN_EPS = 1e-3
 N_BLOCKS = 4
+INITS: tuple[str, ...] = ("glorot", "finn", "torch_default")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,17 @@ class ConvNetSpec:
     filters: int
     n_classes: int
     blocks: int = N_BLOCKS
+    init: str = "glorot"
+    """Initialisation (:data:`INITS`; the paper is silent): ``glorot`` Glorot-uniform weights
+    everywhere; ``finn`` Finn et al.'s reference code (cbfinn/maml, maml.py
+    ``construct_conv_weights``: xavier convolutions, zero biases, and a head drawn from a
+    standard normal on Omniglot, Glorot-uniform on MiniImagenet); ``torch_default`` what
+    ``nn.Conv2d`` / ``nn.Linear`` draw, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and the
+    head's bias. Batch-norm scale one and shift zero in all three."""
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     @property
     def feature_side(self) -> int:
@@ -74,14 +86,20 @@ class ConvNetSpec:
         return sum(math.prod(s) for s in self.param_shapes().values())
 
 
-def omniglot_spec(n_classes: int = 5, *, filters: int = 64) -> ConvNetSpec:
+def omniglot_spec(n_classes: int = 5, *, filters: int = 64, init: str = "glorot") -> ConvNetSpec:
     """Paper Section 4.2 / Finn et al.: 64 filters on 1 x 28 x 28 Omniglot."""
-    return ConvNetSpec(in_channels=1, image_size=28, filters=filters, n_classes=n_classes)
+    return ConvNetSpec(
+        in_channels=1, image_size=28, filters=filters, n_classes=n_classes, init=init
+    )
 
 
-def miniimagenet_spec(n_classes: int = 5, *, filters: int = 32) -> ConvNetSpec:
+def miniimagenet_spec(
+    n_classes: int = 5, *, filters: int = 32, init: str = "glorot"
+) -> ConvNetSpec:
     """Paper Section 4.2 / Finn et al.: 32 filters on 3 x 84 x 84 MiniImagenet."""
-    return ConvNetSpec(in_channels=3, image_size=84, filters=filters, n_classes=n_classes)
+    return ConvNetSpec(
+        in_channels=3, image_size=84, filters=filters, n_classes=n_classes, init=init
+    )
 
 
 def init_params(
@@ -91,21 +109,33 @@ def init_params(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> Params:
-    """Glorot-uniform weights (bound sqrt(6 / (fan_in + fan_out))), zero biases, BN scale one.
+    """Initial parameters by ``spec.init`` (see :class:`ConvNetSpec`); ``glorot``: weights
+    U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), zero biases, BN scale one.
 
     Drawn on the CPU from ``generator`` in a fixed order, then moved, so the same seed gives
     the same network on every device.
     """
     params: Params = {}
     for name, shape in spec.param_shapes().items():
-        if name.endswith(".bias"):
+        receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+        if name.startswith("bn"):
+            value = torch.full(shape, 1.0 if name.endswith(".weight") else 0.0, dtype=torch.float64)
+        elif name == "head.bias":
             value = torch.zeros(shape, dtype=torch.float64)
-        elif name.startswith("bn"):
-            value = torch.ones(shape, dtype=torch.float64)
+            if spec.init == "torch_default":
+                bound = 1.0 / math.sqrt(spec.n_features)
+                u = torch.rand(shape, generator=generator, dtype=torch.float64)
+                value = (2.0 * u - 1.0) * bound
         else:
-            receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
             fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            if spec.init == "finn" and name == "head.weight" and spec.in_channels == 1:
+                value = torch.randn(shape, generator=generator, dtype=torch.float64)
+                params[name] = value.to(device=device, dtype=dtype)
+                continue
+            if spec.init == "torch_default":
+                bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) reduces to this
+            else:
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
             u = torch.rand(shape, generator=generator, dtype=torch.float64)
             value = (2.0 * u - 1.0) * bound
         params[name] = value.to(device=device, dtype=dtype)

@@ -1,4 +1,5 @@
-"""Measured stability boundaries against three predictions of beta_c (MATH.md section 8, claim X-5).
+"""Measured stability boundaries against three predictions of beta_c (docs/MATH.md section 8,
+claim X-5).
 
 For a sweep result, at a parameter point theta and inner rate alpha:
 
@@ -28,7 +29,6 @@ per point whether the top-k were enough (``formula_complete``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from mamlconv.experiments.results import SweepResult
-from mamlconv.files import atomic_write_text, jsonable
+from mamlconv.files import atomic_write_text, dumps, jsonable
 from mamlconv.numerics.boundary import Boundary
-from mamlconv.plotting import log_cell_edges, pyplot
+from mamlconv.plotting import pyplot
 
 PREDICTIONS: tuple[str, ...] = ("formula", "surrogate", "meta")
 POINTS: tuple[str, ...] = ("init", "trained")
@@ -426,92 +426,77 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def prediction_curves(cmp: Comparison) -> list[Any]:
+    """The comparison's predictions as Fig. 4 overlay curves, one per (point, prediction)."""
+    from mamlconv.experiments.fig4 import Prediction
+
+    return [
+        Prediction(f"{LABELS[name]} ({p})", cmp.alphas, values, p, name)
+        for p, preds in cmp.predictions.items()
+        for name, values in preds.items()
+    ]
+
+
 def heatmap(
     cmp: Comparison, result: SweepResult, path: Path, recheck: dict[str, Any] | None = None
 ) -> Path:
-    """Fig. 4-style map: log10 final loss of non-diverged cells (diverged: no colour), the
-    alpha = 0 edge dashed, the predictions drawn over it."""
+    """Fig. 4 of the sweep (:func:`mamlconv.experiments.fig4.draw_panel`) with the predictions
+    drawn over it: one panel per point (init, trained), each with the three predictions and the
+    measured edge; the re-checked edge, when given, as crosses."""
+    return draw_comparison(prediction_curves(cmp), result, path, recheck)
+
+
+def draw_comparison(
+    curves: list[Any], result: SweepResult, path: Path, recheck: dict[str, Any] | None = None
+) -> Path:
+    """Write the comparison figure of :func:`comparison_figure` to ``path`` (PNG)."""
     plt = pyplot()
-    cfg = result.config
-    loss = np.where(result.diverged, np.nan, result.final_loss)
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), constrained_layout=True)
-    mesh = ax.pcolormesh(
-        log_cell_edges(result.alphas),
-        log_cell_edges(result.betas),
-        np.log10(loss).T,
-        cmap="viridis",
-        shading="flat",
+    fig = comparison_figure(curves, result, recheck)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(
+    curves: list[Any], result: SweepResult, recheck: dict[str, Any] | None = None
+) -> Any:
+    """The comparison figure from prediction curves (from a :class:`Comparison`, or read back
+    from a comparison JSON with :func:`mamlconv.experiments.fig4.predictions_from_json`): one
+    Fig. 4 panel per point, one colour scale."""
+    from mamlconv.experiments import fig4
+
+    crit = fig4.get_criterion(result, None)
+    points = list(dict.fromkeys(c.point for c in curves)) or [None]
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        1, len(points), figsize=(6.4 * len(points), 6.2), constrained_layout=True, squeeze=False
     )
-    fig.colorbar(mesh, ax=ax, label="log10 final training loss (no colour: diverged)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    m0 = cmp.alpha0.get("measured") if cmp.alpha0 else None
-    if m0 is not None and m0.get("beta_lo") is not None:
-        edge = math.sqrt(m0["beta_lo"] * m0["beta_hi"]) if m0["inside_grid"] else m0["beta_lo"]
-        ax.axhline(edge, color="k", ls="--", lw=1.2, label="measured edge at alpha = 0 (joint)")
-    styles = {"formula": ("C3", "o"), "surrogate": ("C1", "s"), "meta": ("C0", "^")}
-    ylo, yhi = log_cell_edges(result.betas)[[0, -1]]
-    for p, preds in cmp.predictions.items():
-        for name, values in preds.items():
-            color, marker = styles[name]
-            # 0 ("nothing converges") is drawn at the bottom edge, inf at the top edge.
-            shown = np.clip(values, ylo, yhi)
-            kw: dict[str, Any] = {"color": color, "label": f"{LABELS[name]} ({p})"}
-            if p == "init":
-                ax.plot(result.alphas, shown, "-", lw=1.8, **kw)
-            else:
-                ax.plot(
-                    result.alphas,
-                    shown,
-                    linestyle="none",
-                    marker=marker,
-                    ms=6,
-                    markerfacecolor="none",
-                    mew=1.5,
-                    **kw,
-                )
-    b = cmp.boundary
-    ax.errorbar(
-        result.alphas[b.inside_grid],
-        b.beta_mid[b.inside_grid],
-        fmt="none",
-        ecolor="0.35",
-        yerr=[
-            b.beta_mid[b.inside_grid] - b.beta_lo[b.inside_grid],
-            b.beta_hi[b.inside_grid] - b.beta_mid[b.inside_grid],
-        ],
-        elinewidth=1.2,
-        capsize=3,
-        label="measured edge (grid bracket)",
-    )
+    norm = fig4.loss_norm((result, crit.stable))
+    extra = None
     if recheck is not None:
         rows = recheck["boundary"]
         mid = np.array(
             [math.sqrt(r["beta_lo"] * r["beta_hi"]) if r["inside_grid"] else math.nan for r in rows]
         )
-        ax.plot(
-            result.alphas,
-            mid,
-            linestyle="none",
-            marker="x",
-            color="k",
-            ms=7,
-            label=f"edge re-checked in {recheck['recheck']['dtype']}",
+        extra = (f"edge re-checked in {recheck['recheck']['dtype']}", mid)
+    mesh = None
+    for ax, point in zip(axes[0], points, strict=True):
+        mine = [c for c in curves if c.point == point]
+        mesh = fig4.draw_panel(
+            ax, result, criterion=crit, norm=norm, edge=True, predictions=mine, extra_edge=extra
         )
-    ax.set_ylim(ylo, yhi)
-    ax.set_xlim(*log_cell_edges(result.alphas)[[0, -1]])
-    ax.set_xlabel("inner learning rate alpha")
-    ax.set_ylabel("meta learning rate beta")
-    ax.set_title(
-        f"{cfg.problem}, {cfg.variant} MAML, {cfg.iters} iterations, {cfg.dtype}\n"
-        "predictions clipped to the grid (a prediction of 0 sits on its bottom edge)",
-        fontsize=10,
-    )
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+        where = {
+            None: "measured edge only",
+            "init": "predictions at the initial parameters",
+            "trained": "predictions at each α's trained point",
+        }.get(point, f"predictions at {point}")
+        ax.set_title(where, fontsize=10)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    fig4.colorbar(fig, mesh, axes[0].tolist(), iters=result.config.iters, blank=crit.description)
+    what = "with predictions of β_c" if curves else "and its measured edge"
+    fig.suptitle(f"Fig. 4 {what} — {fig4.describe_run(result)}", fontsize=10)
+    return fig
 
 
 def write_comparison(
@@ -532,11 +517,13 @@ def write_comparison(
     record = comparison_record(cmp, result, source)
     if recheck is not None:
         record["recheck"] = _json(recheck)
-    atomic_write_text(paths["json"], json.dumps(record, indent=1) + "\n")
+    atomic_write_text(paths["json"], dumps(record))
     heatmap(cmp, result, paths["png"], recheck)
     return paths
 
 
 def _json(value: Any) -> Any:
-    """JSON-ready comparison values: NaN -> None, inf kept (read back as float('inf'))."""
-    return jsonable(value, nonfinite="keep_inf")
+    """JSON-ready comparison values under the package's rule (:func:`mamlconv.files.jsonable`):
+    inf as null with a ``_status`` field, NaN as null; :func:`mamlconv.files.read_json` reads
+    them back."""
+    return jsonable(value)

@@ -63,7 +63,7 @@ class SweepConfig:
     """Name for :func:`mamlconv.experiments.problems.get_problem`."""
 
     variant: str = "exact"
-    """exact | first_order | surrogate (MATH.md). Fig. 4a trains Finn et al.'s MAML; the paper
+    """exact | first_order | surrogate (docs/MATH.md). Fig. 4a trains Finn et al.'s MAML; the paper
     does not say whether first or second order, so the paper preset runs ``exact`` and the
     results folder holds a ``first_order`` sweep too."""
 

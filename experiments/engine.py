@@ -4,7 +4,7 @@ Every cell c holds its own parameters theta_c and trains by the outer rule (pape
 
     theta_c <- theta_c - beta_c * mean_tau d_tau(theta_c; alpha_c)          (SGD, the default)
 
-where d_tau is one task's meta-gradient for the chosen variant (MATH.md):
+where d_tau is one task's meta-gradient for the chosen variant (docs/MATH.md):
 exact ``grad L_q(theta - alpha grad L_s(theta))``, first_order ``grad L_q`` at the adapted point,
 surrogate ``(I - alpha H_s) grad L_q`` (Eq. 4). All cells start from the same initial parameters
 and see the same task batch at each iteration, so a cell's trajectory is the one a per-cell
@@ -520,6 +520,11 @@ class CellRun:
     final_loss: np.ndarray
     diverged_at: np.ndarray
     final_params: dict[str, np.ndarray] | None
+    max_loss: np.ndarray | None = None
+    """Running maximum of the MAML loss over every iteration a cell trained (up to and
+    including the one that froze it; NaN when that loss was NaN): with the loss at iteration 0
+    and ``final_loss`` it decides every divergence criterion after the fact
+    (:mod:`mamlconv.experiments.readings`)."""
 
     @property
     def diverged(self) -> np.ndarray:
@@ -540,7 +545,10 @@ class CellRun:
             f: np.concatenate([getattr(r, f) for r in runs])
             for f in ("alphas", "betas", *cls.TRAJECTORIES, "final_loss", "diverged_at")
         }
-        return cls(record_iters=first.record_iters, final_params=params, **cat)
+        max_loss = None
+        if all(r.max_loss is not None for r in runs):
+            max_loss = np.concatenate([r.max_loss for r in runs])  # type: ignore[misc]
+        return cls(record_iters=first.record_iters, final_params=params, max_loss=max_loss, **cat)
 
 
 class _Adam:
@@ -608,6 +616,7 @@ def train_cells(
     traj = {f: np.full((n_cells, n_rec), np.nan) for f in CellRun.TRAJECTORIES}
     final_loss = np.full(n_cells, np.nan)
     diverged_at = np.full(n_cells, -1, dtype=np.int64)
+    max_loss = np.full(n_cells, -np.inf)
     final_params = (
         {n: np.full((n_cells, *p.shape), np.nan, dtype=np.float64) for n, p in init.items()}
         if save_params
@@ -637,6 +646,7 @@ def train_cells(
         return {n: beta_t.reshape((-1,) + (1,) * (p.dim() - 1)) for n, p in params.items()}
 
     betas_b = beta_views()
+    run_max = torch.full((n_cells,), -math.inf, dtype=dtype, device=device)  # of active rows
     for t in range(config.iters + 1):
         if active.numel() == 0:
             break
@@ -645,6 +655,8 @@ def train_cells(
         rec = rec_index.get(t)
         out = step(params, alpha_t, tasks, need_direction=not last, need_stats=rec is not None)
         loss = out.loss_post.detach()
+        # NaN propagates through fmax only when both are NaN: keep NaN visible explicitly
+        run_max = torch.where(torch.isnan(loss), loss, torch.fmax(run_max, loss))
         dead = ~torch.isfinite(loss) | (loss > config.divergence_level)
         fresh = slice(None)  # rows recorded at `rec`: all, or (deferred) those alive before t
         check = True
@@ -669,12 +681,15 @@ def train_cells(
                 traj["meta_grad_norm"][cells[fresh], rec] = sq.sqrt().double().cpu().numpy()[fresh]
         if any_dead:
             gone = cells[dead_np]
+            # (deferred checks: the maximum may include the few iterations after the crossing)
+            max_loss[gone] = run_max[dead].double().cpu().numpy()
             diverged_at[gone] = t if deferred is None else at_np[dead_np]
             final_loss[gone] = loss_np[dead_np]
             rows = torch.from_numpy(np.flatnonzero(dead_np)).to(device)
             store_params(rows, gone, None if deferred is None else deferred.params)
         if last:
             final_loss[cells[~dead_np]] = loss_np[~dead_np]
+            max_loss[cells[~dead_np]] = run_max[~dead].double().cpu().numpy()
             store_params(torch.arange(cells.size, device=device)[~dead.to(device)], cells[~dead_np])
             break
         assert out.direction is not None
@@ -685,7 +700,7 @@ def train_cells(
         if any_dead:
             keep = ~dead
             params = {n: p[keep] for n, p in params.items()}
-            alpha_t, beta_t = alpha_t[keep], beta_t[keep]
+            alpha_t, beta_t, run_max = alpha_t[keep], beta_t[keep], run_max[keep]
             betas_b = beta_views()
             active = active[~torch.from_numpy(dead_np)]
             if adam is not None:
@@ -701,5 +716,6 @@ def train_cells(
         final_loss=final_loss,
         diverged_at=diverged_at,
         final_params=final_params,
+        max_loss=max_loss,
         **traj,
     )

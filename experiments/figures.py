@@ -19,7 +19,6 @@ return the paths. The training itself is :mod:`mamlconv.experiments.engine`'s.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -28,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from mamlconv.files import atomic_write_text, jsonable
-from mamlconv.plotting import log_cell_edges, pyplot
+from mamlconv.files import atomic_write_text, dumps
+from mamlconv.plotting import pyplot
 
 PAPER_ITERS = 50_000
 """Fig. 1 and Fig. 5 (App. B): "The total number of iterations is 50000"."""
@@ -48,13 +47,15 @@ def _sinusoid_config(**changes: Any):
     return get_preset("sinusoid", "paper").replace(**changes)
 
 
-def _save(fig: Any, out_dir: Path, name: str, record: dict[str, Any]) -> list[Path]:
+def save_figure(fig: Any, out_dir: Path, name: str, record: dict[str, Any]) -> list[Path]:
+    """Write ``<name>.png``, ``<name>.pdf`` and ``<name>.json`` (the record, strict JSON under
+    the package's rule, :func:`mamlconv.files.jsonable`) into ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf", out_dir / f"{name}.json"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     # A fixed creation date keeps the PDF bytes reproducible.
     fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
-    atomic_write_text(paths[2], json.dumps(jsonable(record), indent=1) + "\n")
+    atomic_write_text(paths[2], dumps(record))
     return paths
 
 
@@ -191,7 +192,7 @@ def fig1(
         "config": config.to_dict(),
         "provenance": describe(str(resolve_device(config.device))),
     }
-    paths = _save(fig, Path(out_dir), "fig1", record)
+    paths = save_figure(fig, Path(out_dir), "fig1", record)
     plt.close(fig)
     return paths
 
@@ -300,6 +301,86 @@ def fig5_data(
     return config, records
 
 
+def frobenius_panel(
+    ax: Any,
+    x: np.ndarray,
+    records: list[dict[str, Any]],
+    *,
+    n_probes: int,
+    styles: dict[str, str],
+    names: dict[str, str],
+) -> None:
+    """Fig. 5 (c): the Frobenius norms of Tg and H^2 with +-1 standard-error bars.
+
+    The legend shows each series' line and marker; the error bars are drawn apart and
+    unlabelled, so the legend never shows an error-bar glyph for bars too small to see, and the
+    title states how large the largest bar is."""
+    rel_err = 0.0
+    for i, op in enumerate(("tg", "h2")):
+        est = np.array([r["frobenius"][op]["estimate"] for r in records], dtype=float)
+        err = np.array([r["frobenius"][op]["stderr"] for r in records], dtype=float)
+        ax.plot(x, est, styles[op], label=names[op], ms=4, lw=1.2, color=f"C{i}")
+        ax.errorbar(x, est, yerr=err, fmt="none", ecolor=f"C{i}", capsize=2, lw=1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_err = max(rel_err, float(np.nanmax(np.abs(err / est))))
+    ax.set_yscale("log")
+    ax.set_title(
+        f"(c) Frobenius norm (Hutchinson, {n_probes} probes;\n"
+        f"±1 s.e. bars, at most {100 * rel_err:.2g}% of the value)",
+        fontsize=10,
+    )
+
+
+def fig5_figure(records: list[dict[str, Any]], *, iters: int, seed: int, n_probes: int) -> Any:
+    """The Fig. 5 figure (three panels) from the checkpoint records of :func:`fig5_data`, as
+    stored under ``checkpoints`` in ``fig5.json`` (so a committed record can be redrawn)."""
+    its = np.array([r["iteration"] for r in records])
+    x = its + 1  # a log axis that shows iteration 0
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    names = {"tg": "Tg", "h2": "H²", "tg_plus_h2": "Tg + H²"}
+    styles = {"tg": "-o", "h2": "-s", "tg_plus_h2": "--^"}
+    for panel, rank in ((0, 0), (1, 1)):
+        ax = axes[panel]
+        for op, label in names.items():
+            vals = [r[op]["eigenvalues"][rank] for r in records]
+            ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
+    frobenius_panel(axes[2], x, records, n_probes=n_probes, styles=styles, names=names)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("iteration + 1")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Fig. 5 (sinusoid, α = β = {FIG5_ALPHA:g}, SGD, seed {seed}): {_ran_note(iters)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def redraw_fig5(record_path: str | os.PathLike[str]) -> list[Path]:
+    """Redraw ``fig5.png`` and ``fig5.pdf`` beside a ``fig5.json`` from its stored checkpoints
+    (no training; the JSON is left as it is)."""
+    from mamlconv.files import read_json
+
+    path = Path(record_path)
+    record = read_json(path)
+    records = record["checkpoints"]
+    n_probes = int(records[-1]["frobenius"]["tg"]["n_probes"])
+    plt = pyplot()
+    fig = fig5_figure(
+        records, iters=int(record["iters"]), seed=int(record["config"]["seed"]), n_probes=n_probes
+    )
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    plt.close(fig)
+    return paths
+
+
 def fig5(
     out_dir: str | os.PathLike[str],
     *,
@@ -327,36 +408,9 @@ def fig5(
         tasks=tasks,
     )
     wall = time.perf_counter() - start
-    its = np.array([r["iteration"] for r in records])
-    x = its + 1  # a log axis that shows iteration 0
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    names = {"tg": "Tg", "h2": "H²", "tg_plus_h2": "Tg + H²"}
-    styles = {"tg": "-o", "h2": "-s", "tg_plus_h2": "--^"}
-    for panel, rank in ((0, 0), (1, 1)):
-        ax = axes[panel]
-        for op, label in names.items():
-            vals = [r[op]["eigenvalues"][rank] for r in records]
-            ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
-        ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
-    ax = axes[2]
-    for op in ("tg", "h2"):
-        est = np.array([r["frobenius"][op]["estimate"] for r in records])
-        err = np.array([r["frobenius"][op]["stderr"] for r in records])
-        ax.errorbar(x, est, yerr=err, fmt=styles[op], label=names[op], ms=4, lw=1.2, capsize=2)
-    ax.set_yscale("log")
-    ax.set_title("(c) Frobenius norm")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("iteration + 1")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(
-        f"Fig. 5 (sinusoid, α = β = {FIG5_ALPHA:g}, SGD, seed {seed}): {_ran_note(iters)}",
-        fontsize=10,
-    )
-    fig.tight_layout()
+    fig = fig5_figure(records, iters=iters, seed=seed, n_probes=n_probes)
+    names = ("tg", "h2", "tg_plus_h2")
     last = records[-1]
     summary = {
         "iteration": int(last["iteration"]),
@@ -388,7 +442,7 @@ def fig5(
         "config": config.to_dict(),
         "provenance": describe(str(resolve_device(config.device))),
     }
-    paths = _save(fig, Path(out_dir), "fig5", record)
+    paths = save_figure(fig, Path(out_dir), "fig5", record)
     plt.close(fig)
     return paths
 
@@ -396,21 +450,35 @@ def fig5(
 # ------------------------------------------------------------------------------ Fig. 4b / 4c
 
 
-def boundary_summary(result: Any) -> dict[str, Any]:
+def boundary_summary(
+    result: Any, *, stable: np.ndarray | None = None, stable0: np.ndarray | None = None
+) -> dict[str, Any]:
     """The Fig. 4 claim in numbers: per alpha the largest stable beta, against alpha = 0.
 
     ``result`` is a :class:`mamlconv.experiments.results.SweepResult`. "Stable" is Fig. 4's
-    coloured cell (not diverged within the run). The paper's claim (Sec. 4, Fig. 4): the maximum
-    stable beta near the largest usable alpha (alpha_c, estimated as the largest grid alpha
-    with a stable cell) exceeds the one at alpha = 0.
+    coloured cell: by default not diverged within the run; ``stable`` (n_alpha, n_beta) and
+    ``stable0`` (n_beta,) replace it (another criterion, see
+    :func:`mamlconv.experiments.fig4.criteria`).
+    The paper's claim (Sec. 4, Fig. 4): the maximum stable beta near the largest usable alpha
+    (alpha_c, estimated as the largest grid alpha with a stable cell) exceeds the one at alpha = 0.
     """
-    b = result.boundary()
-    b0 = result.alpha0_boundary()
+    from mamlconv.numerics.boundary import extract_boundary
+
+    if stable is None:
+        b = result.boundary()
+        b0 = result.alpha0_boundary()
+    else:
+        b = extract_boundary(result.alphas, result.betas, stable)
+        b0 = (
+            None
+            if stable0 is None
+            else extract_boundary(np.array([0.0]), result.betas, np.asarray(stable0)[None, :])
+        )
     rows = [
         {
             "alpha": float(a),
-            "beta_stable_max": jsonable(lo),
-            "beta_next": jsonable(hi),
+            "beta_stable_max": _number(lo),
+            "beta_next": _number(hi),
             "inside_grid": bool(ins),
             "monotone": bool(mono),
         }
@@ -434,8 +502,8 @@ def boundary_summary(result: Any) -> dict[str, Any]:
     if ways:
         out.update(summary_chance)
     beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
-    out["alpha0_beta_stable_max"] = jsonable(beta0)
-    out["alpha0_beta_next"] = jsonable(float(b0.beta_hi[0])) if b0 is not None else None
+    out["alpha0_beta_stable_max"] = _number(beta0)
+    out["alpha0_beta_next"] = _number(b0.beta_hi[0]) if b0 is not None else None
     if usable.size:
         i_c = int(usable[-1])
         # "near alpha_c": the stable alphas within one decade below the estimate
@@ -464,61 +532,20 @@ def boundary_summary(result: Any) -> dict[str, Any]:
     return out
 
 
+def _number(x: float) -> float | None:
+    """A float for a summary (inf kept: JSON writes it as null with a status), None for NaN."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
 def fig4_fewshot(
     result_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     stem: str | None = None,
 ) -> list[Path]:
-    """Fig. 4b/4c-style map of a few-shot sweep: final training loss per (alpha, beta),
-    diverged cells uncoloured, the alpha = 0 edge dashed, each alpha's edge marked; and a JSON
-    of :func:`boundary_summary`. Needs no spectra (``mamlconv compare`` adds predictions)."""
-    from mamlconv.experiments.results import load_result
+    """Fig. 4 of a sweep result: :func:`mamlconv.experiments.fig4.fig4` with its defaults (kept
+    under this name for callers of the few-shot version; every problem is drawn alike)."""
+    from mamlconv.experiments.fig4 import fig4
 
-    result = load_result(result_path)
-    summary = boundary_summary(result)
-    cfg = result.config
-    plt = pyplot()
-    from matplotlib.colors import LogNorm
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    loss = np.where(result.diverged, np.nan, result.final_loss)  # (n_alpha, n_beta)
-    a, b = result.alphas, result.betas
-    a_edges, b_edges = log_cell_edges(a), log_cell_edges(b)
-    finite = loss[np.isfinite(loss)]
-    norm = LogNorm(vmin=max(finite.min(), 1e-3), vmax=finite.max()) if finite.size else None
-    mesh = ax.pcolormesh(b_edges, a_edges, loss, norm=norm, cmap="viridis", shading="flat")
-    fig.colorbar(mesh, ax=ax, label=f"training loss after {cfg.iters} iterations")
-    bnd = result.boundary()
-    ok = np.isfinite(bnd.beta_lo)
-    ax.plot(bnd.beta_lo[ok], a[ok], "w^", ms=5, mec="k", label="largest stable β per α")
-    beta0 = summary.get("alpha0_beta_stable_max")
-    if beta0 is not None:
-        ax.axvline(beta0, color="k", ls="--", lw=1.2, label="largest stable β at α = 0")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("β (meta learning rate)")
-    ax.set_ylabel("α (inner learning rate)")
-    ax.legend(fontsize=7, loc="lower left")
-    opts = cfg.problem_options
-    episode = f"{opts['ways']}-way {opts['shots']}-shot, " if "ways" in opts else ""
-    ax.set_title(
-        f"{cfg.problem}: {episode}"
-        f"{cfg.tasks_per_batch} tasks, {cfg.steps} steps, {cfg.variant}, {cfg.iters} it.\n"
-        "uncoloured: diverged (non-finite or loss > "
-        f"{cfg.divergence_level:g})",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    stem = stem or f"{Path(result_path).stem}_fig4"
-    record = {
-        "figure": "fig4 (few-shot)",
-        "paper": "Takagi et al. 2019, Fig. 4b/4c (Section 4.2)",
-        "source": str(result_path),
-        "config": cfg.to_dict(),
-        "run_info": result.run_info,
-        "summary": summary,
-    }
-    paths = _save(fig, Path(out_dir), stem, record)
-    plt.close(fig)
-    return paths
+    return fig4(result_path, out_dir, stem=stem)

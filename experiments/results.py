@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.files import atomic_write, atomic_write_text
+from mamlconv.files import atomic_write, atomic_write_text, dumps
 from mamlconv.numerics.boundary import Boundary, extract_boundary
 
 FORMAT = "mamlconv-sweep/1"
@@ -150,7 +150,7 @@ def save_result(result: SweepResult, path: str | Path) -> Path:
     side["alpha0_boundary"] = None if b0 is None else b0.as_records()[0]
     side["n_diverged"] = int(result.diverged.sum())
     side["n_cells"] = int(result.diverged.size)
-    atomic_write_text(sidecar_path(path), json.dumps(side, indent=1, allow_nan=True) + "\n")
+    atomic_write_text(sidecar_path(path), dumps(side))  # inf: null + "_status" (files.jsonable)
     return path
 
 

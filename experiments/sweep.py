@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import multiprocessing as mp
 import queue as queue_mod
@@ -51,12 +52,14 @@ from mamlconv.experiments.results import (
 )
 from mamlconv.numerics.boundary import BisectionResult, bisect_boundary
 
+log = logging.getLogger(__name__)
+
 CHUNK_TASK_BUDGET = 128
 """CPU, hand-batched MLP backend: cells per batch = CHUNK_TASK_BUDGET // tasks_per_batch (at
 least 1, at most 64). The step is bound by memory traffic, and its working set grows with
 cells x tasks, so small batches that stay in cache are fastest per cell: with 100 tasks, one
 thread, this 2-core machine lightly loaded, 1.15 ms per cell-iteration at 1 cell per batch,
-1.30 at 4, 1.57 at 8, 1.70 at 16, 2.03 at 32 (ENGINE-NOTES.md saw the same trend)."""
+1.30 at 4, 1.57 at 8, 1.70 at 16, 2.03 at 32 (the same trend as in docs/engine.md, "Speed")."""
 DEFAULT_CHUNK_GENERIC = 16
 """Cells per batch for the generic vmap backend (it materialises per-task gradients)."""
 DEFAULT_CHUNK_CUDA = 1024
@@ -569,9 +572,9 @@ def bisect_sweep(
         calls.append(stable)
         if progress:
             what = "range ends" if len(calls) == 1 else f"round {len(calls) - 1}"
-            sys.stderr.write(
+            log.info(
                 f"bisect {config.problem}/{config.variant}: {what}, {alphas.size} runs, "
-                f"{int(stable.sum())} stable\n"
+                f"{int(stable.sum())} stable"
             )
         return stable
 
@@ -593,7 +596,7 @@ def recheck_boundary(
 ) -> dict[str, Any]:
     """Re-run the cells around each alpha's measured edge in another precision (or seed).
 
-    float32 trajectories near the stability edge are chaotic (ENGINE-NOTES.md), so a float32
+    float32 trajectories near the stability edge are chaotic (docs/engine.md), so a float32
     edge is fuzzy by about a grid cell. For every alpha row, the cells from ``width`` below the
     largest stable beta to ``width`` above the first diverged one are trained again with
     ``dtype`` (and ``seed``, default the sweep's); the rest of the row keeps its first

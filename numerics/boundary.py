@@ -1,5 +1,5 @@
 """Empirical stability boundaries from alpha x beta grids, and a bisection that finds them
-with far fewer runs (MATH.md, "Empirical thresholds").
+with far fewer runs (docs/MATH.md, "Empirical thresholds").
 
 Conventions: grids are alpha-major arrays of shape (n_alpha, n_beta); ``betas`` ascend. A cell
 is *stable* when the caller's criterion says so (linear regression: finite and below the loss
@@ -145,8 +145,8 @@ def bisect_boundary(
     is_stable: Callable[[np.ndarray, np.ndarray], np.ndarray],
     alphas: np.ndarray,
     *,
-    beta_min: float,
-    beta_max: float,
+    beta_min: float | np.ndarray,
+    beta_max: float | np.ndarray,
     rtol: float = 1e-2,
     max_rounds: int = 60,
 ) -> BisectionResult:
@@ -156,16 +156,17 @@ def bisect_boundary(
     by the caller) and returns a boolean array. The search assumes stability is monotone in
     beta near the edge. It first checks the ends: a column stable at ``beta_max`` or unstable
     at ``beta_min`` is flagged ``inside_range=False`` and left alone. Stops when every bracket
-    satisfies beta_hi / beta_lo <= 1 + rtol.
+    satisfies beta_hi / beta_lo <= 1 + rtol. ``beta_min`` and ``beta_max`` are one range for
+    every alpha, or one per alpha (e.g. each column's grid bracket).
     """
     alphas = np.asarray(alphas, dtype=float)
-    if not (0 < beta_min < beta_max):
+    n = alphas.size
+    lo = np.broadcast_to(np.asarray(beta_min, dtype=float), (n,)).copy()
+    hi = np.broadcast_to(np.asarray(beta_max, dtype=float), (n,)).copy()
+    if not (np.all(lo > 0) and np.all(lo < hi)):
         raise ValueError(f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
     if rtol <= 0:
         raise ValueError(f"rtol must be > 0, got {rtol}")
-    n = alphas.size
-    lo = np.full(n, float(beta_min))
-    hi = np.full(n, float(beta_max))
     ends = is_stable(np.concatenate([alphas, alphas]), np.concatenate([lo, hi]))
     ends = np.asarray(ends, dtype=bool)
     inside = ends[:n] & ~ends[n:]

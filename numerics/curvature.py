@@ -1,4 +1,4 @@
-"""Curvature spectra of any loss of a parameter dict, matrix-free (MATH.md sections 1, 7, 8;
+"""Curvature spectra of any loss of a parameter dict, matrix-free (docs/MATH.md sections 1, 7, 8;
 paper Section 3, Appendix A and Appendix B / Fig. 5).
 
 Operators (all symmetric; ``tasks`` has a leading task axis; ``L_tau(theta) = loss_fn(theta,
@@ -13,7 +13,7 @@ name            matrix                                                paper
 ``tg``          E_tau T_tau g_tau   (T_tau g_tau)_ij = sum_k T_ijk g_k App. B, Tg
 ``tg_plus_h2``  E_tau (T_tau g_tau + H_tau^2)                         App. B, Tg + H^2
 ``surrogate``   E_tau [H_tau - alpha (T_tau g_tau + H_tau^2)]         Eq. 8 / App. A, H tilde
-``meta``        Hessian of E_tau L_q,tau(theta_k), theta_k = k inner  MATH.md section 8 (exact
+``meta``        Hessian of E_tau L_q,tau(theta_k), theta_k = k inner  docs/MATH.md section 8 (exact
                 steps on the support data                             MAML's meta-Hessian)
 =============== ===================================================== =========================
 

@@ -1,5 +1,5 @@
 """Outer-loop gradient descent over a whole alpha x beta grid at once, and the empirical
-stability boundary it implies (MATH.md "Empirical thresholds"; the paper's Fig. 3 and App. C).
+stability boundary it implies (docs/MATH.md "Empirical thresholds"; the paper's Fig. 3 and App. C).
 
 Two engines give the same numbers on quadratic losses (a test holds them to float64 round-off):
 

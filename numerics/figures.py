@@ -47,7 +47,7 @@ def fig2(
     """Fig. 2 redrawn: beta_c(alpha) = 2 / lambda~_i(alpha) per eigenvalue, the admissible region
     (beta below every curve, and alpha < alpha_c for the surrogate) shaded, the alpha = 0 level
     2/lambda_max dashed; left the surrogate (curvature lambda(1 - alpha lambda), paper Eq. 15),
-    right exact MAML (lambda(1 - alpha lambda)^2, MATH.md section 4). Returns [png, pdf]."""
+    right exact MAML (lambda(1 - alpha lambda)^2, docs/MATH.md section 4). Returns [png, pdf]."""
     from mamlconv.theory.thresholds import alpha_c, beta_c
 
     plt = pyplot()

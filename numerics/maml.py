@@ -1,4 +1,4 @@
-"""One MAML meta-gradient for one task, for the three MAML objects of MATH.md.
+"""One MAML meta-gradient for one task, for the three MAML objects of docs/MATH.md.
 
 For a task with support data s and query data q, inner learning rate alpha and k inner steps,
 theta_0 = theta, theta_{j+1} = theta_j - alpha * grad L_s(theta_j) (paper Eq. 1):
@@ -116,7 +116,7 @@ def meta_objective(
     """Exact MAML objective: mean over tasks of L_q(theta_k), differentiable in params.
 
     ``tasks`` has a leading task axis. Its gradient is the mean ``exact`` meta-gradient; its
-    Hessian is the exact meta-Hessian of MATH.md section 8.
+    Hessian is the exact meta-Hessian of docs/MATH.md section 8.
     """
 
     def one(task: TaskBatch) -> Tensor:

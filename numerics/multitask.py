@@ -1,5 +1,5 @@
 """Several quadratic tasks: the extended version's "every eigenvalue of every task" condition
-against the true stability edge (MATH.md section 7; CLAIMS.md X-3).
+against the true stability edge (docs/MATH.md section 7; docs/CLAIMS.md X-3).
 
 With tasks ``L_tau = 1/2 (theta - c_tau)^T A_tau (theta - c_tau)`` (same data inside and
 outside), outer gradient descent on the task mean is the affine map

@@ -1,8 +1,8 @@
-"""Closed-form MAML updates on quadratic losses (MATH.md section 4).
+"""Closed-form MAML updates on quadratic losses (docs/MATH.md section 4).
 
 For a support loss ``L_s = 1/2 (theta - c_s)^T A_s (theta - c_s)`` and a query loss ``L_q`` of the
 same form, the inner steps are linear: ``theta_k = c_s + P (theta - c_s)`` with
-``P = (I - alpha A_s)^k``. The three meta-gradient directions (MATH.md table) are then
+``P = (I - alpha A_s)^k``. The three meta-gradient directions (docs/MATH.md table) are then
 
 - ``exact``       ``P^T A_q (theta_k - c_q)``                    (autodiff through the steps)
 - ``first_order`` ``A_q (theta_k - c_q)``                        (Jacobian P dropped)
@@ -45,7 +45,7 @@ def direction_matrix(
     """``D`` with meta-gradient ``D (theta - c)`` for one task, same data inside and outside.
 
     exact ``P A P``, first_order ``A P``, surrogate ``(I - alpha A) A`` with ``P = (I - alpha A)^k``
-    (MATH.md section 4; the exact-MAML form is the paper's Eq. 3 on a quadratic).
+    (docs/MATH.md section 4; the exact-MAML form is the paper's Eq. 3 on a quadratic).
     """
     check_variant(model, steps)
     p = inner_jacobian(hessian, alpha=alpha, steps=steps)

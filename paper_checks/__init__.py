@@ -1,6 +1,6 @@
 """The claims audit of Takagi et al. (2019): ``pytest --pyargs mamlconv.paper_checks``.
 
-One test per row of CLAIMS.md (:mod:`mamlconv.paper_checks.claims`), each recording one verdict
+One test per row of docs/CLAIMS.md (:mod:`mamlconv.paper_checks.claims`), each recording one verdict
 (:mod:`mamlconv.paper_checks.verdicts`) through the ``audit`` fixture of
 :mod:`mamlconv.paper_checks.plugin`; :mod:`mamlconv.paper_checks.report` writes the report.
 """

@@ -1,9 +1,8 @@
-"""The claims of Takagi et al. (2019) that the audit checks: one entry per row of CLAIMS.md.
+"""The claims of Takagi et al. (2019) that the audit checks: one entry per row of docs/CLAIMS.md.
 
-The design card ``../shared/design/CLAIMS.md`` is the source; this table is its installed copy
-(``tests/test_audit_claims.py`` checks that the two agree whenever the card is present), so that
-the report can list every row, with its place in the paper, even for a claim whose test did not
-run.
+The claim list of ``docs/CLAIMS.md`` is the source; this table is its installed copy
+(``tests/test_docs.py`` checks that the two agree row for row), so that the report can list every
+row, with its place in the paper, even for a claim whose test did not run.
 """
 
 from __future__ import annotations
@@ -12,12 +11,17 @@ from typing import NamedTuple
 
 
 class Claim(NamedTuple):
-    """One row of CLAIMS.md."""
+    """One row of docs/CLAIMS.md."""
 
     id: str
     where: str
     statement: str
     how: str
+    kind: str = "formal"
+    """``formal`` (an equation or derivation: symbolic, exact) or ``empirical`` (an experiment:
+    judged per reading of the settings the paper leaves open, over seeds; verdicts may be
+    INCONCLUSIVE). The report keeps the two apart, so that a formal slip (S3-5's "<=" that
+    should be "<") does not read like a failed experiment."""
 
     @property
     def test_prefix(self) -> str:
@@ -61,9 +65,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "S2-7",
         "Fig. 1",
-        "gradient norm (and the gradient inner products) grow during MAML training (α = 1e-2) "
-        "more than in joint training (α = 0)",
-        "sinusoid run, recorded curves",
+        '"the gradient norm becomes larger during training, as do the gradient inner products" '
+        "(MAML, α = 1e-2; joint training α = 0 drawn beside it). Two readings: (a) literal — "
+        "both grow during MAML training; (b) implied contrast — they grow more under MAML than "
+        "in joint training",
+        "sinusoid runs at the paper's 50,000 iterations, ≥ 3 seeds, robust end-of-training "
+        "statistic (median of the last 10 %); a verdict per reading",
+        "empirical",
     ),
     Claim(
         "S3-1",
@@ -76,6 +84,7 @@ CLAIMS: tuple[Claim, ...] = (
         "App. B, Fig. 5",
         "Tg is negligible next to H² (top-2 eigenvalues, Frobenius norms)",
         "measured on a trained sinusoid model; report the ratios",
+        "empirical",
     ),
     Claim(
         "S3-3",
@@ -108,30 +117,37 @@ CLAIMS: tuple[Claim, ...] = (
         "on linear regression theory α_c, β_c match the empirical ones",
         "500-iteration grids for surrogate, first-order and exact MAML; boundary error per α "
         "column",
+        "empirical",
     ),
     Claim(
         "S4-1",
         "§4.1, Fig. 4a",
         "sinusoid: the largest stable β is larger near the divergence α than at α = 0",
         "α×β sweep (exact and first-order); boundary per α",
+        "empirical",
     ),
     Claim(
         "S4-2",
         "§4.2, Fig. 4b",
         "the same on Omniglot 5-way 1-shot",
         "sweep on the real data",
+        "empirical",
     ),
     Claim(
         "S4-3",
         "§4.2, Fig. 4c",
         "the same on MiniImagenet 5-way 1-shot",
         "sweep on the real data",
+        "empirical",
     ),
     Claim(
         "S5-1",
         "§1, §5",
-        "guideline: find the largest α first, then tune β",
-        "β_max(α*) vs β_max(0) on each task, and the final loss reached",
+        "guideline: find the largest α first, then tune β. Two readings: (a) rationale — β_max "
+        "at the largest stable α* ≥ β_max at α = 0; (b) outcome — (α*, best β) reaches a final "
+        "loss no worse than α = 0 with its best β, and how far from the grid's best cell",
+        "per task family and reading, over seeds",
+        "empirical",
     ),
     Claim(
         "X-1",
@@ -158,10 +174,13 @@ CLAIMS: tuple[Claim, ...] = (
         "which prediction (paper formula on H, surrogate Hessian spectrum, exact meta-Hessian "
         "spectrum) best matches each measured boundary",
         "sweeps vs spectra, error in decades",
+        "empirical",
     ),
 )
 
 BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
+EMPIRICAL: tuple[str, ...] = tuple(c.id for c in CLAIMS if c.kind == "empirical")
+"""The claims decided by experiments (the rest are formal: equations, derivations)."""
 
 
 def claim_id_from_test_name(name: str) -> str | None:

@@ -169,6 +169,24 @@ def committed_glob(audit: ClaimAudit, pattern: str, *, what: str, make: str) -> 
     return [manifest.verify(audit.results_dir, listed.files[p]) for p in paths]
 
 
+def committed_folder(audit: ClaimAudit, pattern: str, *, what: str, make: str) -> list[Path]:
+    """:func:`committed_glob` for code that then reads a whole folder: also an error naming
+    every file that matches ``pattern`` on disk but is not listed in MANIFEST.json (such a
+    file would be read unverified)."""
+    from mamlconv.paper_checks.manifest import COMMAND, MANIFEST_NAME, ResultFileError
+
+    listed = committed_glob(audit, pattern, what=what, make=make)
+    on_disk = sorted(audit.results_dir.glob(pattern))
+    extra = [p.relative_to(audit.results_dir).as_posix() for p in on_disk if p not in listed]
+    if extra:
+        raise ResultFileError(
+            f"{', '.join(extra)}: not in {MANIFEST_NAME} but in the folder the audit reads; "
+            f"register with `{COMMAND} add FILE --kind data --claims {audit.claim_id}` or "
+            "remove"
+        )
+    return listed
+
+
 def committed_json(audit: ClaimAudit, *, kind: str, what: str, make: str) -> list[tuple[Path, Any]]:
     """The verified, parsed JSON files of ``kind`` listed in MANIFEST.json (NOT-RUN if none)."""
     from mamlconv.paper_checks.manifest import load_json
@@ -268,7 +286,7 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
     stable row when the grid is coarser than a decade there). The claim holds
     when the largest stable beta there is at or above the first diverged beta of the
     reference, i.e. larger beyond the grid's resolution; ``margin_cells`` counts by how many
-    grid cells (a float32 edge is fuzzy by about one cell, ENGINE-NOTES);
+    grid cells (a float32 edge is fuzzy by about one cell, docs/engine.md);
     ``holds_at_last_stable`` reads "close to" strictly, at the last row before alpha_div.
     """
     b = result.boundary()

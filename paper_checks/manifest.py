@@ -204,9 +204,11 @@ def entries(
 
 def load_json(results: Path, entry: Entry) -> Any:
     """The verified JSON file of ``entry``; ResultFileError naming it when it is not JSON."""
+    from mamlconv.files import read_json  # the package's JSON rule: inf as null + _status
+
     path = verify(results, entry)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ResultFileError(
             f"{_shown(Path(results), entry.path)} is not valid JSON: {exc}"

@@ -19,7 +19,8 @@ Every test of the audit is named ``test_claim_<ID>_<slug>`` (``S2-1`` -> ``S2_1`
 ``@pytest.mark.claim("<ID>")`` and records one verdict through the ``audit`` fixture
 (:class:`mamlconv.paper_checks.verdicts.ClaimAudit`). The plugin turns every outcome into a
 verdict: a skip at setup (tier not enabled) is NOT-RUN with its reason, a strict xfail is FAILS,
-a red test is ERROR, and a passing test that recorded no verdict is made red.
+a red test is ERROR, and a passing test that recorded no verdict is made red. INCONCLUSIVE (the
+evidence cannot decide) is recorded by a passing test, like HOLDS.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: long-running; opt in with --slow or MAMLCONV_SLOW=1",
         "gpu: needs a CUDA device; opt in with --gpu",
         "latex: needs pdflatex on PATH",
-        "claim(id): the CLAIMS.md row that a paper_checks test audits",
+        "claim(id): the docs/CLAIMS.md row that a paper_checks test audits",
     ):
         config.addinivalue_line("markers", line)
     report = config.getoption("audit_report", default="audit-report.md")
@@ -155,7 +156,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if mark is None:
             problem = f"{item.name} is a claim test but lacks @pytest.mark.claim({from_name!r})"
         elif marked not in BY_ID:
-            problem = f"claim marker {marked!r} is not a row of CLAIMS.md"
+            problem = f"claim marker {marked!r} is not a row of docs/CLAIMS.md"
         elif from_name != marked:
             problem = (
                 f"{item.name} is marked claim({marked!r}) but is not named "

@@ -37,9 +37,9 @@ def _predicted_vs_measured(
 
 @pytest.mark.claim("X-1")
 def test_claim_X_1_exact_maml_has_no_alpha_c(audit: ClaimAudit) -> None:
-    """Beyond the paper (MATH.md fact 4): at a minimum, exact (second-order) MAML's meta-Hessian
-    is (I - alpha H) H (I - alpha H), curvatures lambda (1 - alpha lambda)^2 >= 0 for every
-    alpha, so exact MAML has no alpha_c there.
+    """Beyond the paper (docs/MATH.md fact 4): at a minimum, exact (second-order) MAML's
+    meta-Hessian is (I - alpha H) H (I - alpha H), curvatures lambda (1 - alpha lambda)^2 >= 0 for
+    every alpha, so exact MAML has no alpha_c there.
 
     Symbolic: the meta-Hessian of a generic L at g = 0 (``theory.hessian``) and the mode
     curvature (``theory.quadratic.mode_curvature``); ``alpha_turning_point`` = oo and
@@ -109,7 +109,7 @@ def test_claim_X_1_exact_maml_has_no_alpha_c(audit: ClaimAudit) -> None:
 
 @pytest.mark.claim("X-2")
 def test_claim_X_2_k_inner_steps(audit: ClaimAudit) -> None:
-    """Beyond the paper (MATH.md fact 4, extended version's k-step appendix): with k inner
+    """Beyond the paper (docs/MATH.md fact 4, extended version's k-step appendix): with k inner
     steps, exact MAML's curvatures are lambda (1 - alpha lambda)^(2k) and first-order MAML's
     lambda (1 - alpha lambda)^k.
 
@@ -293,7 +293,7 @@ def test_claim_X_3_several_tasks(audit: ClaimAudit) -> None:
 
 @pytest.mark.claim("X-4")
 def test_claim_X_4_tg_vanishes_at_stationary_points(audit: ClaimAudit) -> None:
-    """Beyond the paper (MATH.md fact 3): at a stationary point g = 0 the contraction Tg
+    """Beyond the paper (docs/MATH.md fact 3): at a stationary point g = 0 the contraction Tg
     vanishes exactly, so there H~ = H - alpha H^2 with no approximation (the paper drops Tg as
     "much smaller than H^2 in practice", App. B).
 

@@ -451,7 +451,8 @@ def test_claim_S3_7_beta_c_grows_near_alpha_c(audit: ClaimAudit) -> None:
         a_c = thresholds.alpha_c(lam, model="surrogate")
         near = float(thresholds.beta_c(lam, a_c * (1 - 1e-9), model="surrogate"))
         ratios.append(near / float(thresholds.beta_c(lam, 0.0, model="surrogate")))
-        # lambda_max binds up to alpha = 1/(2 lambda_max) (MATH.md fact 5), another one near alpha_c
+        # lambda_max binds up to alpha = 1/(2 lambda_max) (docs/MATH.md fact 5), another one
+        # near alpha_c
         early = float(thresholds.binding_eigenvalue(lam, 0.5 * a_c * (1 - 1e-9), model="surrogate"))
         late = float(thresholds.binding_eigenvalue(lam, a_c * (1 - 1e-6), model="surrogate"))
         early_top += int(early == lam.max())

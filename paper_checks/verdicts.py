@@ -6,6 +6,9 @@ Every test of ``paper_checks/`` records exactly one verdict through the ``audit`
 - ``HOLDS``       the measurement agrees with the paper's statement;
 - ``HOLDS-FOR``   it agrees for a named MAML variant or setting only (``setting`` says which);
 - ``APPROXIMATE`` it agrees up to a measured error (``error``);
+- ``INCONCLUSIVE`` the evidence cannot decide: the difference that decides the claim lies
+                  within the seed spread or within the measurement's resolution (``key`` says
+                  which, in numbers);
 - ``FAILS``       the measurement contradicts the paper. The test then turns into a *strict*
                   xfail whose reason carries the measured numbers, and asserts the paper's
                   statement: if the package's measurement ever changes so that the statement
@@ -53,22 +56,11 @@ _PRIORITY = {
 
 
 def jsonable(value: Any) -> Any:
-    """Evidence as strict JSON: numpy scalars/arrays to Python, non-finite floats to strings."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy / torch
-        return jsonable(value.tolist())
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
+    """Evidence as strict JSON under the package's one rule (:func:`mamlconv.files.jsonable`):
+    numpy scalars/arrays to Python, inf as null with ``<key>_status``, NaN as null."""
+    from mamlconv.files import jsonable as package_jsonable
+
+    return package_jsonable(value)
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -258,6 +250,12 @@ class ClaimAudit:
         if not math.isfinite(error):
             raise ValueError(f"APPROXIMATE needs a finite measured error, got {error}")
         self._put("APPROXIMATE", key=key, evidence=evidence, error=float(error))
+
+    def inconclusive(self, *, why: str, key: str, evidence: dict[str, Any] | None = None) -> None:
+        """The evidence cannot decide; ``why`` names the cause (seed spread, resolution)."""
+        if not why:
+            raise ValueError("INCONCLUSIVE needs the reason the evidence cannot decide")
+        self._put("INCONCLUSIVE", key=key, evidence=evidence, setting=why)
 
     def fails(
         self,

@@ -3,7 +3,7 @@
 On a quadratic problem with a known spectrum (H = diag(lambda), T = 0 for every task) each of
 the advisor's measured predictions has a closed form in ``mamlconv.theory.thresholds``:
 the surrogate Hessian is H - alpha H^2 (paper Eq. 9), the exact meta-Hessian
-H (I - alpha H)^(2K) (MATH.md Sec. 4), so the advisor must reproduce them to Lanczos accuracy,
+H (I - alpha H)^(2K) (docs/MATH.md Sec. 4), so the advisor must reproduce them to Lanczos accuracy,
 and the recommended (alpha*, beta*) must train stably while 2 beta_c diverges.
 """
 
@@ -166,9 +166,10 @@ def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
 def test_as_dict_is_strict_json() -> None:
     problem, params, tasks = quadratic_point()
     adv = advise(problem, params, tasks, variant="exact", k=5, verify_iters=5)
-    text = json.dumps(adv.as_dict(), allow_nan=False)  # inf -> "inf", NaN -> null
+    text = json.dumps(adv.as_dict(), allow_nan=False)  # inf -> null + "_status", NaN -> null
     obj = json.loads(text)
-    assert obj["alpha_c"]["variant"] == "inf"  # exact MAML has no alpha_c (MATH.md Sec. 4)
+    # exact MAML has no alpha_c (docs/MATH.md Sec. 4)
+    assert obj["alpha_c"]["variant"] is None and obj["alpha_c"]["variant_status"] == "inf"
     assert obj["recommendation"]["beta_c_source"] == "meta"
     assert set(obj["candidates"][0]["beta_c"]) == {
         "formula",

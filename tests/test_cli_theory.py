@@ -28,11 +28,11 @@ def test_thresholds_json_agrees_with_library(capsys, model: str, steps: int, alp
     assert {"alpha_c", "beta_c", "binding_eigenvalue", "model", "steps", "alpha"} <= set(record)
     assert record["model"] == model and record["steps"] == steps and record["alpha"] == alpha
 
-    def value(x):
-        return math.inf if x == "inf" else x
+    def value(key):  # the package's JSON rule: inf is null with "<key>_status": "inf"
+        return math.inf if record.get(f"{key}_status") == "inf" else record[key]
 
-    assert value(record["alpha_c"]) == alpha_c(eigs, model=model, steps=steps)
-    assert value(record["beta_c"]) == float(beta_c(eigs, alpha, model=model, steps=steps))
+    assert value("alpha_c") == alpha_c(eigs, model=model, steps=steps)
+    assert value("beta_c") == float(beta_c(eigs, alpha, model=model, steps=steps))
     assert record["binding_eigenvalue"] == float(
         binding_eigenvalue(eigs, alpha, model=model, steps=steps)
     )
@@ -43,8 +43,9 @@ def test_thresholds_json_inf_and_null(capsys) -> None:
         main(["thresholds", "--eigs", "0,0", "--alpha", "0.1", "--model", "exact", "--json"]) == 0
     )
     record = json.loads(capsys.readouterr().out)
-    assert record["alpha_c"] == "inf" and record["beta_c"] == "inf"
-    assert record["binding_eigenvalue"] is None
+    assert record["alpha_c"] is None and record["alpha_c_status"] == "inf"
+    assert record["beta_c"] is None and record["beta_c_status"] == "inf"
+    assert record["binding_eigenvalue"] is None and "binding_eigenvalue_status" not in record
 
 
 def test_thresholds_text_output(capsys) -> None:

@@ -230,3 +230,200 @@ def test_boundary_summary_separates_learning_from_chance_level():
     learned = [row["beta_learned_max"] for row in summary["per_alpha"]]
     assert learned == [None, 0.1, None]
     assert summary["n_stable_at_chance"] == int(np.array(stable).sum()) - 1
+
+
+# ------------------------------------------------------------------------ Fig. 4, one style
+
+
+def _saved(tmp_path, case="holds"):
+    from mamlconv.experiments.results import save_result
+
+    stable, stable0, *_ = FIG4_CASES[case]
+    return save_result(_result(np.array(stable), np.array(stable0)), tmp_path / "r.npz")
+
+
+def _panel(result, **kwargs):
+    from mamlconv.experiments import fig4
+
+    plt = fig4.pyplot()
+    fig, ax = plt.subplots()
+    crit = fig4.get_criterion(result, None)
+    mesh = fig4.draw_panel(
+        ax, result, criterion=crit, norm=fig4.loss_norm((result, crit.stable)), **kwargs
+    )
+    return plt, fig, ax, mesh
+
+
+def test_fig4_orientation_blank_cells_and_alpha0_edge():
+    """alpha on x, beta on y, log-log; unstable cells masked; the dashed line on the cell
+    boundary between the alpha = 0 row's largest stable beta (0.1) and the next (1.0)."""
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    res = _result(np.array(stable), np.array(stable0))
+    plt, fig, ax, mesh = _panel(res)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    lo, hi = ax.get_xlim()
+    assert lo < 0.01 < 1.0 < hi and ax.get_ylim()[0] < 0.1 < 100.0 < ax.get_ylim()[1]
+    values = np.ma.getmaskarray(mesh.get_array()).reshape(4, 3)  # (beta, alpha) after .T
+    np.testing.assert_array_equal(values, ~np.array(stable).T)
+    (dashed,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    np.testing.assert_allclose(dashed.get_ydata(), [np.sqrt(0.1 * 1.0)] * 2)
+    assert "[0.1, 1]" in dashed.get_label()
+    plt.close(fig)
+
+
+def test_fig4_predictions_of_zero_are_a_symbol_not_a_value():
+    from mamlconv.experiments.fig4 import Prediction
+
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    res = _result(np.array(stable), np.array(stable0))
+    pred = Prediction("p", np.array([0.01, 0.1, 1.0]), np.array([0.5, 0.0, np.inf]), "init")
+    plt, fig, ax, _ = _panel(res, predictions=[pred])
+    curve = next(ln for ln in ax.get_lines() if ln.get_label() == "p")
+    ydata = np.asarray(curve.get_ydata(), dtype=float)
+    assert ydata[0] == 0.5 and np.isnan(ydata[1:]).all()  # no value drawn for 0 or inf
+    (zero,) = [ln for ln in ax.get_lines() if ln.get_marker() == "X"]
+    assert list(zero.get_xdata()) == [0.1] and "nothing converges" in zero.get_label()
+    assert zero.get_transform() != ax.transData  # placed on the axis, not at a beta value
+    (top,) = [ln for ln in ax.get_lines() if "every β" in ln.get_label()]
+    assert list(top.get_xdata()) == [1.0]
+    plt.close(fig)
+
+
+def test_fig4_writes_files_with_strict_json_and_the_learned_criterion(tmp_path):
+    from mamlconv.experiments import fig4
+    from mamlconv.experiments.results import save_result
+
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    res = _result(np.array(stable), np.array(stable0))
+    res.config = res.config.replace(problem_options={"ways": 5})
+    res.final_loss[2, 2] = 1.5  # stable but at chance level (0.9 ln 5 = 1.45)
+    path = save_result(res, tmp_path / "c.npz")
+    assert set(fig4.criteria(res)) == {"diverged", "learned"}
+    paths = fig4.fig4(path, tmp_path / "f", criterion="learned")
+    text = paths[2].read_text()
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert record["criterion"]["name"] == "learned"
+    assert [r["beta_stable_max"] for r in record["summary"]["per_alpha"]] == [0.1, 1.0, 1.0]
+    with pytest.raises(ValueError, match="choose one of"):
+        fig4.get_criterion(res, "nope")
+
+
+def test_compare_figure_titles_say_what_is_drawn():
+    from mamlconv.experiments.compare import comparison_figure
+    from mamlconv.experiments.fig4 import Prediction
+
+    stable, stable0, *_ = FIG4_CASES["holds"]
+    res = _result(np.array(stable), np.array(stable0))
+    alphas = np.array(res.alphas)
+    plt = figures.pyplot()
+    fig = comparison_figure([], res)
+    texts = [fig._suptitle.get_text()] + [ax.get_title() for ax in fig.axes]
+    assert not any("clipped" in t or "predictions" in t for t in texts), texts
+    plt.close(fig)
+    curves = [
+        Prediction(f"{n} ({p})", alphas, np.array([0.1, 1.0, 0.0]), p, n)
+        for p in ("init", "trained")
+        for n in ("formula", "surrogate", "meta")
+    ]
+    fig = comparison_figure(curves, res)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2  # one panel per point: at most 3 predictions on each
+    for ax in panels:
+        labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+        assert sum(lab.endswith(("(init)", "(trained)")) for lab in labels) == 3
+    plt.close(fig)
+
+
+def test_fig5_legend_shows_lines_not_error_bar_glyphs():
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.lines import Line2D
+
+    records = [
+        {
+            "frobenius": {
+                op: {"estimate": v, "stderr": 0.01 * v} for op, v in (("tg", 1.0), ("h2", 50.0))
+            }
+        }
+        for _ in range(3)
+    ]
+    plt = figures.pyplot()
+    fig, ax = plt.subplots()
+    names = {"tg": "Tg", "h2": "H²"}
+    figures.frobenius_panel(
+        ax,
+        np.array([1, 10, 100]),
+        records,
+        n_probes=7,
+        styles={"tg": "-o", "h2": "-s"},
+        names=names,
+    )
+    handles, labels = ax.get_legend_handles_labels()
+    assert labels == ["Tg", "H²"]
+    assert all(isinstance(h, Line2D) for h in handles)
+    assert not any(isinstance(h, ErrorbarContainer) for h in handles)
+    assert "1%" in ax.get_title() and "7 probes" in ax.get_title()
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------- mamlconv figure (CLI)
+
+
+@pytest.mark.parametrize("name", ["4", "fig4", "Fig. 4", "FIG4", "fig.4", "figure 4"])
+def test_cli_figure_names_and_fig4(tmp_path, capsys, name):
+    from mamlconv.cli import main
+
+    path = _saved(tmp_path)
+    assert main(["figure", name, str(path), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "o" / f"r_fig4.{ext}") for ext in ("png", "pdf", "json")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["figure", "6"], "'6'"),
+        (["figure", "fig"], "'fig'"),
+        (["figure", "fig4"], "needs a sweep result"),
+        (["figure", "fig4", "missing.npz"], "missing.npz"),
+        (["figure", "fig2", "RESULT.npz"], "only for fig4"),
+        (["figure", "fig4", "{r}", "--criterion", "learned"], "choose one of ['diverged']"),
+        (["figure", "fig4", "{r}", "--overlay", "{r}"], "not a prediction file"),
+        (["figure", "fig1", "--device", "cuda:7"], "cuda:7"),
+    ],
+)
+def test_cli_figure_bad_input_is_one_line(tmp_path, capsys, argv, needle):
+    from mamlconv.cli import main
+
+    path = _saved(tmp_path)
+    json_path = tmp_path / "r.json"  # the sweep's sidecar: valid JSON, no predictions
+    argv = [a.format(r=path) for a in argv]
+    if "--overlay" in argv:
+        argv[-1] = str(json_path)
+    try:
+        code = main([*argv, "--out", str(tmp_path / "o")])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_fig5_redraws_from_its_record_without_training(tmp_path):
+    from mamlconv.files import dumps
+
+    def checkpoint(t: int) -> dict:
+        ops = {op: {"eigenvalues": [10.0 * (t + 1), 5.0]} for op in ("tg", "h2", "tg_plus_h2")}
+        frob = {
+            op: {"estimate": 3.0 * (t + 1), "stderr": 0.1, "method": "hutchinson", "n_probes": 9}
+            for op in ("tg", "h2")
+        }
+        return {"iteration": t, "maml_loss": 1.0, **ops, "frobenius": frob}
+
+    record = {"iters": 4, "config": {"seed": 2}, "checkpoints": [checkpoint(t) for t in (0, 2, 4)]}
+    path = tmp_path / "fig5.json"
+    path.write_text(dumps(record))
+    before = path.read_text()
+    pngs = figures.redraw_fig5(path)
+    assert [p.name for p in pngs] == ["fig5.png", "fig5.pdf"]
+    with Image.open(pngs[0]) as img:
+        assert img.size[0] > 800
+    assert path.read_text() == before

@@ -52,7 +52,7 @@ def test_linreg_json_keys_shapes_and_theory(capsys: pytest.CaptureFixture[str]) 
             if np.isfinite(bc):
                 assert row["beta_c_theory"] == pytest.approx(bc, rel=1e-12)
         if name == "exact":
-            assert m["alpha_c"] is None  # no alpha_c for exact MAML (MATH.md 4)
+            assert m["alpha_c"] is None  # no alpha_c for exact MAML (docs/MATH.md 4)
         else:
             assert m["alpha_c"] == pytest.approx(alpha_c(eigs, model=name))
     assert obj["config"]["iters"] == 80 and obj["config"]["seed"] == 0

@@ -1,6 +1,6 @@
 """numerics on a CUDA device (opt in with ``--gpu``): the computation follows the params' device
 and dtype. float32 on the GPU is compared with float64 on the CPU, with tolerances for float32
-(ENGINE-NOTES: a float32 edge is fuzzy by about one grid cell)."""
+(docs/engine.md: a float32 edge is fuzzy by about one grid cell)."""
 
 from __future__ import annotations
 

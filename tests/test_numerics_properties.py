@@ -3,7 +3,7 @@
 1. One quadratic task, random spectrum (1-6 eigenvalues in [1e-2, 1e2]) and alpha: the
    empirical edge of outer gradient descent brackets theory's beta_c for each model
    (surrogate and first-order: paper Eq. 15, curvature lambda(1 - alpha lambda); exact MAML:
-   lambda(1 - alpha lambda)^2; MATH.md section 4).
+   lambda(1 - alpha lambda)^2; docs/MATH.md section 4).
 2. Several tasks: runs that satisfy the extended version's "every eigenvalue of every task"
    condition never diverge, and the true edge is never below it (how far above is measured in
    ``numerics.multitask`` and reported by the closing note of issue 3).

@@ -1,4 +1,4 @@
-"""Closed-form MAML on quadratics (MATH.md section 4) against autodiff through
+"""Closed-form MAML on quadratics (docs/MATH.md section 4) against autodiff through
 ``numerics.maml.task_meta_gradient`` and against central finite differences, float64."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_exact_direction_matches_finite_differences(steps: int) -> None:
 
 @pytest.mark.parametrize("alpha", [0.0, 0.03, 0.2, 1.5])
 def test_first_order_equals_surrogate_on_one_quadratic(alpha: float) -> None:
-    """MATH.md 4: same data, one step: A (I - alpha A) v = (I - alpha A) A v."""
+    """docs/MATH.md 4: same data, one step: A (I - alpha A) v = (I - alpha A) A v."""
     q = losses.make_quadratic([0.3, 2.0, 9.0], seed=4, center=torch.ones(3, dtype=F64))
     theta = torch.tensor([0.5, -2.0, 3.0], dtype=F64)
     task = TaskBatch(q.x, q.y, q.x, q.y)

@@ -82,7 +82,9 @@ def test_regular_install_from_a_wheel(tmp_path: Path) -> None:
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("mamlconv-*.whl")
-    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert "mamlconv/py.typed" in names, "py.typed (PEP 561) missing from the wheel"
     assert not tops & set(GENERIC_NAMES), f"wheel claims generic names: {tops}"
     assert "mamlconv" in tops
 
@@ -100,3 +102,9 @@ def test_regular_install_from_a_wheel(tmp_path: Path) -> None:
     # the venv's own copy comes first on sys.path, which the printed path proves.
     theory_file = _run_import_check(python, tmp_path)
     assert str(env_dir) in theory_file, theory_file
+
+
+def test_the_package_is_marked_typed() -> None:
+    """PEP 561: ``py.typed`` beside the package's ``__init__`` and listed as package data."""
+    assert (REPO / "src" / "mamlconv" / "py.typed").is_file()
+    assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["mamlconv"]

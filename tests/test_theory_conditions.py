@@ -74,7 +74,7 @@ def test_eq15_combined_condition() -> None:
 
 @pytest.mark.parametrize("model", ["surrogate", "first_order", "exact"])
 def test_mode_is_flat_at_alpha_one_over_lambda(model: str) -> None:
-    # MATH.md fact 6: at alpha = 1/lambda the factor 1 - beta lambda~ is 1 for every beta
+    # docs/MATH.md fact 6: at alpha = 1/lambda the factor 1 - beta lambda~ is 1 for every beta
     assert cd.flat_mode_factor(model) == 1
 
 

@@ -52,7 +52,7 @@ def test_eq6_7_taylor_has_full_alpha(n: int) -> None:
 
 @pytest.mark.parametrize("n", N, ids=lambda n: f"n{n}")
 def test_exact_gradient_to_first_order_is_g_minus_2alpha_Hg(n: int) -> None:
-    # Eq. (3) expanded in alpha: g - 2 alpha H g (MATH.md fact 2)
+    # Eq. (3) expanded in alpha: g - 2 alpha H g (docs/MATH.md fact 2)
     assert gp.exact_gradient_expansion(n).holds()
     g, H = gradient_symbols(n), hessian_symbols(n)
     assert not is_zero(gp.exact_gradient_first_order(n) - (g - alpha * H * g))

@@ -25,7 +25,7 @@ def test_appendix_a_surrogate_hessian(n: int) -> None:
 
 @pytest.mark.parametrize("n", N, ids=lambda n: f"n{n}")
 def test_tg_vanishes_where_g_vanishes(n: int) -> None:
-    # App. A / MATH.md fact 3: Tg = 0 at g = 0 (Tg is linear in g)
+    # App. A / docs/MATH.md fact 3: Tg = 0 at g = 0 (Tg is linear in g)
     assert hs.tg_at_stationary_point(n).holds()
     assert hs.tg_is_linear_in_g(n)
 
@@ -38,7 +38,7 @@ def test_stationary_surrogate_hessian_is_H_minus_alpha_H2(n: int) -> None:
 
 @pytest.mark.parametrize("n", N, ids=lambda n: f"n{n}")
 def test_exact_meta_hessian_at_stationary_point(n: int) -> None:
-    # MATH.md Sec. 4: (I - alpha H) H (I - alpha H) at g = 0, for a generic L
+    # docs/MATH.md Sec. 4: (I - alpha H) H (I - alpha H) at g = 0, for a generic L
     identity = hs.exact_stationary_meta_hessian(n)
     assert identity.holds()
     # not the surrogate's H - alpha H^2

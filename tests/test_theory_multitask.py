@@ -1,4 +1,4 @@
-"""Several tasks (extended version; MATH.md fact 7; CLAIMS X-3)."""
+"""Several tasks (extended version; docs/MATH.md fact 7; docs/CLAIMS.md X-3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""MAML on quadratics (MATH.md Sec. 4; CLAIMS X-1, X-2): derived curvatures and meta-Jacobians."""
+"""MAML on quadratics (docs/MATH.md Sec. 4; docs/CLAIMS.md X-1, X-2): derived curvatures and
+meta-Jacobians."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sympy as sp
 from mamlconv.theory import quadratic as q
 from mamlconv.theory.symbols import alpha, lam
 
-# (model, steps, MATH.md closed form of the effective curvature)
+# (model, steps, docs/MATH.md closed form of the effective curvature)
 CURVATURES = [
     ("surrogate", 1, lam * (1 - alpha * lam)),  # paper Eq. 9
     ("first_order", 1, lam * (1 - alpha * lam)),
@@ -27,7 +28,7 @@ def test_mode_curvature_matches_math_md(model: str, steps: int, desired: sp.Expr
 
 
 def test_surrogate_and_first_order_coincide_but_exact_differs() -> None:
-    # MATH.md fact 4: one task, no resampling, one step
+    # docs/MATH.md fact 4: one task, no resampling, one step
     assert sp.simplify(q.mode_curvature("surrogate") - q.mode_curvature("first_order")) == 0
     assert sp.simplify(q.mode_curvature("surrogate") - q.mode_curvature("exact")) != 0
 

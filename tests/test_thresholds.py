@@ -1,6 +1,6 @@
 """Numeric thresholds alpha_c / beta_c (theory/thresholds.py) against independent computations.
 
-Independent twins: the closed forms of MATH.md Sec. 4-5 written out in NumPy; the symbolic
+Independent twins: the closed forms of docs/MATH.md Sec. 4-5 written out in NumPy; the symbolic
 conditions of theory/conditions.py (Eq. 15 per mode); and gradient descent simulated in float64 on
 a quadratic whose meta-direction is computed by running each MAML algorithm numerically.
 """
@@ -39,7 +39,7 @@ IDS = [f"{m}-k{k}" for m, k in MODEL_STEPS]
 
 
 def closed_form_curvature(model: str, steps: int, lam: np.ndarray, a: float) -> np.ndarray:
-    """MATH.md Sec. 4, typed in: the 'desired' side."""
+    """docs/MATH.md Sec. 4, typed in: the 'desired' side."""
     if model == "exact":
         return lam * (1 - a * lam) ** (2 * steps)
     return lam * (1 - a * lam) ** steps
@@ -66,7 +66,7 @@ CASES = [
     ("exact", 1, 0.0, math.inf, 2 / 4.0, 4.0),
     # alpha <= 1/(2 lambda_max): lambda_max still binds
     ("surrogate", 1, 0.1, 0.25, 2 / (4 - 0.1 * 16), 4.0),
-    # alpha = 0.2 > 1/(2 lambda_max): the middle eigenvalue 2 binds (MATH.md fact 5)
+    # alpha = 0.2 > 1/(2 lambda_max): the middle eigenvalue 2 binds (docs/MATH.md fact 5)
     ("surrogate", 1, 0.2, 0.25, 2 / (2 - 0.2 * 4), 2.0),
     ("first_order", 1, 0.2, 0.25, 2 / (2 - 0.2 * 4), 2.0),
     ("exact", 1, 0.2, math.inf, 2 / max(x * (1 - 0.2 * x) ** 2 for x in SPECTRUM), 2.0),

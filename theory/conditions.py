@@ -209,7 +209,7 @@ class FlatPointBound(NamedTuple):
 def bound_at_alpha_c(model: str = "surrogate", *, steps: int = 1) -> FlatPointBound:
     """Lower bound of beta_c at alpha = alpha_c = 1/lambda_max over all spectra in (0, lambda_max].
 
-    Surrogate (paper Sec. 3.2, Fig. 2, MATH.md fact 5): beta_c >= 8/lambda_max, four times GD's
+    Surrogate (paper Sec. 3.2, Fig. 2, docs/MATH.md fact 5): beta_c >= 8/lambda_max, four times GD's
     2/lambda_max, attained when an eigenvalue sits at lambda_max/2. The top mode is flat there
     (it neither converges nor diverges), so the other modes set beta_c; as alpha -> alpha_c from
     below the top mode's 2/lambda~ -> oo and beta_c tends to the same value (see

@@ -188,8 +188,9 @@ def display(expr: sp.Basic, n: int, name: str = "L") -> sp.Basic:
 class Identity(NamedTuple):
     """A derived identity ``derived == stated`` tied to its place in the paper.
 
-    ``derived`` comes out of a SymPy computation; ``stated`` is the paper's (or MATH.md's) form,
-    built from g, H, T. ``residual()`` simplifies the difference; it is 0 when the paper is right.
+    ``derived`` comes out of a SymPy computation; ``stated`` is the paper's (or docs/MATH.md's)
+    form, built from g, H, T. ``residual()`` simplifies the difference; it is 0 when the paper is
+    right.
     """
 
     label: str  # e.g. "Eq. 5"

@@ -3,9 +3,9 @@
 - App. A, Eq. 16-20: grad^2 [L - (alpha/2) g^T g] = H - alpha (Tg + H^2), derived by SymPy from a
   generic L (not typed in), with (Tg)_ij = sum_k T_ijk g_k and T the third-derivative tensor.
 - Tg = 0 wherever g = 0, so at a stationary point the surrogate Hessian is exactly H - alpha H^2
-  (the matrix whose eigenvalues Eq. 9 uses; MATH.md fact 3).
+  (the matrix whose eigenvalues Eq. 9 uses; docs/MATH.md fact 3).
 - Exact one-step MAML at a stationary point: grad^2 L(theta - alpha g) =
-  (I - alpha H) H (I - alpha H) for a generic L (MATH.md Sec. 4; the terms with T and the
+  (I - alpha H) H (I - alpha H) for a generic L (docs/MATH.md Sec. 4; the terms with T and the
   fourth derivative multiply g = 0).
 """
 
@@ -49,7 +49,8 @@ def appendix_a(n: int) -> Identity:
 
 
 def tg_at_stationary_point(n: int) -> Identity:
-    """Tg = 0 where g = 0: every entry of Tg is linear in g (MATH.md fact 3, CLAIMS X-4)."""
+    """Tg = 0 where g = 0: every entry of Tg is linear in g (docs/MATH.md fact 3,
+    docs/CLAIMS.md X-4)."""
     return Identity(
         "App. A, g = 0",
         "the contraction Tg vanishes at a stationary point",
@@ -86,7 +87,7 @@ def exact_meta_hessian(n: int) -> sp.Matrix:
 
 
 def exact_stationary_meta_hessian(n: int) -> Identity:
-    """At g = 0: grad^2 L(theta - alpha g) = (I - alpha H) H (I - alpha H) (MATH.md Sec. 4)."""
+    """At g = 0: grad^2 L(theta - alpha g) = (I - alpha H) H (I - alpha H) (docs/MATH.md Sec. 4)."""
     H = hessian_symbols(n)
     step = sp.eye(n) - alpha * H
     return Identity(

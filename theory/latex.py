@@ -338,7 +338,7 @@ def _section_exact() -> str:
         f"\\texttt{{{m.replace('_', '-')}}}: {'0' if z else 'NONZERO'}" for m, _, z in rows
     )
     out.append(
-        "\\step{MATH.md~\\S4}{Meta-Jacobians on a quadratic.}\n"
+        "\\step{docs/MATH.md~\\S4}{Meta-Jacobians on a quadratic.}\n"
         "Derived $J$ minus $A(I-\\alpha A)$ (surrogate, first-order) and minus "
         "$(I-\\alpha A)A(I-\\alpha A)$ (exact), simplified: "
         + checks

@@ -4,7 +4,7 @@ With tasks tau = 1..m (same data inner and outer, one step), the surrogate objec
 mean of L_tau - (alpha/2) g_tau^T g_tau, so its Hessian is the task mean of
 H_tau - alpha (T_tau g_tau + H_tau^2) (App. A per task; derived here for generic L_tau). The H_tau
 need not commute, so the spectrum of the mean is not a function of the tasks' spectra: beta_c
-must come from the spectrum of the mean (MATH.md fact 7).
+must come from the spectrum of the mean (docs/MATH.md fact 7).
 
 The extended version (OpenReview r1e8qpVKPS) states Eq. 15 for "every eigenvalue of every task".
 What it guarantees, for quadratic tasks (T_tau = 0, so the mean surrogate Hessian is

@@ -1,4 +1,4 @@
-"""MAML on a quadratic loss: the meta-Jacobians of the three MAML objects (MATH.md Sec. 4).
+"""MAML on a quadratic loss: the meta-Jacobians of the three MAML objects (docs/MATH.md Sec. 4).
 
 On L(v) = 1/2 v^T A v (linear regression with MSE is one, paper App. C), with one task and the same
 data inner and outer, every MAML update is linear in v, v <- v - beta * J v, so local convergence
@@ -93,7 +93,7 @@ def symmetric_matrix(n: int, name: str = "a") -> sp.Matrix:
 def meta_jacobian(model: str, A: sp.Matrix, *, steps: int = 1) -> sp.Matrix:
     """The Jacobian J = d(direction)/dv of ``model`` on L(v) = 1/2 v^T A v, derived by SymPy.
 
-    v <- v - beta J v is the model's MAML update (MATH.md Sec. 4); entries are expanded.
+    v <- v - beta J v is the model's MAML update (docs/MATH.md Sec. 4); entries are expanded.
     """
     check_model(model, steps)
     n = A.shape[0]
@@ -105,7 +105,8 @@ def meta_jacobian(model: str, A: sp.Matrix, *, steps: int = 1) -> sp.Matrix:
 
 
 def meta_jacobian_closed_form(model: str, A: sp.Matrix, *, steps: int = 1) -> sp.Matrix:
-    """MATH.md Sec. 4's closed forms: exact (I-aA)^k A (I-aA)^k, first-order/surrogate A(I-aA)^k."""
+    """docs/MATH.md Sec. 4's closed forms: exact (I-aA)^k A (I-aA)^k, first-order/surrogate
+    A(I-aA)^k."""
     check_model(model, steps)
     step = sp.eye(A.shape[0]) - alpha * A
     if model == "exact":

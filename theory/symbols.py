@@ -1,6 +1,6 @@
 """Symbols shared by every derivation, declared once with their assumptions.
 
-Notation follows the paper (Takagi et al., 2019, Sec. 2-3) and ``MATH.md``: ``alpha`` the inner
+Notation follows the paper (Takagi et al., 2019, Sec. 2-3) and ``docs/MATH.md``: ``alpha`` the inner
 learning rate, ``beta`` the meta learning rate, ``lam`` an eigenvalue of the Hessian H of L.
 """
 

@@ -2,7 +2,7 @@
 
 This module is the only bridge from theory to numerics. The per-mode effective curvature
 lambda~(lambda, alpha) of each MAML object is the polynomial in alpha*lambda derived by
-``mamlconv.theory.quadratic.mode_curvature`` (MATH.md Sec. 4):
+``mamlconv.theory.quadratic.mode_curvature`` (docs/MATH.md Sec. 4):
 
     surrogate    lambda (1 - alpha lambda)          (paper Eq. 9, one step only)
     first_order  lambda (1 - alpha lambda)^K
@@ -91,7 +91,7 @@ def _shaped(arr: NDArray[np.float64]) -> Float:
 
 
 def curvature_power(model: str, steps: int) -> int:
-    """The exponent m in lambda~ = lambda (1 - alpha lambda)^m: 1, K or 2K (MATH.md Sec. 4)."""
+    """The exponent m in lambda~ = lambda (1 - alpha lambda)^m: 1, K or 2K (docs/MATH.md Sec. 4)."""
     _check_model(model, steps)
     return {"surrogate": 1, "first_order": int(steps), "exact": 2 * int(steps)}[model]
 
@@ -148,9 +148,9 @@ def effective_curvatures(
     """lambda~_i(alpha) for every eigenvalue: shape alpha.shape + (n,), float64.
 
     surrogate lambda(1 - alpha lambda) (paper Eq. 9, one step only); first_order
-    lambda(1 - alpha lambda)^k; exact lambda(1 - alpha lambda)^(2k) (MATH.md Sec. 4), evaluated
-    in product form (never expanded). A mode with alpha lambda within 8 eps of 1 is flat (0);
-    for large k a value may round to 0 or +-inf (``beta_c`` and ``binding_eigenvalue`` still
+    lambda(1 - alpha lambda)^k; exact lambda(1 - alpha lambda)^(2k) (docs/MATH.md Sec. 4),
+    evaluated in product form (never expanded). A mode with alpha lambda within 8 eps of 1 is flat
+    (0); for large k a value may round to 0 or +-inf (``beta_c`` and ``binding_eigenvalue`` still
     rank and sign such modes correctly).
     """
     _, value, _, _ = _curvature_parts(eigs, alpha, model=model, steps=steps)
@@ -212,7 +212,8 @@ def binding_eigenvalue(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: 
 
     Where beta_c is finite and positive: the lambda_i of largest lambda~_i (the first of equal
     ones); where beta_c = 0: the lambda_i of most negative lambda~_i; where beta_c = inf: NaN.
-    For the surrogate this is lambda_max only while alpha <= 1/(2 lambda_max) (MATH.md Sec. 4.5).
+    For the surrogate this is lambda_max only while alpha <= 1/(2 lambda_max) (docs/MATH.md
+    Sec. 5).
     """
     lam, _, sign, key = _curvature_parts(eigs, alpha, model=model, steps=steps)
     negative, positive, index = _binding_index(sign, key)

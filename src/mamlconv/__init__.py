@@ -11,7 +11,12 @@ Layers (each importable on its own; heavy imports stay inside them):
 - ``mamlconv.api``          the small Python API, also reachable as ``mamlconv.sweep`` etc.
 """
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
+
+# Library code reports progress and diagnostics through ``logging`` (one logger per module, all
+# under "mamlconv"): quiet unless the application configures a handler, as the CLI does.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 try:
     __version__ = version("mamlconv")
@@ -19,7 +24,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 MODELS = ("surrogate", "first_order", "exact")
-"""The three MAML objects of MATH.md, by the names used everywhere in the package."""
+"""The three MAML objects of ``docs/MATH.md``, by the names used everywhere in the package."""
 
 # The Python API (docs/api.md), resolved on first use so that `import mamlconv` imports
 # neither torch nor SymPy.

@@ -3,27 +3,44 @@ atomic writes (a reader never sees a half-written file; an interrupted run keeps
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-NonFinite = Literal["null", "string", "keep_inf"]
+STATUS_SUFFIX = "_status"
+"""A key ``K`` whose value is an infinite float is written as ``K: null`` beside
+``K_status: "inf"`` (or ``"-inf"``): see :func:`jsonable`."""
 
 
-def jsonable(value: Any, *, nonfinite: NonFinite = "null") -> Any:
-    """``value`` with NumPy/torch scalars and arrays turned into Python numbers and lists.
+def jsonable(value: Any) -> Any:
+    """``value`` as strict JSON data: the one rule for every JSON file the package writes.
 
-    Non-finite floats: ``"null"`` writes None (strict JSON), ``"string"`` writes "inf", "-inf",
-    "nan" (strict JSON that keeps the value), ``"keep_inf"`` keeps +-inf as floats (Python's
-    json writes Infinity) and writes NaN as None.
+    NumPy/torch scalars and arrays become Python numbers and lists; paths become strings.
+    Numbers stay numbers; a value that is not a finite number is ``null`` (JSON has no
+    infinity or NaN). What a ``null`` means:
+
+    - under a key ``K`` of an object, +-inf is written ``K: null`` together with a status
+      field ``K_status: "inf"`` (or ``"-inf"``), e.g. ``"beta_c": null, "beta_c_status":
+      "inf"`` for "every beta converges"; :func:`restore_nonfinite` turns it back into inf;
+    - a ``null`` without a status field (and every ``null`` inside a list) means no finite
+      value: missing, undefined, or a diverged run's NaN; the producer's docstring says which.
+
+    The rule is documented for users in ``docs/engine.md`` ("JSON files").
     """
 
     def conv(v: Any) -> Any:
         if isinstance(v, dict):
-            return {str(k): conv(x) for k, x in v.items()}
+            out: dict[str, Any] = {}
+            for k, x in v.items():
+                out[str(k)] = conv(x)
+                status = _inf_status(x)
+                if status is not None:
+                    out[f"{k}{STATUS_SUFFIX}"] = status
+            return out
         if isinstance(v, list | tuple):
             return [conv(x) for x in v]
         if isinstance(v, Path):
@@ -35,16 +52,56 @@ def jsonable(value: Any, *, nonfinite: NonFinite = "null") -> Any:
         if isinstance(v, int):
             return v
         if isinstance(v, float):
-            if math.isfinite(v):
-                return v
-            if nonfinite == "string":
-                return str(v)
-            if nonfinite == "keep_inf" and not math.isnan(v):
-                return v
-            return None
+            return v if math.isfinite(v) else None
         return str(v)
 
     return conv(value)
+
+
+def _inf_status(v: Any) -> str | None:
+    """ "inf" / "-inf" for an infinite scalar (Python, NumPy or 0-d torch), else None."""
+    if isinstance(v, bool | str) or v is None:
+        return None
+    if hasattr(v, "tolist"):
+        if getattr(v, "ndim", 1) != 0:
+            return None
+        v = v.tolist()
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return None
+
+
+def restore_nonfinite(value: Any) -> Any:
+    """The inverse of :func:`jsonable`'s status fields: ``K: null`` with ``K_status: "inf"``
+    becomes ``K: inf`` (the status field is dropped); everything else is returned unchanged."""
+    if isinstance(value, dict):
+        out = {}
+        for k, x in value.items():
+            if k.endswith(STATUS_SUFFIX) and value.get(k[: -len(STATUS_SUFFIX)], 0) is None:
+                if x in ("inf", "-inf"):
+                    continue
+            status = value.get(f"{k}{STATUS_SUFFIX}")
+            if x is None and status in ("inf", "-inf"):
+                out[k] = float(status)
+            else:
+                out[k] = restore_nonfinite(x)
+        return out
+    if isinstance(value, list):
+        return [restore_nonfinite(x) for x in value]
+    return value
+
+
+def dumps(value: Any, *, indent: int | None = 1) -> str:
+    """``value`` as strict JSON text under the package's rule (:func:`jsonable`), newline-ended."""
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False) + "\n"
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file written by the package, infinities restored (:func:`restore_nonfinite`).
+
+    Files written before the rule (bare ``Infinity`` / ``NaN`` tokens) are still read."""
+    text = Path(path).read_text()
+    return restore_nonfinite(json.loads(text, parse_constant=float))
 
 
 def atomic_write(

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from mamlconv import __version__
-from mamlconv.cli._args import Parser, UsageError
+from mamlconv.cli._args import Parser, UsageError, cli_logging
 
 # Order is the order in `mamlconv --help`.
 SUBCOMMAND_MODULES = (
@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "compare",
     "advise",
     "data",
+    "readings",
 )
 
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with cli_logging(args.command):
+            return int(args.func(args) or 0)
     except UsageError as exc:
         sys.stderr.write(f"mamlconv {args.command}: error: {exc}\n")
         return 2

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
+import re
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +48,16 @@ def resolve_problem(name: str, options: dict | None = None):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line naming the bad value, exit code 2."""
+    """An ArgumentParser whose errors are one line naming the bad value, exit code 2, and
+    that reads a negative number as a value wherever one can stand: ``--eigs -1,0.5`` works
+    as ``--eigs=-1,0.5`` does (argparse alone takes ``-1,0.5`` for an unknown option, since
+    only plain numbers such as ``-1`` or ``-0.5`` pass its negative-number test)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Anything that starts like a number ("-1,0.5", "-1e-3", "-.5:2:3") is a value. No
+        # option of this package's commands starts with a digit, so nothing is shadowed.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -99,11 +113,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+DEVICE_HELP = "auto (the default: CUDA when present, else the CPU), cpu, cuda or cuda:N"
+"""The one device rule of every command (``docs/engine.md``, "Devices")."""
+
+
 def device_spec(text: str) -> str:
     """auto | cpu | cuda | cuda:N (availability is checked where the device is used)."""
     if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def add_device_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--device`` with the one rule: ``auto`` by default, any ``cuda:N`` accepted.
+
+    ``what`` finishes the help text: what runs on the device."""
+    parser.add_argument("--device", type=device_spec, default="auto", help=f"{what}: {DEVICE_HELP}")
+
+
+def resolve_device(spec: str) -> str:
+    """The torch device a ``--device`` value means here, e.g. ``auto`` -> ``cuda`` or ``cpu``;
+    UsageError (one line, exit 2) when CUDA or the numbered device is not present."""
+    import torch
+
+    spec = device_spec(spec)
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return spec
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: no CUDA device is available (use auto or cpu)")
+    index = int(spec[5:]) if ":" in spec else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(
+            f"--device {spec}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    return spec
 
 
 def float_list(text: str) -> list[float]:
@@ -124,3 +170,21 @@ def log_grid(text: str) -> np.ndarray:
     if not (0 < lo <= hi):
         raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
     return np.geomspace(lo, hi, n)
+
+
+@contextlib.contextmanager
+def cli_logging(command: str, *, level: int = logging.INFO) -> Iterator[None]:
+    """While a command runs, show the library's progress and diagnostics (``logging``, one
+    logger per module under ``mamlconv``) on stderr as ``mamlconv COMMAND: message``; afterwards
+    the library is quiet again (``mamlconv`` itself installs only a NullHandler)."""
+    root = logging.getLogger("mamlconv")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"mamlconv {command}: %(message)s"))
+    saved = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)

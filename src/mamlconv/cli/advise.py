@@ -17,7 +17,7 @@ from mamlconv.cli._args import (
     PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
-    device_spec,
+    add_device_argument,
     float_list,
     integer,
     nonnegative_int,
@@ -105,9 +105,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="check the advice by N training iterations (default 0: no check)",
     )
-    p.add_argument(
-        "--device", type=device_spec, default="cpu", help="auto, cpu (default), cuda, cuda:N"
-    )
+    add_device_argument(p, what="where to measure and train")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines (with an ETA) on stderr")
     p.set_defaults(func=run)

@@ -13,8 +13,10 @@ from typing import Any
 from mamlconv.cli._args import (
     PROBLEM_SPEC_HELP,
     UsageError,
+    add_device_argument,
     positive_int,
     problem_spec,
+    resolve_device,
     resolve_problem,
 )
 
@@ -79,17 +81,13 @@ def add_parser(subparsers: Any) -> None:
         help="torch threads (default 1: the products act on many tiny per-task tensors, where "
         "threads gain little and, on a busy machine, cost up to 30x in contention)",
     )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="where to compute the spectra (cpu, cuda, cuda:N; default cpu)",
-    )
+    add_device_argument(p, what="where to compute the spectra")
     p.add_argument(
         "--recheck",
         choices=("float64", "float32"),
         default=None,
         help="also re-run the cells around each alpha's edge in this precision "
-        "(float32 edges are chaotic, ENGINE-NOTES.md) and show the re-checked edge",
+        "(float32 edges are chaotic, docs/engine.md) and show the re-checked edge",
     )
     p.add_argument(
         "--recheck-seed", type=int, default=None, help="seed of the re-check (default: the sweep's)"
@@ -132,13 +130,8 @@ def run(args: argparse.Namespace) -> int:
         )
     import torch
 
-    from mamlconv.experiments.engine import resolve_device
-
     torch.set_num_threads(args.threads)
-    try:
-        device = str(resolve_device(args.device))
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"bad --device {args.device!r}: {exc}") from None
+    device = resolve_device(args.device)
     if not args.quiet:
         from mamlconv.progress import show_on_stderr
 

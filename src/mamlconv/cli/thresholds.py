@@ -7,6 +7,7 @@ import json
 import math
 
 from mamlconv.cli._args import UsageError, float_list, nonnegative_float, positive_int
+from mamlconv.files import jsonable
 
 MODELS = ("surrogate", "first_order", "exact")
 
@@ -56,15 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _jsonable(value: float) -> float | str | None:
-    """inf -> "inf" (the issue's convention), NaN (no binding eigenvalue) -> null."""
-    if math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
 def _fmt(value: float) -> str:
     if math.isnan(value):
         return "none (no mode of positive curvature)"
@@ -92,12 +84,13 @@ def run(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "alpha": args.alpha,
             "eigs": args.eigs,
-            "alpha_c": _jsonable(a_c),
-            "beta_c": _jsonable(b_c),
-            "binding_eigenvalue": _jsonable(bind),
-            "beta_c_gd": _jsonable(gd),
+            "alpha_c": a_c,
+            "beta_c": b_c,
+            "binding_eigenvalue": bind,  # NaN (no mode of positive curvature): null
+            "beta_c_gd": gd,
         }
-        print(json.dumps(record))
+        # The package's JSON rule: inf as null with "<key>_status": "inf" (docs/engine.md).
+        print(json.dumps(jsonable(record), allow_nan=False))
         return 0
     print(f"model               {args.model} ({args.steps} inner step{'s' * (args.steps > 1)})")
     print(f"eigenvalues         {', '.join(f'{e:g}' for e in args.eigs)}")

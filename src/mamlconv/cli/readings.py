@@ -1,0 +1,202 @@
+"""``mamlconv readings``: list, run (resumable) and judge the reading matrix of the claims."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mamlconv.cli._args import UsageError, device_spec
+
+DEFAULT_OUT = Path("experiments/results/readings")
+CLAIM_FAMILY = {"S4-1": "sinusoid", "S5-1": "sinusoid"}
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return values
+
+
+def _part(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    try:
+        kk, nn = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N like 1/2, got {text!r}") from None
+    if not (1 <= kk <= nn):
+        raise argparse.ArgumentTypeError(f"need 1 <= K <= N in K/N, got {text!r}")
+    return kk, nn
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "readings",
+        help="the reading matrix of the empirical claims: list, run, judge",
+        description=(
+            "Every empirical claim is checked under every reading of the settings the paper "
+            "leaves open (initialisation, task source, MAML variant, divergence criterion), "
+            "over seeds, with the beta edge bisected at the deciding alphas (docs/readings.md)."
+        ),
+        epilog=(
+            "examples: mamlconv readings list; mamlconv readings run S4-1 --seeds 0,1,2; "
+            "mamlconv readings judge --json"
+        ),
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    p_list = sub.add_parser("list", help="axes, values and their sources; which runs exist")
+    p_list.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_list.add_argument("--json", action="store_true", help="print one JSON object")
+    p_list.set_defaults(func=run_list)
+
+    p_run = sub.add_parser("run", help="train the readings of a claim (skips finished runs)")
+    p_run.add_argument("claim", help=f"claim ID: {', '.join(CLAIM_FAMILY)}")
+    p_run.add_argument(
+        "--reading",
+        action="append",
+        default=None,
+        metavar="AXIS=V,...",
+        help="only this run reading (repeatable), e.g. init=finn,tasks=pool,variant=exact",
+    )
+    p_run.add_argument("--seeds", type=_int_list, default=None, help="seeds (default: 0,1,2)")
+    p_run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_run.add_argument("--device", type=device_spec, default="cpu", help="cpu (default) | cuda")
+    p_run.add_argument(
+        "--part", type=_part, default=(1, 1), metavar="K/N", help="run every N-th job from K"
+    )
+    p_run.add_argument(
+        "--dry-run", action="store_true", help="print the jobs and their status, train nothing"
+    )
+    p_run.set_defaults(func=run_run)
+
+    p_judge = sub.add_parser("judge", help="per-reading and per-claim verdicts from the results")
+    p_judge.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_judge.add_argument("--json", action="store_true", help="print one JSON object")
+    p_judge.set_defaults(func=run_judge)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _matrix(claim: str):
+    from mamlconv.experiments.readings import MATRICES
+
+    family = CLAIM_FAMILY.get(claim)
+    if family is None:
+        raise UsageError(
+            f"no reading matrix runs claim {claim!r}; choose one of {', '.join(CLAIM_FAMILY)} "
+            "(S2-7 runs as `mamlconv figure fig1 --seed S`; S4-2/S4-3 are judged on the "
+            "committed few-shot sweeps)"
+        )
+    return MATRICES[family]
+
+
+def _jobs(matrix, readings, seeds):
+    return [(r, s) for s in seeds for r in readings]  # seed-major: every reading gets seed 0 first
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.readings import MATRICES, is_done, reading_name, result_path
+
+    out = {}
+    for family, matrix in MATRICES.items():
+        desc = matrix.describe()
+        desc["runs"] = [
+            {
+                "reading": reading_name(r),
+                "seed": s,
+                "file": str(result_path(args.out, matrix, r, s)),
+                "done": is_done(result_path(args.out, matrix, r, s), matrix, r, s),
+            }
+            for r, s in _jobs(matrix, matrix.run_readings(), matrix.seeds)
+        ]
+        out[family] = desc
+    if args.json:
+        from mamlconv.files import jsonable
+
+        print(json.dumps(jsonable(out, nonfinite="string"), indent=1))
+        return 0
+    for family, desc in out.items():
+        print(f"{family}: claims {', '.join(desc['claims'])}")
+        for axis in desc["axes"]:
+            kind = " (applied after training)" if axis["post_hoc"] else ""
+            print(f"  {axis['name']}{kind}:")
+            for v in axis["values"]:
+                print(f"    {v['name']}: {v['source']}")
+        done = sum(r["done"] for r in desc["runs"])
+        print(f"  runs: {done} of {len(desc['runs'])} done in {args.out}")
+    return 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.readings import (
+        is_done,
+        parse_reading,
+        reading_name,
+        result_path,
+        run_reading,
+        save_run,
+    )
+
+    matrix = _matrix(args.claim)
+    try:
+        readings = (
+            [parse_reading(matrix, r) for r in args.reading]
+            if args.reading
+            else matrix.run_readings()
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    seeds = args.seeds if args.seeds is not None else list(matrix.seeds)
+    k, n = args.part
+    jobs = _jobs(matrix, readings, seeds)[k - 1 :: n]
+    for reading, seed in jobs:
+        path = result_path(args.out, matrix, reading, seed)
+        done = is_done(path, matrix, reading, seed)
+        if args.dry_run:
+            print(f"{'done' if done else 'todo'}  {reading_name(reading)} seed {seed}  {path}")
+            continue
+        if done:
+            print(f"skip {path} (done)", flush=True)
+            continue
+        lock = path.with_name(path.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # several `readings run` processes share the jobs: each claims one by a lock file
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            print(f"skip {path} (another process holds {lock.name}; delete it if none does)")
+            continue
+        try:
+            t0 = time.time()
+            record = run_reading(
+                matrix,
+                reading,
+                seed,
+                device=args.device,
+                log=lambda s: print(s, file=sys.stderr, flush=True),
+            )
+            save_run(record, path)
+            print(f"wrote {path} ({time.time() - t0:.0f}s)", flush=True)
+        finally:
+            lock.unlink(missing_ok=True)
+    return 0
+
+
+def run_judge(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.readings import SINUSOID, summarize
+
+    if not args.out.is_dir():
+        raise UsageError(f"no results folder {args.out}; run `mamlconv readings run S4-1` first")
+    summary = summarize(args.out, SINUSOID)
+    if args.json:
+        from mamlconv.files import jsonable
+
+        print(json.dumps(jsonable(summary, nonfinite="string"), indent=1))
+        return 0
+    print(summary["text"])
+    return 0
