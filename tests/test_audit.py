@@ -533,18 +533,17 @@ def _run_audit(results: Path, out: Path, select: str, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def damaged_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The committed results with three kinds of damage, audited once:
-    fig1.json no longer JSON (MANIFEST.json not updated: a sha256 mismatch), fig5.json no
-    longer JSON with a manifest that matches it, sinusoid_exact_paper.npz truncated with a
-    manifest that matches it."""
+    """The committed results with three kinds of damage, audited once: a Fig. 1 seed record no
+    longer JSON (MANIFEST.json not updated: a sha256 mismatch), fig5.json no longer JSON with a
+    manifest that matches it, the Omniglot sweep truncated with a manifest that matches it."""
     from mamlconv.paper_checks import manifest
 
     root = tmp_path_factory.mktemp("damaged")
     results = root / "results"
     shutil.copytree(RESULTS, results)
-    (results / "fig1.json").write_text('{"figure": "fig1", "grad_norm": [[1, 2')
+    (results / "readings" / "fig1_50000it_seed0.json").write_text('{"figure": "fig1", "grad')
     (results / "fig5.json").write_text("{not json")
-    npz = results / "sinusoid_exact_paper.npz"
+    npz = results / "omniglot_paper_7x7_h200.npz"
     npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
     data = json.loads((results / manifest.MANIFEST_NAME).read_text())
     for row in data["files"]:
@@ -556,18 +555,21 @@ def damaged_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         results,
         root / "out",
         "test_claim_S2_7_gradient_norm_grows or test_claim_S3_2_tg_negligible or "
-        "test_claim_S4_1_sinusoid",
+        "test_claim_S4_2_omniglot or test_claim_X_5_predictions_networks",
     )
 
 
 @pytest.mark.parametrize(
     ("name", "text"),
     [
-        ("test_claim_S2_7_gradient_norm_grows", "fig1.json changed since it was registered"),
+        (
+            "test_claim_S2_7_gradient_norm_grows",
+            "fig1_50000it_seed0.json changed since it was registered",
+        ),
         ("test_claim_S3_2_tg_negligible", "fig5.json is not valid JSON"),
-        ("test_claim_S4_1_sinusoid[exact]", "sinusoid_exact_paper.npz is not a readable sweep"),
+        ("test_claim_S4_2_omniglot[exact]", "omniglot_paper_7x7_h200.npz is not a readable sweep"),
     ],
-    ids=["changed-fig1", "corrupt-fig5", "truncated-npz"],
+    ids=["changed-fig1-record", "corrupt-fig5", "truncated-npz"],
 )
 def test_damaged_result_is_an_error_naming_the_file(
     damaged_results: dict, name: str, text: str
@@ -580,8 +582,8 @@ def test_damaged_result_is_an_error_naming_the_file(
 
 
 def test_undamaged_files_still_decide(damaged_results: dict) -> None:
-    test = damaged_results["tests"]["test_claim_S4_1_sinusoid[first_order]"]
-    assert test["verdict"] == "APPROXIMATE", test
+    test = damaged_results["tests"]["test_claim_X_5_predictions_networks"]
+    assert test["verdict"] == "HOLDS-FOR", test
 
 
 def test_manifest_errors_name_the_file(tmp_path: Path) -> None:
