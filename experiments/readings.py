@@ -585,7 +585,7 @@ def result_path(
 def save_run(record: dict[str, Any], path: Path) -> Path:
     from mamlconv.files import atomic_write_text, jsonable
 
-    return atomic_write_text(path, json.dumps(jsonable(record, nonfinite="string"), indent=1))
+    return atomic_write_text(path, json.dumps(jsonable(record), indent=1))
 
 
 def _num(v: Any) -> float:
@@ -596,7 +596,9 @@ def _num(v: Any) -> float:
 
 def load_run(path: Path) -> dict[str, Any]:
     """A result file of :func:`run_reading`, with the grid as float arrays."""
-    rec = json.loads(Path(path).read_text())
+    from mamlconv.files import read_json
+
+    rec = read_json(path)
     if rec.get("schema") != "mamlconv-reading-run/1":
         raise ValueError(f"{path}: not a reading run (schema {rec.get('schema')!r})")
     g = rec["grid"]
@@ -622,13 +624,13 @@ def is_done(path: Path, matrix: ReadingMatrix, reading: Mapping[str, str], seed:
     """True when ``path`` holds this reading and seed made with the same configuration."""
     if not path.is_file():
         return False
+    from mamlconv.files import jsonable, read_json, restore_nonfinite
+
     try:
-        rec = json.loads(path.read_text())
+        rec = read_json(path)
     except (OSError, ValueError):
         return False
-    from mamlconv.files import jsonable
-
-    want = jsonable(matrix.config(reading, seed).identity(), nonfinite="string")
+    want = restore_nonfinite(jsonable(matrix.config(reading, seed).identity()))
     got = dict(rec.get("config", {}))
     got.pop("device", None)
     got.pop("chunk_size", None)

@@ -119,7 +119,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         from mamlconv.files import jsonable
 
-        print(json.dumps(jsonable(out, nonfinite="string"), indent=1))
+        print(json.dumps(jsonable(out), indent=1))
         return 0
     for family, desc in out.items():
         print(f"{family}: claims {', '.join(desc['claims'])}")
@@ -196,7 +196,7 @@ def run_judge(args: argparse.Namespace) -> int:
     if args.json:
         from mamlconv.files import jsonable
 
-        print(json.dumps(jsonable(summary, nonfinite="string"), indent=1))
+        print(json.dumps(jsonable(summary), indent=1))
         return 0
     print(summary["text"])
     return 0
