@@ -262,7 +262,7 @@ SINUSOID = ReadingMatrix(
         "record_every": 50,
     },
     # Coarse on purpose (the edges come from bisection): alpha = 0, two small alphas where the
-    # edge is alpha = 0's (experiments/results/sinusoid_NOTES.md), then denser towards the paper's 0.9, where the
+    # edge is alpha = 0's (experiments/results/sinusoid_NOTES.md), then denser towards the paper's
     # divergence alpha lies (0.35-0.9 in the committed 20 x 20 sweeps); 9 betas log-spaced over
     # the paper's [1e-2, 9] (0.37 decades a step).
     alphas=(0.0, 1e-3, 1e-2, 0.03, 0.1, 0.2, 0.35, 0.6, 0.9),
