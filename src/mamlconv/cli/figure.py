@@ -61,6 +61,9 @@ def _device(choice: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mamlconv.cli._outputs import check_output_dir
+
+    check_output_dir(args.out)  # before minutes of training
     name = args.name
     if name in ("fig2", "fig3"):
         from mamlconv.numerics import figures
