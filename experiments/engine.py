@@ -120,8 +120,9 @@ def _check_signature(method: Any, name: str, *args: Any, **kwargs: Any) -> None:
     except TypeError as exc:
         owner = type(getattr(method, "__self__", method)).__name__
         raise ProblemError(
-            f"{owner}.{name} cannot be called as {name}(generator, dtype=..., device=...) "
-            f"({exc}); give it the keyword arguments of the Problem protocol (docs/api.md)"
+            f"{owner}.{name} cannot be called as the engine calls it ({exc}); give it the "
+            "arguments of the Problem protocol, e.g. init_params(generator, *, dtype, device) "
+            "(docs/api.md)"
         ) from None
     except ValueError:
         return  # no signature to inspect (a builtin): let the call itself decide
@@ -134,6 +135,7 @@ def initial_state(
     ``config.seed`` draws the parameters first, then the tasks."""
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     _check_signature(problem.init_params, "init_params", generator, dtype=dtype, device=device)
+    _check_signature(problem.sample_tasks, "sample_tasks", generator, 1, dtype=dtype, device=device)
     params = problem.init_params(generator, dtype=dtype, device=device)
     stream = TaskStream(problem, config, generator=generator, dtype=dtype, device=device)
     return params, stream
