@@ -273,7 +273,6 @@ if __name__ == "__main__":
     else:
         inputs = json.loads(Path(sys.argv[2]).read_text())
         env = {**os.environ, "MAMLCONV_DATA": str(WORKDIR / "no-data"), "OMP_NUM_THREADS": "1"}
-        timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
-        print(
-            json.dumps(count_in_subprocesses(inputs, python=sys.argv[3], timeout=timeout, env=env))
-        )
+        cpu = int(sys.argv[4]) if len(sys.argv) > 4 else 30
+        counts = count_in_subprocesses(inputs, python=sys.argv[3], cpu_seconds=cpu, env=env)
+        print(json.dumps(counts))
