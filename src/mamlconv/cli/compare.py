@@ -93,11 +93,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mamlconv.experiments.compare import compare, write_comparison
-    from mamlconv.experiments.results import load_result
-
     from mamlconv.cli._outputs import check_output_dir
     from mamlconv.errors import ResultFileError
+    from mamlconv.experiments.compare import compare, write_comparison
+    from mamlconv.experiments.results import load_result
 
     check_output_dir(args.out)  # before minutes of spectra
     if not args.result.is_file():
