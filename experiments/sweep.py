@@ -10,7 +10,11 @@ removed.
 
 Chunks take every ``n_chunks``-th cell of the flattened grid (not a block of rows), so each
 chunk holds a mix of quickly diverging and long-running cells and worker processes finish at
-about the same time.
+about the same time. Chunk k of a grid always holds the same cells, and a resume must use the
+chunk size, device and backend recorded in the chunk folder, so a resumed sweep's numbers are
+those of an uninterrupted one. The guards around the files (suffix, no silent overwrite, the
+lock, the layout record) live in :mod:`.sweep_files`; workers die with their parent
+(:mod:`.lifeline`).
 
 ``bisect_sweep`` finds the stability edge beta_c(alpha) for all alphas at once by bisection
 on log(beta) (:func:`mamlconv.numerics.boundary.bisect_boundary`), stable meaning "not
