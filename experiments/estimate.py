@@ -49,12 +49,14 @@ class Estimate:
     """How the estimate was measured, e.g. 'a 3-iteration probe of 12 cells'."""
     files: int = 0
     limits: dict[str, float] = field(default_factory=dict)
+    memory_kind: str = "memory"
+    """What ``memory_bytes`` counts: host "memory" or "GPU memory"."""
 
     def line(self) -> str:
         out = f", output {format_bytes(self.output_bytes)}" if self.output_bytes else ""
         return (
             f"{self.what}; estimated from {self.probe}: up to {format_seconds(self.seconds)}, "
-            f"{format_bytes(self.memory_bytes)} memory{out}"
+            f"{format_bytes(self.memory_bytes)} {self.memory_kind}{out}"
         )
 
     def reasons(self) -> list[str]:
@@ -65,7 +67,8 @@ class Estimate:
             out.append(f"time {format_seconds(self.seconds)} > {format_seconds(limit_s)}")
         avail = self.limits.get("memory", LIMIT_MEMORY_FRACTION * available_memory())
         if self.memory_bytes > avail:
-            out.append(f"memory {format_bytes(self.memory_bytes)} > {format_bytes(avail)}")
+            have = format_bytes(self.memory_bytes)
+            out.append(f"{self.memory_kind} {have} > {format_bytes(avail)}")
         limit_files = self.limits.get("files", LIMIT_FILES)
         if self.files > limit_files:
             out.append(f"{self.files} chunk files > {int(limit_files)} (raise --chunk-size)")
@@ -202,6 +205,11 @@ def estimate_sweep(
     def tick(t: int, n_active: int) -> None:
         stamps.append(time.perf_counter())
 
+    on_cuda = device.startswith("cuda")
+    if on_cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
     t0 = time.perf_counter()
     with PeakMemory() as mem:
         if cells.size:
@@ -230,24 +238,28 @@ def estimate_sweep(
     )
     probe = f"a {PROBE_ITERS}-iteration probe of {cells.size} cells with {probe_tasks} tasks"
     limits: dict[str, float] = {}
-    if device.startswith("cuda"):
-        memory = _cuda_free(device)
-        limits["memory"] = math.inf  # host memory is not what a GPU run fills
-    return Estimate(what, seconds, memory, result_bytes, probe, files=n_chunks, limits=limits)
+    if on_cuda:  # the GPU's memory is what a chunk fills; each worker holds one chunk
+        peak, total = _cuda_peak_and_total(device)
+        memory = workers * peak * memory_scale * chunk / max(cells.size, 1)
+        limits["memory"] = LIMIT_MEMORY_FRACTION * total
+    kind = "GPU memory" if on_cuda else "memory"
+    return Estimate(
+        what, seconds, memory, result_bytes, probe, files=n_chunks, limits=limits, memory_kind=kind
+    )
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _cuda_free(device: str) -> float:
+def _cuda_peak_and_total(device: str) -> tuple[float, float]:
+    """Peak bytes allocated by torch on ``device`` since the last reset, and its total memory."""
     import torch
 
-    try:
-        free, total = torch.cuda.mem_get_info(torch.device(device))
-        return float(total - free)
-    except (RuntimeError, AssertionError):
-        return 0.0
+    dev = torch.device(device)
+    return float(torch.cuda.max_memory_allocated(dev)), float(
+        torch.cuda.get_device_properties(dev).total_memory
+    )
 
 
 # --------------------------------------------------------------------------------------------
