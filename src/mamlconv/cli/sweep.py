@@ -301,21 +301,15 @@ def _estimate(args: argparse.Namespace, config: Any) -> None:
         chunks = sweep_files.finished_chunk_files(sweep_files.chunk_dir(args.out))
         done = 0
         if args.resume and chunks:
-            config = resume_config(config, args.out)
-            from mamlconv.experiments.sweep import default_chunk_size
+            from mamlconv.experiments.sweep import default_chunk_size, resume_chunk_size
 
+            config = resume_chunk_size(config, args.out)
             size = default_chunk_size(config, args.backend)
             n_cells = (len(config.alphas) + int(config.alpha_zero_row)) * len(config.betas)
             done = min(len(chunks) * size, n_cells)
     est = estimate_sweep(config, backend=args.backend, workers=args.workers, done_cells=done)
     sys.stderr.write(est.line() + "\n")
     refuse_unless_confirmed(est, yes=args.yes)
-
-
-def resume_config(config: Any, out: Path) -> Any:
-    from mamlconv.experiments.sweep import resume_chunk_size
-
-    return resume_chunk_size(config, out)
 
 
 def run(args: argparse.Namespace) -> int:
