@@ -196,7 +196,7 @@ def run_in_process(argv: list[str]) -> tuple[int, str]:
 
 
 @settings(
-    max_examples=int(os.environ.get("MAMLCONV_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("MAMLCONV_FUZZ_EXAMPLES", "100")),
     deadline=30_000,  # ms per example: rejecting bad input needs no work
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
