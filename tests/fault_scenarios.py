@@ -4,7 +4,7 @@ interpreter that imports mamlconv, each in fresh processes in a temporary folder
     python tests/fault_scenarios.py PYTHON [CPU_SECONDS]
 
 prints one line per scenario (ok, traceback, hang, silent-wrong, data-lost) and the counts
-as JSON. A hang is a process that used more than CPU_SECONDS (default 60) of CPU time on
+as JSON. Each process may use at most 8 GiB of address space. A hang is a process that used more than CPU_SECONDS (default 60) of CPU time on
 something that should be refused at once; CPU time rather than wall time, so that a busy
 machine does not count as a hang. Not a pytest module: the item tests are
 tests/test_sweep_safety.py and tests/test_cli_errors.py; this script produced the
@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+MEMORY_CAP = 8 << 30
+"""Address-space limit of each scenario process (bytes)."""
 CODE = "import sys; from mamlconv.cli import main; sys.exit(main(sys.argv[1:]))"
 SMOKE = ["sweep", "sinusoid", "--preset", "smoke", "--no-progress", "--device", "cpu"]
 
@@ -35,6 +37,8 @@ class Runner:
     def __call__(self, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu, self.cpu + 5))
+            # a runaway allocation (--tasks 100000000 on old code) must not take the machine
+            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
         done = subprocess.run(
             [self.python, "-c", CODE, *argv],
