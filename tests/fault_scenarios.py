@@ -4,9 +4,10 @@ interpreter that imports mamlconv, each in fresh processes in a temporary folder
     python tests/fault_scenarios.py PYTHON [CPU_SECONDS]
 
 prints one line per scenario (ok, traceback, hang, silent-wrong, data-lost) and the counts
-as JSON. Each process may use at most 8 GiB of address space. A hang is a process that used more than CPU_SECONDS (default 60) of CPU time on
-something that should be refused at once; CPU time rather than wall time, so that a busy
-machine does not count as a hang. Not a pytest module: the item tests are
+as JSON. Each process may use at most 8 GiB of address space. A hang is a process that used
+more than CPU_SECONDS (default 60) of CPU time on something that should be refused at once
+(CPU time rather than wall time, so that a busy machine does not count as a hang), or was
+killed. Not a pytest module: the item tests are
 tests/test_sweep_safety.py and tests/test_cli_errors.py; this script produced the
 before/after counts of the closing note.
 """
