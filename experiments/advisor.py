@@ -410,6 +410,7 @@ def advise(
     verify_iters: int = 0,
     tol: float = 1e-6,
     divergence_level: float | None = None,
+    progress: bool = False,
 ) -> Advice:
     """Recommend (alpha, beta) for MAML on ``problem`` at ``params`` with ``tasks``.
 
@@ -419,10 +420,12 @@ def advise(
     bound); ``k`` H eigenvalues are measured (Lanczos ``tol``, start vector from ``seed``);
     ``verify_iters`` > 0 runs the check of :func:`verify` (``divergence_level`` as there).
     Spectra follow the dtype and device of ``params`` (use float64 for checks). See the module
-    docstring for the rule and its caveats.
+    docstring for the rule and its caveats. ``progress``: report the spectra done and the time
+    left (:class:`mamlconv.progress.Eta`).
     """
     from mamlconv.experiments.compare import hessian_extremes, top_meta_curvatures
     from mamlconv.numerics.curvature import n_params
+    from mamlconv.progress import Eta
     from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
 
     check_variant(variant, steps)
@@ -436,7 +439,12 @@ def advise(
     n = n_params(params)
     k = min(k, n)
     t0 = time.perf_counter()
+    # Units: H's spectrum, one per candidate alpha, and the verification run (if any). The
+    # default grid's size is known before alpha_c is: _candidate_alphas(None, 1.0).
+    n_grid = len(given if given is not None else _candidate_alphas(None, 1.0))
+    eta = Eta("advise", 1 + n_grid + (verify_iters > 0), unit="steps", enabled=progress)
     h_top, h_min, matvecs = hessian_extremes(problem, params, tasks, k=k, tol=tol, seed=seed)
+    eta.advance(note="Hessian spectrum")
     h_min = min(h_min, float(h_top[-1]))
     positive = h_top[h_top > 0]
     formula_model = variant  # thresholds names its models as the variants
@@ -454,6 +462,7 @@ def advise(
             problem, params, tasks, alpha=a, steps=steps, tol=tol, seed=seed
         )
         matvecs += n_products
+        eta.advance(note=f"alpha={a:.3g}")
         if positive.size:
             formula = float(beta_c(positive, a, model="surrogate"))
             formula_v = float(beta_c(positive, a, model=formula_model, steps=steps))
@@ -524,6 +533,8 @@ def advise(
             divergence_level=divergence_level,
             seed=seed,
         )
+        eta.advance(note=f"verified by {verify_iters} iterations")
+    eta.finish()
     return Advice(
         problem=getattr(problem, "name", type(problem).__name__),
         variant=variant,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,15 @@ def point_spectra(
     k: int,
     tol: float,
     seed: int = 0,
+    tick: Callable[[], None] | None = None,
 ) -> PointSpectra:
-    """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha."""
+    """H's top-k and smallest eigenvalue, and the surrogate / meta top eigenvalue per alpha.
+
+    ``tick()`` is called after H's spectrum and after each alpha (1 + len(alphas) times)."""
     h_top, h_min, matvecs = hessian_extremes(problem, params, tasks, k=k, tol=tol, seed=seed)
     sp = PointSpectra(h_top, h_min, n_matvecs=matvecs)
+    if tick is not None:
+        tick()
     for a in np.asarray(alphas, dtype=float):
         tops, n = top_meta_curvatures(
             problem, params, tasks, alpha=float(a), steps=steps, tol=tol, seed=seed
@@ -200,6 +206,8 @@ def point_spectra(
         sp.surrogate_max[float(a)] = tops["surrogate"]
         sp.meta_max[float(a)] = tops["meta"]
         sp.n_matvecs += n
+        if tick is not None:
+            tick()
     return sp
 
 
@@ -224,13 +232,14 @@ def compare(
     device: str = "cpu",
     progress: bool = False,
 ) -> Comparison:
-    """Spectra at the requested points and the predictions against the measured boundary."""
-    import sys
+    """Spectra at the requested points and the predictions against the measured boundary.
 
+    ``progress``: report spectra done and the time left (:class:`mamlconv.progress.Eta`)."""
     import torch
 
     from mamlconv.experiments.engine import initial_state
     from mamlconv.experiments.problems import get_problem
+    from mamlconv.progress import Eta
 
     bad = set(points) - set(POINTS)
     if bad:
@@ -246,14 +255,20 @@ def compare(
     spectra: dict[str, Any] = {}
     trained_cells: list[dict[str, Any]] = []
 
-    def say(msg: str) -> None:
-        if progress:
-            sys.stderr.write(f"compare: {msg}\n")
-            sys.stderr.flush()
-
+    # Units: one Lanczos spectrum of H, then one per alpha (surrogate and meta tops), per point.
+    total = (1 + n if "init" in points else 0) + (2 * n if "trained" in points else 0)
+    eta = Eta("compare", total, unit="spectra", enabled=progress)
     if "init" in points:
-        say(f"spectra at init ({n} alphas)")
-        sp = point_spectra(problem, init, tasks, alphas=alphas, steps=config.steps, k=k, tol=tol)
+        sp = point_spectra(
+            problem,
+            init,
+            tasks,
+            alphas=alphas,
+            steps=config.steps,
+            k=k,
+            tol=tol,
+            tick=lambda: eta.advance(note="at init"),
+        )
         spectra["init"] = _spectra_record(sp)
         for i, a in enumerate(alphas):
             for name, value in _predict(sp, a).items():
@@ -265,6 +280,7 @@ def compare(
             if theta is None:
                 spectra["trained"].append(None)
                 trained_cells.append({"alpha": float(a), "beta": None})
+                eta.advance(2, note=f"alpha={a:.3g} learned nothing")
                 continue
             j = int(result.best_beta_index[i])  # type: ignore[index]
             trained_cells.append(
@@ -274,17 +290,24 @@ def compare(
                     "final_loss": float(result.final_loss[i, j]),
                 }
             )
-            say(f"spectra at the trained point of alpha={a:.3g} ({i + 1}/{n})")
             params = {
                 name: torch.as_tensor(np.asarray(v), dtype=torch.float64, device=device)
                 for name, v in theta.items()
             }
             sp = point_spectra(
-                problem, params, tasks, alphas=np.array([a]), steps=config.steps, k=k, tol=tol
+                problem,
+                params,
+                tasks,
+                alphas=np.array([a]),
+                steps=config.steps,
+                k=k,
+                tol=tol,
+                tick=lambda a=a: eta.advance(note=f"trained point of alpha={a:.3g}"),
             )
             spectra["trained"].append(_spectra_record(sp))
             for name, value in _predict(sp, a).items():
                 predictions["trained"][name][i] = value
+    eta.finish()
     errors = {
         p: {name: log10_error(boundary, v, beta_min=result.betas[0]) for name, v in preds.items()}
         for p, preds in predictions.items()

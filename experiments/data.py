@@ -1,20 +1,27 @@
 """Omniglot and MiniImagenet: locating, verifying, importing and decoding the data files.
 
-The package never downloads anything. The files are looked up, in this order, at
+The package never downloads anything, and never guesses a folder beside the checkout. A data
+root is a folder holding ``omniglot/`` and ``miniimagenet/``; the files are looked up
 
-1. an explicit ``root`` argument (a folder holding ``omniglot/`` and ``miniimagenet/``);
-2. the ``MAMLCONV_DATA`` environment variable (the same kind of folder);
-3. the documented defaults: ``../shared/data`` beside the repository checkout, then
-   ``~/.cache/mamlconv/data`` (where ``mamlconv data import-*`` writes by default).
+1. in an explicit ``root`` argument (``--root``) alone, when one is given; else
+2. in the folder named by the ``MAMLCONV_DATA`` environment variable, if set, then
+3. in the user cache ``~/.cache/mamlconv/data`` (where ``mamlconv data import-*`` writes by
+   default); the first of 2-3 holding the file wins.
 
 Every loader checks the file's size and sha256 against :data:`SHIPPED` (the table of the data
 READMEs) and raises :class:`DataError`, whose message is one line, for a missing, truncated or
-corrupt file. A successful verification is remembered in ``<cache>/verified.json`` keyed by
-(path, size, mtime), so a file is hashed once, not in every run. The cache folder is the
+corrupt file; a missing file's message says where it looked and how to import the official
+archives. A successful verification is remembered in ``<cache>/verified.json`` keyed by the
+resolved path and :func:`~mamlconv.experiments.data_integrity.file_key` (size, mtime, ctime and
+the sha256 of the first and last MiB), so a file is hashed in full once, not in every run;
+``mamlconv data check --rehash`` hashes every file in full again. The cache folder is the
 ``cache`` argument, else ``MAMLCONV_CACHE``, else ``~/.cache/mamlconv``.
 
 MiniImagenet ships JPEG bytes; :func:`load_miniimagenet` decodes them with Pillow once and keeps
 the uint8 pixels as a memory-mapped ``.npy`` in the cache, keyed by the source file's sha256.
+The decoded file's own sha256 is recorded beside it when it is made and verified on load (in
+full once per file version, like a data file); a decoded file that fails is decoded again.
+Temporary files of writers that were killed are removed by the next decode.
 
 :func:`import_omniglot` and :func:`import_miniimagenet` rebuild the shipped archives from the
 official inputs (``images_background.zip``/``images_evaluation.zip``; the Ravi & Larochelle
@@ -26,26 +33,32 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mamlconv.experiments import data_integrity as integrity
 from mamlconv.files import atomic_write_text
-from mamlconv.provenance import REPO_ROOT
+
+log = logging.getLogger(__name__)
 
 DATA_ENV = "MAMLCONV_DATA"
 CACHE_ENV = "MAMLCONV_CACHE"
-DEFAULT_DATA_ROOTS: tuple[Path, ...] = (
-    REPO_ROOT.parent / "shared" / "data",
-    Path.home() / ".cache" / "mamlconv" / "data",
+USER_DATA_ROOT = Path.home() / ".cache" / "mamlconv" / "data"
+"""The user cache: searched after MAMLCONV_DATA; ``mamlconv data import-*`` writes here."""
+DEFAULT_DATA_ROOTS: tuple[Path, ...] = (USER_DATA_ROOT,)
+"""The default locations searched after MAMLCONV_DATA (only the user cache)."""
+IMPORT_HINT = (
+    "import the official archives with `mamlconv data import-omniglot DIR` or "
+    "`mamlconv data import-miniimagenet IMAGES_DIR CSV_DIR`"
 )
-"""The documented default locations, searched in this order after ``root`` and MAMLCONV_DATA."""
 
 MINIIMAGENET_SPLITS = ("train", "val", "test")
 OMNIGLOT_SPLIT_NAMES = ("images_background", "images_evaluation")
@@ -91,20 +104,39 @@ SHIPPED: dict[str, FileSpec] = {
         "3670258e7aa533521bee05b478ee0f00344ddc688962072194767c769747e236",
     ),
 }
-"""sha256 and sizes from /work/shared/data/{omniglot,miniimagenet}/README.md."""
+"""sha256 and sizes from the READMEs shipped with the data (``omniglot/README.md`` and
+``miniimagenet/README.md`` in the data root)."""
 
 
 # --------------------------------------------------------------------------- locations
 
 
 def candidate_roots(root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The data roots in lookup order: ``root`` if given, else MAMLCONV_DATA, else the defaults."""
+    """The data roots in lookup order: ``root`` alone if given, else MAMLCONV_DATA (if set)
+    followed by the user cache ``~/.cache/mamlconv/data``."""
     if root is not None:
         return [Path(root).expanduser()]
     env = os.environ.get(DATA_ENV)
-    if env:
-        return [Path(env).expanduser()]
-    return list(DEFAULT_DATA_ROOTS)
+    roots = [Path(env).expanduser()] if env else []
+    return roots + [r for r in DEFAULT_DATA_ROOTS if r not in roots]
+
+
+def describe_lookup(root: str | os.PathLike[str] | None = None) -> str:
+    """Where :func:`locate` looks, in words, for messages: one line, no trailing period."""
+    if root is not None:
+        return f"--root {Path(root).expanduser()}"
+    env = os.environ.get(DATA_ENV)
+    where = [f"{DATA_ENV}={Path(env).expanduser()}"] if env else [f"{DATA_ENV} (not set)"]
+    where += [f"the user cache {r}" for r in DEFAULT_DATA_ROOTS]
+    return ", then ".join(where)
+
+
+def _not_found(name: str, path: Path, searched: str | None) -> DataError:
+    where = f"looked in {searched}" if searched else f"looked at {path}"
+    return DataError(
+        f"{name} not found ({where}): set {DATA_ENV} to a folder holding omniglot/ and "
+        f"miniimagenet/, or {IMPORT_HINT}"
+    )
 
 
 def locate(key: str, root: str | os.PathLike[str] | None = None) -> Path:
@@ -163,19 +195,19 @@ def verify_file(
     *,
     cache: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    searched: str | None = None,
 ) -> Path:
     """Check that ``path`` exists with the size and sha256 of ``spec``; return it.
 
-    Raises :class:`DataError` with a one-line message otherwise. A file once verified is not
-    hashed again while its (resolved path, size, mtime_ns) stay the same.
+    Raises :class:`DataError` with a one-line message otherwise (``searched``, from
+    :func:`describe_lookup`, says where a missing file was looked for). A file once verified
+    is not hashed in full again while its resolved path and
+    :func:`~mamlconv.experiments.data_integrity.file_key` (size, mtime, ctime, sha256 of the
+    first and last MiB) stay the same; ``use_cache=False`` always hashes in full.
     """
     path = Path(path)
-    name = Path(spec.relpath).name
     if not path.is_file():
-        raise DataError(
-            f"{name} not found at {path}: pass root=, set {DATA_ENV} to the folder holding "
-            f"omniglot/ and miniimagenet/, or build it with `mamlconv data import-*`"
-        )
+        raise _not_found(spec.relpath, path, searched)
     stat = path.stat()
     if stat.st_size != spec.size:
         kind = "truncated" if stat.st_size < spec.size else "too long"
@@ -184,25 +216,30 @@ def verify_file(
             "(re-copy or re-import it)"
         )
     key = str(path.resolve())
-    db_path = _verified_db(cache_dir(cache)) if use_cache else None
-    if db_path is not None:
-        entry = _read_db(db_path).get(key)
-        if entry == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": spec.sha256}:
-            return path
+    db_path = _verified_db(cache_dir(cache))
+    before = integrity.file_key(path)
+    if use_cache and _read_db(db_path).get(key) == {**before, "sha256": spec.sha256}:
+        return path
     digest = sha256_file(path)
     if digest != spec.sha256:
         raise DataError(
             f"{path} is corrupt or a different version: sha256 {digest[:16]}..., "
             f"expected {spec.sha256[:16]}... (re-copy or re-import it)"
         )
-    if db_path is not None:
-        db = _read_db(db_path)
-        db[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-        try:
-            atomic_write_text(db_path, json.dumps(db, indent=1, sort_keys=True))
-        except OSError:
-            pass  # a read-only cache only costs a re-hash next time
+    _remember_verified(path, before, digest, db_path)
     return path
+
+
+def _remember_verified(path: Path, before: dict[str, int | str], digest: str, db: Path) -> None:
+    """Record a full verification, unless the file changed while it was being hashed."""
+    if integrity.file_key(path) != before:
+        return
+    entries = _read_db(db)
+    entries[str(path.resolve())] = {**before, "sha256": digest}
+    try:
+        atomic_write_text(db, json.dumps(entries, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
 
 
 def dataset_file(
@@ -214,7 +251,7 @@ def dataset_file(
 ) -> Path:
     """Locate and verify the data file ``key`` (a key of ``specs``)."""
     spec = specs[key]
-    return verify_file(_find(spec.relpath, root), spec, cache=cache)
+    return verify_file(_find(spec.relpath, root), spec, cache=cache, searched=describe_lookup(root))
 
 
 def _load_npz(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -370,8 +407,10 @@ def load_miniimagenet(
     """Verify ``miniimagenet_<split>.npz`` and return its pixels, decoded once and cached.
 
     The decoded array lives at ``<cache>/miniimagenet/<split>-<sha256[:16]>.npy`` (so a changed
-    source never reuses a stale decode) and is opened with ``mmap_mode="r"``. Decoding all
-    38,400 training images takes about 10 s on one core; afterwards loading is instant.
+    source never reuses a stale decode) and is opened with ``mmap_mode="r"``; its sha256 is
+    recorded when it is made and checked by :func:`decoded_cache`.
+    Decoding all 38,400 training images takes about 10 s on one core; afterwards loading is
+    instant.
     """
     if split not in MINIIMAGENET_SPLITS:
         raise ValueError(f"split must be one of {MINIIMAGENET_SPLITS}, got {split!r}")
@@ -383,26 +422,88 @@ def load_miniimagenet(
     if len(offsets) != n + 1:
         raise DataError(f"{path}: {len(offsets)} offsets for {n} images")
     shape = (n, 84, 84, 3)
+    target = _decoded_path(split, cache, specs)
+
+    def decode(out: np.ndarray) -> None:
+        decode_jpegs(_load_npz(path, ("jpeg_data",))["jpeg_data"], offsets, out, source=str(path))
+
+    images, _ = decoded_cache(
+        target, shape, decode=decode, source_sha256=specs[key].sha256, cache=cache
+    )
+    return MiniImagenetSplit(images=images, label=label, wnids=wnids, split=split)
+
+
+def _decoded_path(
+    split: str, cache: str | os.PathLike[str] | None, specs: Mapping[str, FileSpec]
+) -> Path:
     folder = cache_dir(cache) / "miniimagenet"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{split}-{specs[key].sha256[:16]}.npy"
-    images = _open_decoded(target, shape)
-    if images is None:
-        data = _load_npz(path, ("jpeg_data",))["jpeg_data"]
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            decode_jpegs(data, offsets, out, source=str(path))
-            out.flush()
-            del out
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    return folder / f"{split}-{specs[f'miniimagenet_{split}'].sha256[:16]}.npy"
+
+
+def decoded_cache(
+    target: Path,
+    shape: tuple[int, ...],
+    *,
+    decode: Callable[[np.ndarray], None],
+    source_sha256: str,
+    cache: str | os.PathLike[str] | None = None,
+    rehash: bool = False,
+) -> tuple[np.ndarray, str]:
+    """The uint8 array of ``shape`` cached at ``target`` (read-only memory map) and its status.
+
+    A cached file is used only if the sha256 recorded beside it when it was made
+    (``<target>.json``) still matches: checked in full once per file version (``rehash``:
+    always). Otherwise (no record, corrupt, wrong shape) it is made again by ``decode(out)``
+    into a temporary file, hashed, recorded and renamed into place; temporaries of killed
+    writers are removed first. Status: ``"verified"``, ``"decoded"`` or ``"decoded again: ..."``.
+    """
+    folder = target.parent
+    for stale in integrity.remove_stale_temporaries(folder):
+        log.info("removed %s, left by a writer that no longer runs", stale)
+    problem = _check_decoded(target, shape, cache=cache, rehash=rehash)
+    if problem is None:
         images = _open_decoded(target, shape)
         assert images is not None
-    return MiniImagenetSplit(images=images, label=label, wnids=wnids, split=split)
+        return images, "verified"
+    if problem != "missing":
+        log.warning("decoded cache %s: %s; decoding it again", target, problem)
+    tmp = integrity.temp_file(folder, target.name)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        decode(out)
+        out.flush()
+        del out
+        digest = sha256_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    integrity.write_record(target, sha256=digest, source_sha256=source_sha256)
+    # Hashed just before the rename (which may change ctime): remember it under the new key.
+    _remember_verified(target, integrity.file_key(target), digest, _verified_db(cache_dir(cache)))
+    images = _open_decoded(target, shape)
+    assert images is not None
+    return images, "decoded" if problem == "missing" else f"decoded again: {problem}"
+
+
+def _check_decoded(
+    target: Path, shape: tuple[int, ...], *, cache: str | os.PathLike[str] | None, rehash: bool
+) -> str | None:
+    """None if the cached decode at ``target`` is intact, else what is wrong with it."""
+    if not target.exists():
+        return "missing"
+    record = integrity.read_record(target)
+    if record is None:
+        return f"no checksum recorded in {integrity.record_path(target).name}"
+    spec = FileSpec(target.name, record["size"], record["sha256"])
+    try:
+        verify_file(target, spec, cache=cache, use_cache=not rehash)
+    except DataError:
+        return "does not match its recorded checksum (the sha256 taken when it was made)"
+    if _open_decoded(target, shape) is None:
+        return f"is not a uint8 array of shape {shape}"
+    return None
 
 
 def _open_decoded(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -670,9 +771,41 @@ def check_installation(
         spec = SHIPPED[key]
         path = locate(key, root)
         try:
-            verify_file(path, spec, cache=cache, use_cache=not rehash)
+            verify_file(
+                path, spec, cache=cache, use_cache=not rehash, searched=describe_lookup(root)
+            )
         except DataError as exc:
             results.append(CheckResult(key, path, False, str(exc)))
         else:
             results.append(CheckResult(key, path, True, f"ok ({spec.size} bytes, sha256 verified)"))
     return results
+
+
+def check_decoded(
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    rehash: bool = False,
+    specs: Mapping[str, FileSpec] | None = None,
+) -> CheckResult:
+    """Verify (``rehash``: in full) MiniImagenet's decoded cache of ``split``, making it if needed.
+
+    ``ok`` is False when the source does not load or a cached decode was found damaged (it has
+    then been decoded again); the message says which.
+    """
+    specs = SHIPPED if specs is None else specs
+    key = f"miniimagenet_{split}"
+    target = _decoded_path(split, cache, specs)
+    try:
+        n = len(_load_npz(dataset_file(key, root, cache=cache, specs=specs), ("label",))["label"])
+        shape = (n, 84, 84, 3)
+        problem = _check_decoded(target, shape, cache=cache, rehash=rehash)
+        load_miniimagenet(split, root, cache=cache, specs=specs)  # decodes again if needed
+    except DataError as exc:
+        return CheckResult(key, target, False, str(exc))
+    if problem is None:
+        return CheckResult(key, target, True, f"{target.name}: sha256 verified, {shape} uint8")
+    if problem == "missing":
+        return CheckResult(key, target, True, f"{target.name}: decoded, {shape} uint8")
+    return CheckResult(key, target, False, f"{target.name} {problem}: decoded again")

@@ -91,6 +91,7 @@ def fig1_data(
     """
     from mamlconv.experiments.engine import train_cells
     from mamlconv.experiments.problems import get_problem
+    from mamlconv.progress import Eta
 
     if record_every is None:
         record_every = max(1, iters // 250)
@@ -107,7 +108,15 @@ def fig1_data(
         save_params="none",
     )
     problem = get_problem("sinusoid", **config.problem_options)
-    run = train_cells(problem, config, np.asarray(FIG1_ALPHAS), np.full(2, FIG1_BETA))
+    eta = Eta("figure fig1", iters, unit="iterations")
+    run = train_cells(
+        problem,
+        config,
+        np.asarray(FIG1_ALPHAS),
+        np.full(2, FIG1_BETA),
+        progress=lambda t, _active: eta.advance(t - eta.done),
+    )
+    eta.finish()
     return config, run
 
 
@@ -250,6 +259,7 @@ def fig5_data(
 
     from mamlconv.experiments.engine import initial_state, make_step, resolve_device, resolve_dtype
     from mamlconv.experiments.problems import get_problem
+    from mamlconv.progress import Eta
 
     config = _sinusoid_config(
         **_pool(tasks),
@@ -270,6 +280,7 @@ def fig5_data(
     alpha = torch.tensor([FIG5_ALPHA], dtype=dtype, device=dev)
     marks = set(checkpoints(iters, n=n_checkpoints))
     records: list[dict[str, Any]] = []
+    eta = Eta("figure fig5", iters + 1, unit="iterations (with curvature checkpoints)")
     for t in range(iters + 1):
         batch = stream.next()
         need = t < iters
@@ -284,6 +295,8 @@ def fig5_data(
         if need:
             assert out.direction is not None
             params = {n: p - FIG5_BETA * out.direction[n] for n, p in params.items()}
+        eta.advance(note=f"checkpoint {len(records)}/{len(marks)}")
+    eta.finish()
     return config, records
 
 

@@ -21,6 +21,7 @@ Classification and boundaries use :mod:`mamlconv.numerics.boundary` (not re-impl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,9 +162,11 @@ def run_cells(
     steps: int = 1,
     iters: int,
     chunk_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> CellRun:
     """Train one MAML model per cell (alphas[i], betas[i]) from ``params0`` for ``iters`` full-batch
     outer steps on the fixed ``tasks`` (leading task axis; all tasks every step).
+    ``progress(n)``: called after each outer step of a chunk of ``n`` cells.
 
     Outer update (paper Eq. 2 with a task mean): ``theta <- theta - beta * mean_tau d_tau(theta)``
     with ``d_tau`` the ``model`` meta-gradient of ``task_meta_gradient``. Computation follows the
@@ -185,6 +188,7 @@ def run_cells(
             model=model,
             steps=steps,
             iters=iters,
+            progress=progress,
         )
         for s in range(0, n, chunk)
     ]
@@ -202,6 +206,7 @@ def _run_chunk(
     model: Variant,
     steps: int,
     iters: int,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     ref = next(iter(params0.values()))
     dtype, device = ref.dtype, ref.device
@@ -225,6 +230,8 @@ def _run_chunk(
     a_act, b_act = alpha_t, beta_t
     for t in range(1, iters + 1):
         params, _, _, _ = step(params, a_act, b_act)
+        if progress is not None:
+            progress(n)
         if t % CHECK_EVERY == 0 or t == iters:
             ok = torch.ones(active.numel(), dtype=torch.bool, device=device)
             for v in params.values():
@@ -274,6 +281,7 @@ def run_grid(
     steps: int = 1,
     iters: int,
     chunk_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> CellRun:
     """:func:`run_cells` on the alpha-major grid alphas x betas; arrays (n_alpha, n_beta)."""
     a, b, shape = _grid(alphas, betas)
@@ -287,6 +295,7 @@ def run_grid(
         steps=steps,
         iters=iters,
         chunk_size=chunk_size,
+        progress=progress,
     )
     return run.reshape(shape)
 

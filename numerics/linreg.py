@@ -110,7 +110,10 @@ def linreg_study(
     theta0: tuple[float, float] = (0.0, 0.0),
     steps: int = 1,
 ) -> LinRegStudy:
-    """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries."""
+    """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries.
+
+    Progress (cell-iterations done, time left) goes to the ``mamlconv.progress`` logger."""
+    from mamlconv.progress import Eta
     from mamlconv.theory.thresholds import alpha_c, beta_c
 
     alphas = paper_alphas() if alphas is None else np.asarray(alphas, dtype=float)
@@ -121,7 +124,9 @@ def linreg_study(
     params0 = linreg_params(*theta0)
     tasks = data.task_batch()
     results = {}
-    for model in models:
+    per_model = len(alphas) * len(betas) * iters
+    eta = Eta("linreg", len(models) * per_model, unit="cell-iterations")
+    for m, model in enumerate(models):
         k = 1 if model == "surrogate" else steps
         run = run_grid(
             loss_fn,
@@ -132,6 +137,7 @@ def linreg_study(
             model=model,
             steps=k,
             iters=iters,
+            progress=lambda n, model=model: eta.advance(n, note=model),
         )
         results[model] = ModelResult(
             model=model,
@@ -141,6 +147,9 @@ def linreg_study(
             alpha_c=alpha_c(eigs, model=model, steps=k),
             beta_c_theory=np.asarray(beta_c(eigs, alphas, model=model, steps=k), dtype=float),
         )
+        # Diverged cells stop early: count the model as done in full.
+        eta.advance((m + 1) * per_model - eta.done, note=f"{model} done")
+    eta.finish()
     config = {
         "setting": "paper App. C / Fig. 3",
         "iters": iters,

@@ -1,36 +1,37 @@
 """Data files: location, sha256 verification (and its cache), corrupt-file errors, importers.
 
-The shipped files live in ../shared/data (see their READMEs). Corrupt-file tests copy or build
-small files in tmp_path; nothing here writes outside tmp_path (MAMLCONV_CACHE points there).
+The shipped files are found through MAMLCONV_DATA (tests/shipped_data.py; tests needing them skip
+when it is unset). Corrupt-file tests copy or build small files in tmp_path; nothing here writes
+outside tmp_path (MAMLCONV_CACHE points there).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from shipped_data import MINI_VAL, OMNIGLOT, needs_shipped, use_shipped_root
 
 from mamlconv.experiments import data
-
-SHARED = data.DEFAULT_DATA_ROOTS[0]
-OMNIGLOT = SHARED / data.SHIPPED["omniglot"].relpath
-MINI_VAL = SHARED / data.SHIPPED["miniimagenet_val"].relpath
-
-needs_shipped = pytest.mark.skipif(
-    not OMNIGLOT.is_file(), reason=f"shipped data not found at {SHARED}"
-)
+from mamlconv.experiments import data_integrity as integrity
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    use_shipped_root(monkeypatch)
 
 
 def _sha(path: Path) -> str:  # independent of data.sha256_file: one read, no chunks
@@ -40,29 +41,57 @@ def _sha(path: Path) -> str:  # independent of data.sha256_file: one read, no ch
 # ------------------------------------------------------------------------------ locations
 
 
-def test_root_order_explicit_then_env_then_defaults(tmp_path, monkeypatch):
-    assert data.candidate_roots() == list(data.DEFAULT_DATA_ROOTS)
+USER_CACHE = Path.home() / ".cache" / "mamlconv" / "data"
+
+
+def test_root_order_explicit_then_env_then_user_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    assert data.candidate_roots() == [USER_CACHE]
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
-    assert data.candidate_roots() == [tmp_path / "env"]
-    assert data.candidate_roots(tmp_path / "arg") == [tmp_path / "arg"]
+    assert data.candidate_roots() == [tmp_path / "env", USER_CACHE]
+    assert data.candidate_roots(tmp_path / "arg") == [tmp_path / "arg"]  # --root alone
 
 
-def test_documented_default_is_shared_data_beside_checkout():
+def test_no_folder_beside_the_checkout_is_guessed(monkeypatch):
+    """Issue 12: the package does not look in ../shared/data (or anywhere else) beside it."""
     from mamlconv.provenance import REPO_ROOT
 
-    assert data.DEFAULT_DATA_ROOTS[0] == REPO_ROOT.parent / "shared" / "data"
-    assert data.DEFAULT_DATA_ROOTS[1] == Path.home() / ".cache" / "mamlconv" / "data"
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    assert data.candidate_roots() == [USER_CACHE]
+    assert not USER_CACHE.is_relative_to(REPO_ROOT.parent)
+    assert data.DEFAULT_DATA_ROOTS == (USER_CACHE,)
+    assert data.USER_DATA_ROOT == USER_CACHE
 
 
-def test_first_default_root_holding_the_file_wins(tmp_path, monkeypatch):
-    first, second = tmp_path / "first", tmp_path / "second"
-    (second / "omniglot").mkdir(parents=True)
-    (second / "omniglot" / "omniglot.npz").write_bytes(b"x")
-    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (first, second))
-    assert data.locate("omniglot") == second / "omniglot" / "omniglot.npz"
-    assert data.locate("miniimagenet_val") == first / "miniimagenet" / "miniimagenet_val.npz"
+def test_env_root_first_then_user_cache(tmp_path, monkeypatch):
+    env, user = tmp_path / "env", tmp_path / "user"
+    (user / "omniglot").mkdir(parents=True)
+    (user / "omniglot" / "omniglot.npz").write_bytes(b"x")
+    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (user,))
+    monkeypatch.setenv(data.DATA_ENV, str(env))
+    assert data.locate("omniglot") == user / "omniglot" / "omniglot.npz"
+    assert data.locate("miniimagenet_val") == env / "miniimagenet" / "miniimagenet_val.npz"
     with pytest.raises(data.DataError, match="truncated"):  # the one found is checked
         data.dataset_file("omniglot")
+
+
+def test_missing_file_says_where_it_looked_and_how_to_import(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (tmp_path / "user",))
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
+    with pytest.raises(data.DataError) as err:
+        data.load_omniglot()
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"MAMLCONV_DATA={tmp_path / 'env'}, then the user cache {tmp_path / 'user'}" in message
+    assert "mamlconv data import-omniglot DIR" in message
+    assert "mamlconv data import-miniimagenet IMAGES_DIR CSV_DIR" in message
+    assert "set MAMLCONV_DATA to a folder holding omniglot/ and miniimagenet/" in message
+    assert "root=" not in message
+    monkeypatch.delenv(data.DATA_ENV)
+    with pytest.raises(data.DataError, match=r"looked in MAMLCONV_DATA \(not set\), then"):
+        data.load_omniglot()
+    with pytest.raises(data.DataError, match=f"looked in --root {tmp_path / 'r'}"):
+        data.load_omniglot(tmp_path / "r")
 
 
 def test_cache_dir_from_env(tmp_path):
@@ -127,7 +156,10 @@ def test_corrupt_omniglot_rejected_with_one_line(tmp_path, how, phrase):
     message = str(err.value)
     assert phrase in message
     assert "\n" not in message
-    assert str(target) in message
+    if how == "missing":  # says where it looked
+        assert f"omniglot/omniglot.npz not found (looked in --root {root})" in message
+    else:
+        assert str(target) in message
 
 
 @needs_shipped
@@ -140,6 +172,64 @@ def test_corruption_after_a_cached_verification_is_caught(tmp_path):
     _corrupt(target, "flipped_byte")  # same size, new mtime
     with pytest.raises(data.DataError, match="corrupt"):
         data.load_omniglot(root)
+
+
+def _restore_mtime(path: Path, stat: os.stat_result) -> None:
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@needs_shipped
+def test_same_size_flip_with_mtime_restored_is_caught(tmp_path):
+    """Issue 10: the cache was keyed on (path, size, mtime) only; ctime now catches this."""
+    target = tmp_path / "omniglot" / "omniglot.npz"
+    target.parent.mkdir()
+    shutil.copyfile(OMNIGLOT, target)
+    data.load_omniglot(tmp_path)  # verified and remembered
+    stat = target.stat()
+    time.sleep(0.01)
+    _corrupt(target, "flipped_byte")  # in the middle, not in the first or last MiB
+    _restore_mtime(target, stat)
+    assert target.stat().st_mtime_ns == stat.st_mtime_ns
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.load_omniglot(tmp_path)
+
+
+@needs_shipped
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_content_probe_catches_what_the_stat_fields_miss(tmp_path, where):
+    """A file system that keeps no ctime: the first and last MiB are hashed on every use."""
+    target = tmp_path / "omniglot" / "omniglot.npz"
+    target.parent.mkdir()
+    shutil.copyfile(OMNIGLOT, target)
+    data.load_omniglot(tmp_path)
+    raw = bytearray(target.read_bytes())
+    raw[100 if where == "head" else len(raw) - 100] ^= 0x01
+    target.write_bytes(raw)
+    # Make the remembered entry agree with the new stat fields, as if they had not changed.
+    db = tmp_path / "cache" / "verified.json"
+    entries = json.loads(db.read_text())
+    entry = entries[str(target.resolve())]
+    stat = target.stat()
+    entry.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns, ctime_ns=stat.st_ctime_ns)
+    db.write_text(json.dumps(entries))
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.load_omniglot(tmp_path)
+
+
+def test_content_probe_reads_size_head_and_tail(tmp_path):
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"abc")
+    payload = os.urandom(3 * integrity.PROBE_BYTES)
+    big.write_bytes(payload)
+    mib = integrity.PROBE_BYTES
+    desired = hashlib.sha256(
+        len(payload).to_bytes(8, "little") + payload[:mib] + payload[-mib:]
+    ).hexdigest()
+    assert integrity.content_probe(big, len(payload)) == desired
+    assert (
+        integrity.content_probe(small, 3)
+        == hashlib.sha256((3).to_bytes(8, "little") + b"abc").hexdigest()
+    )
 
 
 @needs_shipped
@@ -346,6 +436,115 @@ def test_miniimagenet_wrong_image_size_rejected(tmp_path):
         data.load_miniimagenet("val", tmp_path / "root", specs=specs)
 
 
+def _decoded_file(tmp_path: Path) -> Path:
+    (target,) = (tmp_path / "cache" / "miniimagenet").glob("val-*.npy")
+    return target
+
+
+def _zero_fill_keeping_mtime(path: Path) -> None:
+    """Overwrite the array data with zeros; the .npy header, the size and the mtime stay."""
+    stat = path.stat()
+    header = np.load(path, mmap_mode="r").offset
+    with open(path, "r+b") as f:
+        f.seek(header)
+        f.write(bytes(stat.st_size - header))
+    _restore_mtime(path, stat)
+
+
+def test_miniimagenet_decoded_cache_records_its_checksum(tmp_path):
+    rng = np.random.default_rng(4)
+    specs = _synthetic_mini(tmp_path / "root", [_jpeg(rng) for _ in range(4)], np.arange(4))
+    data.load_miniimagenet("val", tmp_path / "root", specs=specs)
+    target = _decoded_file(tmp_path)
+    record = json.loads(integrity.record_path(target).read_text())
+    assert record["sha256"] == _sha(target)
+    assert record["size"] == target.stat().st_size
+    assert record["source_sha256"] == specs["miniimagenet_val"].sha256
+
+
+@pytest.mark.parametrize("rehash", [False, True], ids=["load", "rehash"])
+def test_zero_filled_decoded_cache_is_detected_and_decoded_again(tmp_path, caplog, rehash):
+    """Issue 10: a zero-filled decode (same size, mtime restored) was used without a word."""
+    rng = np.random.default_rng(5)
+    blobs = [_jpeg(rng) for _ in range(4)]
+    specs = _synthetic_mini(tmp_path / "root", blobs, np.arange(4))
+    first = np.array(data.load_miniimagenet("val", tmp_path / "root", specs=specs).images)
+    assert first.any()
+    target = _decoded_file(tmp_path)
+    _zero_fill_keeping_mtime(target)
+    with caplog.at_level(logging.WARNING, logger="mamlconv.experiments.data"):
+        if rehash:
+            result = data.check_decoded("val", tmp_path / "root", rehash=True, specs=specs)
+            assert not result.ok
+            assert "does not match its recorded checksum" in result.message
+            assert "decoded again" in result.message
+        again = data.load_miniimagenet("val", tmp_path / "root", specs=specs)
+    np.testing.assert_array_equal(again.images, first)
+    assert "decoding it again" in caplog.text
+    assert data.check_decoded("val", tmp_path / "root", rehash=True, specs=specs).ok
+
+
+def test_decoded_cache_without_a_record_is_decoded_again(tmp_path):
+    rng = np.random.default_rng(6)
+    specs = _synthetic_mini(tmp_path / "root", [_jpeg(rng) for _ in range(2)], np.arange(2))
+    data.load_miniimagenet("val", tmp_path / "root", specs=specs)
+    target = _decoded_file(tmp_path)
+    integrity.record_path(target).unlink()  # as left by a version that recorded no checksum
+    result = data.check_decoded("val", tmp_path / "root", specs=specs)
+    assert not result.ok and "no checksum recorded" in result.message
+    assert data.check_decoded("val", tmp_path / "root", specs=specs).ok
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    """Issue 10: a killed decode left its (813 MB) temporary in the cache forever."""
+    rng = np.random.default_rng(7)
+    specs = _synthetic_mini(tmp_path / "root", [_jpeg(rng)], np.array([0]))
+    folder = tmp_path / "cache" / "miniimagenet"
+    folder.mkdir(parents=True)
+    host = integrity.writer_tag().rsplit("-", 1)[0]
+    name = f"val-{specs['miniimagenet_val'].sha256[:16]}.npy"
+    dead = folder / f".{name}.{host}-{_dead_pid()}.abc123.tmp"
+    live = folder / f".{name}.{integrity.writer_tag()}.def456.tmp"
+    other_host = folder / f".{name}.elsewhere-{_dead_pid()}.ghi789.tmp"
+    legacy_old, legacy_new = folder / f".{name}.jkl012.tmp", folder / f".{name}.mno345.tmp"
+    for path in (dead, live, other_host, legacy_old, legacy_new):
+        path.write_bytes(b"partial decode")
+    hours_ago = time.time() - 2 * integrity.LEGACY_TEMP_AGE_S
+    os.utime(legacy_old, (hours_ago, hours_ago))
+    data.load_miniimagenet("val", tmp_path / "root", specs=specs)
+    assert not dead.exists() and not legacy_old.exists()
+    assert live.exists() and other_host.exists() and legacy_new.exists()
+
+
+def test_a_reused_pid_does_not_keep_a_stale_temporary(tmp_path):
+    """A live process that started after the file was last written is not its writer."""
+    path = tmp_path / f".x.npy.{integrity.writer_tag()}.abc.tmp"
+    path.write_bytes(b"")
+    assert integrity.stale_temporaries(tmp_path) == []
+    before_start = time.time() - 3600 * 24 * 365
+    os.utime(path, (before_start, before_start))
+    assert integrity.stale_temporaries(tmp_path) == [path]
+
+
+def test_an_interrupted_decode_leaves_no_temporary(tmp_path, monkeypatch):
+    rng = np.random.default_rng(8)
+    specs = _synthetic_mini(tmp_path / "root", [_jpeg(rng)], np.array([0]))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "decode_jpegs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_miniimagenet("val", tmp_path / "root", specs=specs)
+    assert list((tmp_path / "cache" / "miniimagenet").iterdir()) == []
+
+
 @needs_shipped
 def test_shipped_miniimagenet_rejects_a_truncated_copy(tmp_path):
     root = tmp_path / "root"
@@ -414,6 +613,43 @@ def test_cli_check_missing_root_fails(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.count("FAIL") == 4
     assert "not found" in captured.out
+    assert captured.out.splitlines()[0] == f"data looked up in --root {tmp_path}"
+    assert "mamlconv data import-omniglot DIR" in captured.out
+
+
+def _synthetic_installation(root: Path) -> dict[str, data.FileSpec]:
+    """All four files, small: random bytes for Omniglot, two JPEGs per MiniImagenet split."""
+    rng = np.random.default_rng(9)
+    specs = {}
+    for split in ("train", "test", "val"):  # _synthetic_mini writes the val file
+        one = _synthetic_mini(root, [_jpeg(rng), _jpeg(rng)], np.array([0, 1]))["miniimagenet_val"]
+        path = root / "miniimagenet" / f"miniimagenet_{split}.npz"
+        os.replace(root / one.relpath, path)
+        specs[f"miniimagenet_{split}"] = data.FileSpec(
+            path.relative_to(root).as_posix(), one.size, one.sha256
+        )
+    omni = root / "omniglot" / "omniglot.npz"
+    omni.parent.mkdir(parents=True)
+    omni.write_bytes(rng.bytes(1000))
+    specs["omniglot"] = data.FileSpec("omniglot/omniglot.npz", 1000, _sha(omni))
+    return specs
+
+
+def test_cli_check_decode_rehash_reports_a_zero_filled_decode(tmp_path, monkeypatch, capsys):
+    """Issue 10: `data check --decode --rehash` said "ok" for zero-filled decoded arrays."""
+    specs = _synthetic_installation(tmp_path / "root")
+    monkeypatch.setattr(data, "SHIPPED", specs)
+    argv = ["data", "check", "--root", str(tmp_path / "root"), "--decode"]
+    rc = _cli(argv)
+    assert rc == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.count("decoded, (2, 84, 84, 3) uint8") == 3
+    (target,) = (tmp_path / "cache" / "miniimagenet").glob("test-*.npy")
+    _zero_fill_keeping_mtime(target)
+    assert _cli([*argv, "--rehash"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL decoded test:" in out and "does not match its recorded checksum" in out
+    assert out.count("sha256 verified") == 2  # train and val
+    assert _cli([*argv, "--rehash"]) == 0  # decoded again by the previous run
 
 
 @pytest.mark.parametrize(

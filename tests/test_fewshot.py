@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from shipped_data import OMNIGLOT as SHIPPED_OMNIGLOT
+from shipped_data import needs_shipped, use_shipped_root
 
 from mamlconv.experiments import data, fewshot
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.problems import get_preset, get_problem
 
-SHIPPED_OMNIGLOT = data.DEFAULT_DATA_ROOTS[0] / data.SHIPPED["omniglot"].relpath
-needs_shipped = pytest.mark.skipif(not SHIPPED_OMNIGLOT.is_file(), reason="no shipped data")
-
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "mamlconv-cache"))
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    use_shipped_root(monkeypatch)
 
 
 @pytest.fixture(scope="module")

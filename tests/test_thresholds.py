@@ -188,18 +188,93 @@ def test_bad_input_names_the_value(kwargs: dict, fragment: str) -> None:
             alpha_c(args["eigs"], model=args["model"], steps=args["steps"])
 
 
-def test_thresholds_are_generated_from_the_sympy_derivation(monkeypatch) -> None:
-    """The numeric curvature is the lambdified derived expression (no typed-in formula)."""
+SMALL_K = [("surrogate", 1)] + [(m, k) for m in ("first_order", "exact") for k in range(1, 7)]
+
+
+@pytest.mark.parametrize(("model", "steps"), SMALL_K, ids=[f"{m}-k{k}" for m, k in SMALL_K])
+def test_product_form_equals_the_sympy_derivation(model: str, steps: int) -> None:
+    """The numeric product form is the derived curvature: exactly in rationals, and in float64
+    against the lambdified derivation; its turning point is the derived one (Eq. 10-11)."""
+    from fractions import Fraction
+
     from mamlconv.theory import quadratic, thresholds
     from mamlconv.theory.symbols import alpha, lam
 
-    derived = quadratic.mode_curvature("exact", steps=3)
+    derived = quadratic.mode_curvature(model, steps=steps)
+    for x, a in [(Fraction(3, 7), Fraction(5, 11)), (Fraction(-2), Fraction(1, 3)), (2, 1)]:
+        desired = derived.subs({lam: sp.Rational(x), alpha: sp.Rational(a)})
+        got = thresholds.mode_curvature_value(x, a, model=model, steps=steps)
+        assert sp.Rational(got) == desired, (x, a)
     f = sp.lambdify((lam, alpha), derived, "numpy")
-    lam_v = np.linspace(0.1, 5, 7)
+    lam_v = np.array([-0.7, 0.3, 1.0, 2.5, 10.0])
+    for a in (0.0, 0.13, 0.37, 0.9):
+        np.testing.assert_allclose(
+            effective_curvatures(lam_v, a, model=model, steps=steps),
+            f(lam_v, a),
+            rtol=1e-12,
+            err_msg=f"alpha={a}",
+        )
+    turning = conditions.alpha_turning_point(model, steps=steps)
+    positive = np.array([0.3, 1.0, 2.5])
+    desired_t = [float(turning.subs(lam, sp.Float(x))) for x in positive]
     np.testing.assert_array_equal(
-        thresholds.effective_curvatures(lam_v, 0.13, model="exact", steps=3),
-        np.where(np.abs(f(lam_v, 0.13)) <= 8 * np.finfo(float).eps * lam_v, 0.0, f(lam_v, 0.13)),
+        thresholds.turning_point(positive, model=model, steps=steps), desired_t
     )
+
+
+LARGE_K = [("first_order", 9_999), ("first_order", 10_000), ("exact", 10_000), ("exact", 777)]
+
+
+@pytest.mark.parametrize(("model", "steps"), LARGE_K, ids=[f"{m}-k{k}" for m, k in LARGE_K])
+def test_large_k_matches_exact_rationals(model: str, steps: int) -> None:
+    """K up to 10,000: beta_c, the binding eigenvalue and the sign agree with exact rational
+    arithmetic (Python Fractions), also where lambda~ lies outside float64's range."""
+    from fractions import Fraction
+
+    from mamlconv.theory.thresholds import mode_curvature_value
+
+    eigs = [Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3, 2)]
+    for a in (Fraction(0), Fraction(1, 1000), Fraction(1, 10), Fraction(3, 4), Fraction(1, 2)):
+        exact = [mode_curvature_value(x, a, model=model, steps=steps) for x in eigs]
+        floats = [float(x) for x in eigs]
+        got_b = float(beta_c(floats, float(a), model=model, steps=steps))
+        got_bind = float(binding_eigenvalue(floats, float(a), model=model, steps=steps))
+        if any(c < 0 for c in exact):
+            most_negative = min(range(len(eigs)), key=lambda i: exact[i])
+            assert (got_b, got_bind) == (0.0, floats[most_negative]), a
+            continue
+        top = max(range(len(eigs)), key=lambda i: exact[i])
+        assert got_bind == floats[top], a
+        desired = 2 / exact[top]  # an exact rational; float() rounds it (0.0 or inf at range)
+        try:
+            desired_f = float(desired)
+        except OverflowError:
+            desired_f = math.inf
+        if desired_f == 0.0 or math.isinf(desired_f):
+            assert got_b == desired_f, (a, got_b)
+        else:
+            assert got_b == pytest.approx(desired_f, rel=1e-9), a
+
+
+def test_thresholds_cli_at_k_10000_needs_no_sympy() -> None:
+    """Old code expanded the K-step derivation symbolically (time doubling per step: K = 18
+    took 27 s, K = 20 did not finish); now no SymPy is imported at all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mamlconv.cli import main\n"
+        "rc = main(['thresholds', '--eigs', '0.5,1,2', '--alpha', '0.1', '--model', 'exact',"
+        " '--steps', '10000', '--json'])\n"
+        "print('sympy' in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    record_line, sympy_line = proc.stdout.strip().splitlines()
+    assert sympy_line == "False"
+    assert '"binding_eigenvalue": 0.5' in record_line
 
 
 # ---------------------------------------------------------------- hypothesis: symbolic agreement

@@ -1,10 +1,20 @@
-"""Numeric thresholds alpha_c and beta_c, generated from the SymPy derivations.
+"""Numeric thresholds alpha_c and beta_c of the MAML objects, float64 and vectorised.
 
 This module is the only bridge from theory to numerics. The per-mode effective curvature
-lambda~(lambda, alpha) of each MAML object (``mamlconv.theory.quadratic.mode_curvature``, MATH.md
-Sec. 4) and the alpha at which a mode turns negative (``conditions.alpha_turning_point``, paper
-Eq. 10-11) are derived symbolically once per (model, steps), then ``sympy.lambdify``-ed into
-vectorised float64 NumPy functions (cached for the process).
+lambda~(lambda, alpha) of each MAML object is the polynomial in alpha*lambda derived by
+``mamlconv.theory.quadratic.mode_curvature`` (MATH.md Sec. 4):
+
+    surrogate    lambda (1 - alpha lambda)          (paper Eq. 9, one step only)
+    first_order  lambda (1 - alpha lambda)^K
+    exact        lambda (1 - alpha lambda)^(2K)
+
+It is evaluated here in that product form, never expanded: one power per mode, so any K
+(10,000 or more) costs the same as K = 1. Expanding the SymPy derivation instead doubles the
+time per inner step (K = 18 took 27 s). ``tests/test_thresholds.py`` checks that the product
+form equals the SymPy derivation exactly (in rationals) for K <= 6, and that the turning points
+below equal ``conditions.alpha_turning_point``. A mode of eigenvalue lambda > 0 turns negative
+at alpha = 1/lambda when the power is odd (surrogate; first-order with odd K; paper Eq. 10-11)
+and never when it is even (exact MAML; first-order with even K).
 
 Definitions (issue 2; paper Sec. 3):
 
@@ -19,15 +29,16 @@ Definitions (issue 2; paper Sec. 3):
 
 Rounding: a curvature with |lambda~| <= 8 eps |lambda| is treated as exactly zero, so that
 alpha = 1/lambda computed in floating point gives the flat mode it is, not a spurious negative
-curvature and beta_c = 0.
+curvature and beta_c = 0. For large K, |1 - alpha lambda| > 1 makes lambda~ overflow to inf
+(beta_c then rounds to 0.0, the float64 value of 2/lambda~) and |1 - alpha lambda| < 1 makes it
+underflow to a flat mode; both are the float64 values of the exact polynomial.
 
-SymPy is imported only when a function is first called (``mamlconv thresholds`` stays fast).
+No SymPy is imported here: ``mamlconv thresholds`` starts in well under a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -79,24 +90,56 @@ def _shaped(arr: NDArray[np.float64]) -> Float:
     return np.float64(arr) if arr.ndim == 0 else arr
 
 
-@cache
-def _curvature_fn(model: str, steps: int) -> Callable[..., NDArray[np.float64]]:
-    import sympy as sp
-
-    from mamlconv.theory.quadratic import mode_curvature
-    from mamlconv.theory.symbols import alpha, lam
-
-    return sp.lambdify((lam, alpha), mode_curvature(model, steps=steps), modules="numpy")
+def curvature_power(model: str, steps: int) -> int:
+    """The exponent m in lambda~ = lambda (1 - alpha lambda)^m: 1, K or 2K (MATH.md Sec. 4)."""
+    _check_model(model, steps)
+    return {"surrogate": 1, "first_order": int(steps), "exact": 2 * int(steps)}[model]
 
 
-@cache
-def _turning_fn(model: str, steps: int) -> Callable[..., NDArray[np.float64]]:
-    import sympy as sp
+def mode_curvature_value(lam: Any, alpha: Any, *, model: str, steps: int = 1) -> Any:
+    """lambda (1 - alpha lambda)^m for numbers or arrays of any exact or float type.
 
-    from mamlconv.theory.conditions import alpha_turning_point
-    from mamlconv.theory.symbols import lam
+    The product form of ``theory.quadratic.mode_curvature``: works for NumPy float64 arrays
+    (broadcasting) and for ``fractions.Fraction`` (exact, used by the tests against SymPy).
+    """
+    return lam * (1 - alpha * lam) ** curvature_power(model, steps)
 
-    return sp.lambdify((lam,), alpha_turning_point(model, steps=steps), modules="numpy")
+
+def turning_point(lam: NDArray[np.float64], *, model: str, steps: int) -> NDArray[np.float64]:
+    """The alpha where a mode of eigenvalue lambda > 0 first turns negative (paper Eq. 10-11).
+
+    1/lambda when the power m of (1 - alpha lambda) is odd (a root of odd multiplicity), inf when
+    it is even (the curvature only touches zero). Equals ``conditions.alpha_turning_point``.
+    """
+    if curvature_power(model, steps) % 2 == 0:
+        return np.full(lam.shape, np.inf)
+    return 1.0 / lam
+
+
+def _curvature_parts(
+    eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """(lambda, lambda~, sign of lambda~, ranking key), the last three of shape alpha.shape + (n,).
+
+    The sign is exact (sign(lambda) sign(1 - alpha lambda)^m), so a curvature that underflows
+    keeps its sign. The key orders |lambda~| even beyond float64's range: log|lambda~| from the
+    float value where that is finite and non-zero, else log|lambda| + m log|1 - alpha lambda|.
+    """
+    _check_model(model, steps)
+    lam = _as_eigs(eigs)
+    a = _as_alpha(alpha)
+    power = curvature_power(model, steps)
+    lam_b = lam.reshape((1,) * a.ndim + lam.shape)  # (1, ..., 1, n)
+    base = 1.0 - a[..., None] * lam_b  # alpha.shape + (n,)
+    base = np.where(np.abs(base) <= _ZERO_TOL, 0.0, base)  # alpha lambda within rounding of 1
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        value = lam_b * base**power
+        sign = np.sign(lam_b) * np.sign(base) ** power
+        normal = np.isfinite(value) & (value != 0)
+        log_abs = np.log(np.abs(np.where(normal, value, 1.0)))
+        key = np.where(normal, log_abs, np.log(np.abs(lam_b)) + power * np.log(np.abs(base)))
+    key = np.where(sign == 0, -np.inf, key)
+    return lam, value + 0.0, sign, key  # + 0.0 turns -0.0 into 0.0
 
 
 def effective_curvatures(
@@ -106,17 +149,12 @@ def effective_curvatures(
 
     surrogate lambda(1 - alpha lambda) (paper Eq. 9, one step only); first_order
     lambda(1 - alpha lambda)^k; exact lambda(1 - alpha lambda)^(2k) (MATH.md Sec. 4), evaluated
-    from the lambdified SymPy derivation. Values within rounding of zero are set to 0.
+    in product form (never expanded). A mode with alpha lambda within 8 eps of 1 is flat (0);
+    for large k a value may round to 0 or +-inf (``beta_c`` and ``binding_eigenvalue`` still
+    rank and sign such modes correctly).
     """
-    _check_model(model, steps)
-    lam = _as_eigs(eigs)
-    a = _as_alpha(alpha)
-    lam_b = lam.reshape((1,) * a.ndim + lam.shape)  # (1, ..., 1, n)
-    a_b = a[..., None]  # alpha.shape + (1,)
-    out = np.asarray(_curvature_fn(model, int(steps))(lam_b, a_b), dtype=np.float64)
-    out = np.broadcast_to(out, a.shape + lam.shape).copy()
-    out[np.abs(out) <= _ZERO_TOL * np.abs(lam_b)] = 0.0
-    return out
+    _, value, _, _ = _curvature_parts(eigs, alpha, model=model, steps=steps)
+    return value
 
 
 def alpha_c(eigs: ArrayLike, *, model: str, steps: int = 1) -> float:
@@ -129,15 +167,24 @@ def alpha_c(eigs: ArrayLike, *, model: str, steps: int = 1) -> float:
     _check_model(model, steps)
     lam = _as_eigs(eigs)
     # At alpha = 0 every model is gradient descent; a negative curvature there means alpha_c = 0.
-    if (effective_curvatures(lam, 0.0, model=model, steps=steps) < 0).any():
+    if (lam < 0).any():
         return 0.0
     positive = lam[lam > 0]
     if positive.size == 0:
         return float("inf")
-    turning = np.broadcast_to(
-        np.asarray(_turning_fn(model, int(steps))(positive), dtype=np.float64), positive.shape
-    )
-    return float(turning.min())
+    return float(turning_point(positive, model=model, steps=int(steps)).min())
+
+
+def _binding_index(
+    sign: NDArray[np.float64], key: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.intp]]:
+    """(some mode negative, some mode positive, index of the mode that sets beta_c)."""
+    negative = (sign < 0).any(axis=-1)
+    positive = (sign > 0).any(axis=-1)
+    # Negative somewhere: the most negative mode; else the largest positive one (first of ties).
+    wanted = np.where(negative[..., None], sign < 0, sign > 0)
+    index = np.where(wanted, key, -np.inf).argmax(axis=-1)
+    return negative, positive, index
 
 
 def beta_c(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: int = 1) -> Float:
@@ -145,13 +192,19 @@ def beta_c(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: int = 1) -> 
 
     0 where some lambda~_i < 0; inf where no lambda~_i > 0. Output has alpha's shape.
     GD on the model converges locally iff 0 < beta < beta_c (strict; paper Eq. 12).
+    Where lambda~ lies beyond float64's range (large K) the result is 2 / lambda~ rounded to
+    float64: inf for a curvature below the smallest float, 0.0 for one above the largest.
     """
-    c = effective_curvatures(eigs, alpha, model=model, steps=steps)
-    largest = c.max(axis=-1)
-    with np.errstate(divide="ignore"):
-        out = np.where(largest > 0, 2.0 / np.where(largest > 0, largest, 1.0), np.inf)
-    out = np.where((c < 0).any(axis=-1), 0.0, out)
-    return _shaped(out)
+    _, value, sign, key = _curvature_parts(eigs, alpha, model=model, steps=steps)
+    negative, positive, index = _binding_index(sign, key)
+    top = np.take_along_axis(value, index[..., None], axis=-1)[..., 0]
+    top_key = np.take_along_axis(key, index[..., None], axis=-1)[..., 0]
+    with np.errstate(over="ignore", divide="ignore"):
+        ok = np.isfinite(top) & (top > 0)
+        out = np.where(ok, 2.0 / np.where(ok, top, 1.0), 2.0 * np.exp(-top_key))
+    out = np.where(positive, out, np.inf)
+    out = np.where(negative, 0.0, out)
+    return _shaped(np.asarray(out, dtype=np.float64))
 
 
 def binding_eigenvalue(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: int = 1) -> Float:
@@ -161,13 +214,19 @@ def binding_eigenvalue(eigs: ArrayLike, alpha: ArrayLike, *, model: str, steps: 
     ones); where beta_c = 0: the lambda_i of most negative lambda~_i; where beta_c = inf: NaN.
     For the surrogate this is lambda_max only while alpha <= 1/(2 lambda_max) (MATH.md Sec. 4.5).
     """
-    lam = _as_eigs(eigs)
-    c = effective_curvatures(lam, alpha, model=model, steps=steps)
-    negative = (c < 0).any(axis=-1)
-    index = np.where(negative, c.argmin(axis=-1), c.argmax(axis=-1))
-    out = lam[index]
-    out = np.where(~negative & (c.max(axis=-1) <= 0), np.nan, out)
+    lam, _, sign, key = _curvature_parts(eigs, alpha, model=model, steps=steps)
+    negative, positive, index = _binding_index(sign, key)
+    out = np.where(negative | positive, lam[index], np.nan)
     return _shaped(np.asarray(out, dtype=np.float64))
 
 
-__all__ = ["MODELS", "alpha_c", "beta_c", "binding_eigenvalue", "effective_curvatures"]
+__all__ = [
+    "MODELS",
+    "alpha_c",
+    "beta_c",
+    "binding_eigenvalue",
+    "curvature_power",
+    "effective_curvatures",
+    "mode_curvature_value",
+    "turning_point",
+]

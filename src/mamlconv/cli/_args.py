@@ -13,6 +13,10 @@ from mamlconv.errors import UsageError as UsageError  # re-exported for the subc
 PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
 """The task families that `sweep`, `advise` and the presets know by name."""
 
+VARIANT_CHOICES = ("exact", "first_order", "surrogate")
+"""``mamlconv.numerics.maml.VARIANTS`` (tested equal), kept here so that building the parser
+does not import torch (``mamlconv --help`` must start fast)."""
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line naming the bad value, exit code 2."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    VARIANT_CHOICES,
     UsageError,
     device_spec,
     float_list,
@@ -22,7 +23,6 @@ from mamlconv.cli._args import (
     nonnegative_int,
     positive_int,
 )
-from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def _safety(text: str) -> float:
@@ -115,6 +115,7 @@ def add_parser(subparsers: Any) -> None:
         "--device", type=device_spec, default="cpu", help="auto, cpu (default), cuda, cuda:N"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (with an ETA) on stderr")
     p.set_defaults(func=run)
 
 
@@ -234,6 +235,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # shared machines: contention costs more than threads gain
     config, problem = _config_and_problem(args)
+    if not args.quiet:
+        from mamlconv.progress import show_on_stderr
+
+        show_on_stderr()
     try:
         device = resolve_device(config.device)
         config = config.replace(device=str(device))
@@ -251,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             verify_iters=args.verify_iters,
             divergence_level=None if args.factory is not None else config.divergence_level,
+            progress=not args.quiet,
         )
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None

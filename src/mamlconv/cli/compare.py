@@ -121,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         device = str(resolve_device(args.device))
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"bad --device {args.device!r}: {exc}") from None
+    if not args.quiet:
+        from mamlconv.progress import show_on_stderr
+
+        show_on_stderr()
     cmp = compare(
         result,
         points=args.points,

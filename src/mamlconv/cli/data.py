@@ -5,10 +5,14 @@ official inputs (never a download).
     mamlconv data import-omniglot DIR [--out-root ROOT]
     mamlconv data import-miniimagenet IMAGES_DIR CSV_DIR [--out-root ROOT] [--splits train,val]
 
-The data root (a folder holding ``omniglot/`` and ``miniimagenet/``) is ``--root``, else the
-``MAMLCONV_DATA`` environment variable, else ``../shared/data`` beside the checkout, else
+The data root (a folder holding ``omniglot/`` and ``miniimagenet/``) is ``--root`` when given;
+otherwise the files are looked up in ``MAMLCONV_DATA`` (if set), then in the user cache
 ``~/.cache/mamlconv/data``. Imports write below ``--out-root``, else ``MAMLCONV_DATA``, else
 ``~/.cache/mamlconv/data``, and report whether the result reproduces the shipped sha256.
+
+A verified file is hashed in full once; later runs re-hash it only when its size, mtime, ctime
+or the sha256 of its first and last MiB change. ``check --rehash`` hashes every file (and, with
+``--decode``, every decoded MiniImagenet cache) in full again.
 """
 
 from __future__ import annotations
@@ -30,14 +34,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(parser))
 
     check = sub.add_parser("check", help="verify sizes and sha256 of every data file")
-    check.add_argument("--root", type=Path, default=None, help="data root (default: see above)")
     check.add_argument(
-        "--rehash", action="store_true", help="hash every file again (ignore the cache)"
+        "--root",
+        type=Path,
+        default=None,
+        help="data root (default: MAMLCONV_DATA, then ~/.cache/mamlconv/data)",
+    )
+    check.add_argument(
+        "--rehash",
+        action="store_true",
+        help="hash every file in full again (without it, a file verified before is trusted "
+        "while its size, times and first and last MiB are unchanged)",
     )
     check.add_argument(
         "--decode",
         action="store_true",
-        help="also decode the MiniImagenet JPEGs into the cache (once; about 10 s)",
+        help="also decode the MiniImagenet JPEGs into the cache (once; about 10 s), or verify "
+        "the decoded arrays against their recorded sha256",
     )
     check.add_argument("--cache", type=Path, default=None, help="cache folder (MAMLCONV_CACHE)")
     check.set_defaults(func=run)
@@ -78,7 +91,7 @@ def _out_root(arg: Path | None) -> Path:
         return arg.expanduser()
     if os.environ.get(data.DATA_ENV):
         return Path(os.environ[data.DATA_ENV]).expanduser()
-    return data.DEFAULT_DATA_ROOTS[-1]
+    return data.USER_DATA_ROOT
 
 
 def _report_written(path: Path, key: str) -> bool:
@@ -125,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from mamlconv.experiments import data
 
-    roots = data.candidate_roots(args.root)
-    print("data roots searched: " + ", ".join(str(r) for r in roots))
+    print(f"data looked up in {data.describe_lookup(args.root)}")
     results = data.check_installation(args.root, cache=args.cache, rehash=args.rehash)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.key}: {r.message if not r.ok else r.path}")
@@ -135,15 +147,13 @@ def _check(args: argparse.Namespace) -> int:
         for split in data.MINIIMAGENET_SPLITS:
             if any(r.key == f"miniimagenet_{split}" for r in failed):
                 continue
-            try:
-                s = data.load_miniimagenet(split, args.root, cache=args.cache)
-            except data.DataError as exc:
-                print(f"FAIL decode {split}: {exc}")
-                failed.append(data.CheckResult(split, Path(), False, str(exc)))
-            else:
-                print(f"ok   decoded miniimagenet {split}: {s.images.shape} uint8 (cached)")
+            r = data.check_decoded(split, args.root, cache=args.cache, rehash=args.rehash)
+            print(f"{'ok  ' if r.ok else 'FAIL'} decoded {split}: {r.message}")
+            if not r.ok:
+                failed.append(r)
     if failed:
-        sys.stderr.write(f"mamlconv data check: {len(failed)} of the data files failed\n")
+        sys.stderr.write(f"mamlconv data check: {len(failed)} check(s) failed\n")
         return 1
-    print(f"all {len(results)} data files verified")
+    decoded = f", {len(data.MINIIMAGENET_SPLITS)} decoded caches verified" if args.decode else ""
+    print(f"all {len(results)} data files verified{decoded}")
     return 0

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)  # before minutes of training
     name = args.name
+    from mamlconv.progress import show_on_stderr
+
+    show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if name in ("fig2", "fig3"):
         from mamlconv.numerics import figures
 

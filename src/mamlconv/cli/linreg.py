@@ -228,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.plot, flag="--plot", suffixes=PLOT_SUFFIXES)
     # The grid is thousands of tiny ops: one thread is as fast and leaves the other core free.
     torch.set_num_threads(1)
+    from mamlconv.progress import show_on_stderr
+
+    show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if args.data is not None:
         x, y = read_data(args.data)
         try:

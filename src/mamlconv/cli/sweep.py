@@ -16,6 +16,7 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
+    VARIANT_CHOICES,
     UsageError,
     device_spec,
     integer,
@@ -23,7 +24,6 @@ from mamlconv.cli._args import (
     positive_float,
     positive_int,
 )
-from mamlconv.numerics.maml import VARIANTS as VARIANT_CHOICES
 
 
 def add_parser(subparsers: Any) -> None:

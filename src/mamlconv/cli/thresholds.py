@@ -108,4 +108,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"beta_c(0) (GD)      {_fmt(gd)}")
     if args.alpha > a_c:
         print(f"note: alpha > alpha_c: some mode has negative curvature, so beta_c = {_fmt(b_c)}")
+    elif b_c == 0.0:
+        power = 2 * args.steps if args.model == "exact" else args.steps
+        print(
+            "note: beta_c is positive but below the smallest float64: the binding mode's "
+            f"curvature lambda (1 - alpha lambda)^{power} exceeds 1e308"
+        )
     return 0
