@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shipped_data import needs_shipped, use_shipped_root
 
 from mamlconv.cli import describe_error, main
 from mamlconv.cli._outputs import check_output_dir, check_output_file, describe_os_error
@@ -83,11 +84,12 @@ def test_a_data_error_in_sweep_is_one_line(tmp_path, capsys, monkeypatch):
     assert "omniglot.npz" in line
 
 
+@needs_shipped
 def test_an_unusable_cache_folder_is_one_line_naming_the_setting(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "cache-file"
     blocker.write_text("")
     monkeypatch.setenv("MAMLCONV_CACHE", str(blocker / "sub"))
-    monkeypatch.delenv("MAMLCONV_DATA", raising=False)  # the shipped files, then the cache
+    use_shipped_root(monkeypatch)  # the shipped files are found, then the cache is needed
     line = one_line(capsys, main(["data", "check"]))
     assert "MAMLCONV_CACHE" in line and str(blocker) in line
 
