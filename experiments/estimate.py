@@ -11,12 +11,14 @@ upper bound.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +123,18 @@ def available_memory() -> float:
         return math.inf
 
 
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No progress reports from the probe (they would read as the command's own progress)."""
+    log = logging.getLogger("mamlconv.progress")
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
+
+
 def _rss() -> float:
     try:
         with open("/proc/self/statm") as fh:
@@ -211,7 +225,7 @@ def estimate_sweep(
 
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     t0 = time.perf_counter()
-    with PeakMemory() as mem:
+    with PeakMemory() as mem, _quiet_progress():
         if cells.size:
             problem = get_problem(probe_cfg.problem, **probe_cfg.problem_options)
             t_setup = time.perf_counter()
@@ -294,10 +308,12 @@ def estimate_grid(
     points = []
     growth = 0.0
     start = 0.0
+    with _quiet_progress():
+        run(alphas[:1], betas[:1], 1)  # warm-up: first-call costs are not per-cell costs
     for cells in probe_cells:
         pa, pb = _corner(alphas, betas, min(cells, n))
         t0 = time.perf_counter()
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, _quiet_progress():
             run(pa, pb, p_iters)
         points.append((pa.size * pb.size, (time.perf_counter() - t0) / p_iters))
         growth, start = mem.growth / max(pa.size * pb.size, 1), mem.start
