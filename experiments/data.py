@@ -415,7 +415,9 @@ def load_miniimagenet(
     if split not in MINIIMAGENET_SPLITS:
         raise ValueError(f"split must be one of {MINIIMAGENET_SPLITS}, got {split!r}")
     key = f"miniimagenet_{split}"
-    path = dataset_file(key, root, cache=cache, specs=specs)
+    from mamlconv.experiments.shards import locate_split  # the file, or its shards reassembled
+
+    path = locate_split(key, root, cache=cache, specs=specs)
     z = _load_npz(path, ("jpeg_offsets", "label", "wnids"))
     offsets, label, wnids = z["jpeg_offsets"], z["label"], z["wnids"]
     n = len(label)

@@ -600,12 +600,16 @@ def train_cells(
     backend: str = "auto",
     save_params: bool = False,
     progress: ProgressFn | None = None,
+    check_every: int = 1,
+    compile: bool = False,
 ) -> CellRun:
     """Train the cells (alphas[c], betas[c]) together for ``config.iters`` outer iterations.
 
     Uses the config's variant, steps, outer optimizer, task stream, seed, dtype, device and
     divergence level; ``chunk_size`` is the caller's business (see :mod:`.sweep`): all cells
     given here form one batch. ``save_params``: also return every cell's final parameters.
+    ``check_every`` (host looks for diverged cells every k iterations) and ``compile``
+    (``torch.compile`` the step) are the opt-in GPU options of :mod:`.speed`; same numbers.
     """
     alphas = np.asarray(alphas, dtype=float).ravel()
     betas = np.asarray(betas, dtype=float).ravel()
@@ -614,6 +618,8 @@ def train_cells(
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
     step = make_step(problem, variant=config.variant, steps=config.steps, backend=backend)
+    if compile:
+        step = torch.compile(step, dynamic=False)
     init, stream = initial_state(problem, config, dtype=dtype, device=device)
 
     n_cells = alphas.size
@@ -635,10 +641,17 @@ def train_cells(
     alpha_t = torch.as_tensor(alphas, dtype=dtype, device=device)
     beta_t = torch.as_tensor(betas, dtype=dtype, device=device)
     adam = _Adam(params) if config.outer == "adam" else None
+    deferred = None
+    if check_every != 1:
+        from mamlconv.experiments.speed import DeferredDivergence
 
-    def store_params(rows: Tensor, cells: np.ndarray) -> None:
+        deferred = DeferredDivergence(
+            n_cells, every=check_every, device=device, keep_params=save_params
+        )
+
+    def store_params(rows: Tensor, cells: np.ndarray, source: Params | None = None) -> None:
         if final_params is not None and cells.size:
-            for n, p in params.items():
+            for n, p in (params if source is None else source).items():
                 final_params[n][cells] = p[rows].detach().cpu().double().numpy()
 
     def beta_views() -> dict[str, Tensor]:  # beta_c broadcast against each parameter
@@ -654,24 +667,33 @@ def train_cells(
         out = step(params, alpha_t, tasks, need_direction=not last, need_stats=rec is not None)
         loss = out.loss_post.detach()
         dead = ~torch.isfinite(loss) | (loss > config.divergence_level)
-        any_dead = bool(dead.any())
+        fresh = slice(None)  # rows recorded at `rec`: all, or (deferred) those alive before t
+        check = True
+        if deferred is not None:
+            dead, loss = deferred.observe(t, dead, loss, params)
+            check = deferred.is_check(t, last=last, recorded=rec is not None)
+            if check:
+                at_np = deferred.iteration(t).cpu().numpy()
+                fresh = at_np == t
+        any_dead = check and bool(dead.any())  # (deferred) no host sync between checks
         if rec is not None or any_dead or last:  # host-side bookkeeping only when needed
             cells = active.numpy()
             loss_np = loss.double().cpu().numpy()
             dead_np = dead.cpu().numpy()
         if rec is not None:
-            traj["loss"][cells, rec] = loss_np
+            traj["loss"][cells[fresh], rec] = loss_np[fresh]
             for name in ("loss_pre", "grad_norm", "grad_inner"):
                 value = getattr(out, name)
-                traj[name][cells, rec] = value.double().cpu().numpy()
+                traj[name][cells[fresh], rec] = value.double().cpu().numpy()[fresh]
             if out.direction is not None:
                 sq = sum((d.flatten(1) ** 2).sum(1) for d in out.direction.values())
-                traj["meta_grad_norm"][cells, rec] = sq.sqrt().double().cpu().numpy()
+                traj["meta_grad_norm"][cells[fresh], rec] = sq.sqrt().double().cpu().numpy()[fresh]
         if any_dead:
             gone = cells[dead_np]
-            diverged_at[gone] = t
+            diverged_at[gone] = t if deferred is None else at_np[dead_np]
             final_loss[gone] = loss_np[dead_np]
-            store_params(torch.from_numpy(np.flatnonzero(dead_np)).to(device), gone)
+            rows = torch.from_numpy(np.flatnonzero(dead_np)).to(device)
+            store_params(rows, gone, None if deferred is None else deferred.params)
         if last:
             final_loss[cells[~dead_np]] = loss_np[~dead_np]
             store_params(torch.arange(cells.size, device=device)[~dead.to(device)], cells[~dead_np])
@@ -689,6 +711,8 @@ def train_cells(
             active = active[~torch.from_numpy(dead_np)]
             if adam is not None:
                 adam.keep(keep)
+            if deferred is not None:
+                deferred.keep(keep)
         if progress is not None:
             progress(t + 1, int(active.numel()))
     return CellRun(

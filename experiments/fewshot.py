@@ -59,6 +59,10 @@ class FewShotProblem:
     query: int = 15
     rotations: bool = False
     scale: float = 1.0
+    channels_last: bool = False
+    """Opt-in GPU speed option: episode images stored NHWC (each image's channels adjacent),
+    the layout tensor cores read natively; same values. (``vmap`` refuses a channels-last
+    copy inside the step, so the layout is set here, where the images are made.)"""
 
     def __post_init__(self) -> None:
         for key in ("ways", "shots", "query"):
@@ -107,6 +111,9 @@ class FewShotProblem:
         n_per = self.shots + self.query
         support = x[:, :, : self.shots].flatten(1, 2)  # (tasks, ways * shots, C, side, side)
         query = x[:, :, self.shots : n_per].flatten(1, 2)
+        if self.channels_last:  # (tasks, n, C, H, W) values over NHWC-ordered memory
+            support = support.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+            query = query.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
         labels = torch.arange(self.ways, dtype=torch.int64)
         ys = labels.repeat_interleave(self.shots).expand(n_tasks, -1)
         yq = labels.repeat_interleave(self.query).expand(n_tasks, -1)
@@ -183,6 +190,7 @@ def omniglot_problem(
     root: str | os.PathLike[str] | None = None,
     cache: str | os.PathLike[str] | None = None,
     data: data_mod.Omniglot | None = None,
+    channels_last: bool = False,
 ) -> FewShotProblem:
     """Omniglot ``ways``-way ``shots``-shot with ``query`` query images per class (Sec. 4.2).
 
@@ -206,6 +214,7 @@ def omniglot_problem(
         query=query,
         rotations=rotations,
         scale=1.0,
+        channels_last=channels_last,
     )
 
 
@@ -219,6 +228,7 @@ def miniimagenet_problem(
     root: str | os.PathLike[str] | None = None,
     cache: str | os.PathLike[str] | None = None,
     data: data_mod.MiniImagenetSplit | None = None,
+    channels_last: bool = False,
 ) -> FewShotProblem:
     """MiniImagenet ``ways``-way ``shots``-shot, ``query`` per class, 32 filters (Sec. 4.2).
 
@@ -237,6 +247,7 @@ def miniimagenet_problem(
         query=query,
         rotations=False,
         scale=1.0 / 255.0,
+        channels_last=channels_last,
     )
 
 

@@ -107,7 +107,11 @@ def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
 
     on_cuda = resolve_device(config.device).type == "cuda"
     if config.problem in FEWSHOT_PROBLEMS:
-        return CNN_CHUNK_CUDA if on_cuda else CNN_CHUNK_CPU
+        if on_cuda:  # as many cells as the device's free memory holds (measured per config)
+            from mamlconv.experiments.memory import cuda_chunk_size
+
+            return cuda_chunk_size(config)
+        return CNN_CHUNK_CPU
     if on_cuda:
         return DEFAULT_CHUNK_CUDA
     mlp = backend == "mlp" or (
