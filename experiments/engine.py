@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -109,12 +109,33 @@ class TaskStream:
         return TaskBatch(*(t[idx] for t in self.pool))
 
 
+def _check_signature(method: Any, name: str, *args: Any, **kwargs: Any) -> None:
+    """A user problem's method must take the arguments the engine passes (ProblemError)."""
+    import inspect
+
+    from mamlconv.errors import ProblemError
+
+    try:
+        inspect.signature(method).bind(*args, **kwargs)
+    except TypeError as exc:
+        owner = type(getattr(method, "__self__", method)).__name__
+        raise ProblemError(
+            f"{owner}.{name} cannot be called as the engine calls it ({exc}); give it the "
+            "arguments of the Problem protocol, e.g. init_params(generator, *, dtype, device) "
+            "(docs/api.md)"
+        ) from None
+    except ValueError:
+        return  # no signature to inspect (a builtin): let the call itself decide
+
+
 def initial_state(
     problem: Problem, config: SweepConfig, *, dtype: torch.dtype, device: torch.device | str
 ) -> tuple[Params, TaskStream]:
     """Initial parameters and the task stream of a run: one CPU generator seeded with
     ``config.seed`` draws the parameters first, then the tasks."""
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    _check_signature(problem.init_params, "init_params", generator, dtype=dtype, device=device)
+    _check_signature(problem.sample_tasks, "sample_tasks", generator, 1, dtype=dtype, device=device)
     params = problem.init_params(generator, dtype=dtype, device=device)
     stream = TaskStream(problem, config, generator=generator, dtype=dtype, device=device)
     return params, stream

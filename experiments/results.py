@@ -30,12 +30,14 @@ best_beta_index       (nA,) int64           -1 where every cell of the row diver
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import ResultFileError
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.files import atomic_write, atomic_write_text, dumps
 from mamlconv.numerics.boundary import Boundary, extract_boundary
@@ -155,17 +157,45 @@ def save_result(result: SweepResult, path: str | Path) -> Path:
 
 
 def load_result(path: str | Path) -> SweepResult:
-    """Read a sweep result file written by :func:`save_result` (raw numbers, no recomputation)."""
+    """Read a sweep result file written by :func:`save_result` (raw numbers, no recomputation).
+
+    A missing, truncated or foreign file, or one whose arrays do not fit its grid, is a
+    :class:`mamlconv.errors.ResultFileError` naming the file."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(str(data.pop("meta_json")))
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} file (format={meta.get('format')!r})")
-    config = SweepConfig.from_dict(meta["config"])
+    if not path.is_file():
+        raise ResultFileError(f"{path}: no such result file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        reason = "truncated or not a zip archive" if isinstance(exc, zipfile.BadZipFile) else ""
+        if isinstance(exc, ValueError):
+            reason = "not an .npz archive of plain arrays"  # e.g. pickled objects or text
+        raise ResultFileError(
+            f"{path} is not a readable sweep result ({reason or type(exc).__name__}); it may be "
+            "truncated or another program's file: rerun the sweep that made it"
+        ) from None
+    if "meta_json" not in data:
+        raise ResultFileError(f"{path} is an .npz without 'meta_json': not a mamlconv sweep result")
+    try:
+        meta = json.loads(str(data.pop("meta_json")))
+    except ValueError:
+        raise ResultFileError(f"{path}: its metadata (meta_json) is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ResultFileError(f"{path}: not a {FORMAT} file (format={fmt!r})")
+    try:
+        config = SweepConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultFileError(f"{path}: its sweep configuration is invalid ({exc})") from None
+    missing = [
+        k for k in ("alphas", "betas", "record_iters", "final_loss", "diverged_at") if k not in data
+    ]
+    if missing:
+        raise ResultFileError(f"{path}: arrays {missing} are missing; not a complete sweep result")
     alpha0 = {k[len("alpha0_") :]: v for k, v in data.items() if k.startswith("alpha0_")}
     params = {k[len("params/") :]: v for k, v in data.items() if k.startswith("params/")}
-    return SweepResult(
+    result = SweepResult(
         config=config,
         alphas=data["alphas"],
         betas=data["betas"],
@@ -179,3 +209,33 @@ def load_result(path: str | Path) -> SweepResult:
         provenance=meta.get("provenance", {}),
         run_info=meta.get("run_info", {}),
     )
+    _check_shapes(result, path)
+    return result
+
+
+def _check_shapes(result: SweepResult, path: Path) -> None:
+    """Every array fits the grid its configuration describes (a foreign or edited file does
+    not, and would fail later with an error that names no file)."""
+    grid = (len(result.config.alphas), len(result.config.betas))
+    want = {
+        "alphas": (grid[0],),
+        "betas": (grid[1],),
+        "record_iters": (result.config.record_iters.size,),
+        "final_loss": grid,
+        "diverged_at": grid,
+    }
+    want.update({k: (*grid, want["record_iters"][0]) for k in result.trajectories})
+    have = {
+        "alphas": result.alphas.shape,
+        "betas": result.betas.shape,
+        "record_iters": result.record_iters.shape,
+        "final_loss": result.final_loss.shape,
+        "diverged_at": result.diverged_at.shape,
+        **{k: v.shape for k, v in result.trajectories.items()},
+    }
+    for key, shape in want.items():
+        if tuple(have[key]) != shape:
+            raise ResultFileError(
+                f"{path}: array {key} has shape {tuple(have[key])}, its configuration says "
+                f"{shape}; the file is damaged or was edited"
+            )

@@ -10,7 +10,11 @@ removed.
 
 Chunks take every ``n_chunks``-th cell of the flattened grid (not a block of rows), so each
 chunk holds a mix of quickly diverging and long-running cells and worker processes finish at
-about the same time.
+about the same time. Chunk k of a grid always holds the same cells, and a resume must use the
+chunk size, device and backend recorded in the chunk folder, so a resumed sweep's numbers are
+those of an uninterrupted one. The guards around the files (suffix, no silent overwrite, the
+lock, the layout record) live in :mod:`.sweep_files`; workers die with their parent
+(:mod:`.lifeline`).
 
 ``bisect_sweep`` finds the stability edge beta_c(alpha) for all alphas at once by bisection
 on log(beta) (:func:`mamlconv.numerics.boundary.bisect_boundary`), stable meaning "not
@@ -24,11 +28,13 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import shutil
 import signal
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +42,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from mamlconv.errors import ResultFileError, ResumeMismatch
+from mamlconv.experiments import sweep_files
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.ray_backend import (
     RayOptions,
@@ -50,6 +58,7 @@ from mamlconv.experiments.results import (
     best_beta_index,
     save_result,
 )
+from mamlconv.experiments.sweep_files import chunk_dir
 from mamlconv.numerics.boundary import BisectionResult, bisect_boundary
 
 log = logging.getLogger(__name__)
@@ -123,11 +132,6 @@ def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
     return int(min(64, max(1, CHUNK_TASK_BUDGET // config.tasks_per_batch)))
 
 
-def chunk_dir(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".chunks")
-
-
 def _identity_json(config: SweepConfig) -> str:
     return json.dumps(config.identity(), sort_keys=True)
 
@@ -137,20 +141,28 @@ def load_finished_chunks(
 ) -> tuple[list[dict[str, np.ndarray]], int]:
     """Finished chunks of this configuration in ``directory`` and the next free chunk id.
 
-    A chunk made with another configuration is an error (never mixed in silently)."""
+    A chunk made with another configuration is a :class:`ResumeMismatch` (never mixed in
+    silently); a truncated or foreign chunk file a :class:`ResultFileError` naming it."""
     chunks = []
     next_id = 0
-    if not directory.is_dir():
-        return chunks, next_id
     want = _identity_json(config)
-    for path in sorted(directory.glob("chunk_*.npz")):
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        if str(data.pop("identity_json")) != want:
-            raise ValueError(
+    for path in sweep_files.finished_chunk_files(directory):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+            identity = str(data.pop("identity_json"))
+            cells = np.asarray(data["cells"], dtype=np.int64)
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as exc:
+            raise ResultFileError(
+                f"chunk file {path} is unreadable ({type(exc).__name__}: {exc}); delete it "
+                "and rerun with --resume to train its cells again"
+            ) from None
+        if identity != want:
+            raise ResumeMismatch(
                 f"{path} was made with another configuration; remove {directory} or use "
                 "the configuration it was made with"
             )
+        data["cells"] = cells
         chunks.append(data)
         next_id = max(next_id, int(path.stem.split("_")[1]) + 1)
     return chunks, next_id
@@ -329,7 +341,12 @@ def _run_chunks(
 
     ctx = mp.get_context("spawn")  # fork after torch's thread pools started is unsafe
     q = ctx.Queue()
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(q, threads or 1))
+    workers = min(workers, len(plan))  # never more workers than chunks
+    from mamlconv.experiments.lifeline import start_worker
+
+    # start_worker puts each worker on a lifeline first: a killed parent leaves no worker behind
+    init = (os.getpid(), f"{__name__}:_worker_init", (q, threads or 1))
+    pool = ctx.Pool(workers, initializer=start_worker, initargs=init)
     try:
         pending = [
             pool.apply_async(run_chunk, (config_json, cid, cells, str(path), backend))
@@ -432,6 +449,7 @@ def run_sweep(
     out: str | Path,
     *,
     resume: bool = False,
+    force: bool = False,
     workers: int = 1,
     threads: int | None = None,
     backend: str = "auto",
@@ -440,39 +458,109 @@ def run_sweep(
 ) -> SweepResult:
     """Train every cell of ``config`` and write the result file ``out`` (see module doc).
 
-    ``resume=False`` refuses to start over a chunk folder left by an interrupted run (pass
-    ``resume=True`` to continue it, or delete it). ``workers`` > 1 runs chunks in that many
-    spawned processes with ``threads`` torch threads each (default 1); ``ray`` runs them as Ray
-    tasks instead (:mod:`.ray_backend`, docs/cluster.md).
+    ``out`` must end in ``.npz``. A finished result at ``out`` is replaced only with
+    ``force=True``; with ``resume=True`` and the same configuration it is returned as it is
+    (nothing to do). ``resume=False`` refuses to start over a chunk folder left by an
+    interrupted run (pass ``resume=True`` to continue it, or delete it); a resume must use the
+    chunk size, device and backend the chunks were made with (the chunk size is taken from
+    the folder when ``config`` leaves it open). ``<out>.lock`` keeps a second process off the
+    same ``out``. ``workers`` > 1 runs chunks in that many spawned processes (at most one per
+    chunk) with ``threads`` torch threads each (default 1); ``ray`` runs them as Ray tasks
+    instead (:mod:`.ray_backend`, docs/cluster.md).
     """
+    out = Path(out)
+    sweep_files.check_suffix(out, bisect=False)
+    done_meta = sweep_files.finished_or_refuse(config, out, resume=resume, force=force)
+    if done_meta is not None:
+        from mamlconv.experiments.results import load_result
+
+        return load_result(out)
+    with sweep_files.SweepLock(out):
+        return _run_sweep_locked(
+            config,
+            out,
+            resume=resume,
+            workers=workers,
+            threads=threads,
+            backend=backend,
+            progress=progress,
+            ray=ray,
+        )
+
+
+def resume_chunk_size(config: SweepConfig, out: str | Path) -> SweepConfig:
+    """``config`` with the chunk size of ``out``'s chunk folder when ``config`` leaves it open
+    (a resume then splits the cells as the interrupted run did)."""
+    if config.chunk_size is not None:
+        return config
+    layout = sweep_files.read_layout(chunk_dir(out))
+    if layout is None or not sweep_files.finished_chunk_files(chunk_dir(out)):
+        return config
+    return config.replace(chunk_size=int(layout["chunk_size"]))
+
+
+def _run_sweep_locked(
+    config: SweepConfig,
+    out: Path,
+    *,
+    resume: bool,
+    workers: int,
+    threads: int | None,
+    backend: str,
+    progress: bool | Progress,
+    ray: RayOptions | None = None,
+) -> SweepResult:
     import torch
 
     from mamlconv.experiments.engine import resolve_device
     from mamlconv.experiments.problems import get_problem
     from mamlconv.provenance import describe
 
-    out = Path(out)
     device = str(resolve_device(config.device))
     get_problem(config.problem, **config.problem_options)  # a bad problem fails before any file
     directory = chunk_dir(out)
+    sweep_files.clear_if_empty(directory)
     if directory.exists() and not resume:
-        n_old = len(list(directory.glob("chunk_*.npz")))
+        n_old = len(sweep_files.finished_chunk_files(directory))
         raise FileExistsError(
             f"{directory} holds {n_old} finished chunks of an earlier run; pass resume "
             "(--resume) to continue it, or delete the folder"
         )
-    chunks, next_id = load_finished_chunks(directory, config)
-    alphas_all, _ = sweep_cells(config)
-    done = np.zeros(alphas_all.size, dtype=bool)
-    for ch in chunks:
-        done[ch["cells"]] = True
-    todo = np.flatnonzero(~done)
+    if resume:
+        config = resume_chunk_size(config, out)
     chunk_size = default_chunk_size(config, backend)
+    layout = sweep_files.layout_record(
+        config, chunk_size=chunk_size, device=device, backend=backend
+    )
+    recorded = sweep_files.read_layout(directory) if directory.exists() else None
+    if recorded is not None:
+        sweep_files.check_layout(directory, recorded, layout)
+    sweep_files.remove_stale_temporaries(directory)
+    chunks, _ = load_finished_chunks(directory, config)
+    alphas_all, _ = sweep_cells(config)
+    # Chunk k always holds the same cells (plan_chunks of the whole grid), so a resumed sweep
+    # trains every cell in the batch an uninterrupted one would have used.
+    full_plan = plan_chunks(np.arange(alphas_all.size), chunk_size)
+    finished: set[int] = set()
+    for ch, path in zip(chunks, sweep_files.finished_chunk_files(directory), strict=True):
+        k = int(path.stem.split("_")[1])
+        if k >= len(full_plan) or not np.array_equal(ch["cells"], full_plan[k]):
+            raise ResumeMismatch(
+                f"{path} holds other cells than chunk {k} of this sweep (made by an older "
+                f"mamlconv or another chunk size); remove {directory} to start again"
+            )
+        finished.add(k)
+    done = np.zeros(alphas_all.size, dtype=bool)
+    for k in finished:
+        done[full_plan[k]] = True
     plan = [
-        (next_id + k, cells, directory / f"chunk_{next_id + k:04d}.npz")
-        for k, cells in enumerate(plan_chunks(todo, chunk_size))
+        (k, cells, directory / f"chunk_{k:04d}.npz")
+        for k, cells in enumerate(full_plan)
+        if k not in finished
     ]
+    workers = max(1, min(workers, len(plan)))
     directory.mkdir(parents=True, exist_ok=True)
+    sweep_files.write_layout(directory, config, layout)
     bar = progress if isinstance(progress, Progress) else None
     if progress is True:
         bar = Progress(
@@ -482,9 +570,13 @@ def run_sweep(
             label=f"sweep {config.problem}/{config.variant}",
         )
     t0 = time.perf_counter()
-    summaries = _run_chunks(
-        config, plan, backend=backend, workers=workers, threads=threads, progress=bar, ray=ray
-    )
+    try:
+        summaries = _run_chunks(
+            config, plan, backend=backend, workers=workers, threads=threads, progress=bar, ray=ray
+        )
+    except BaseException:
+        sweep_files.clear_if_empty(directory)  # nothing finished: leave nothing behind
+        raise
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()

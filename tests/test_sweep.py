@@ -241,7 +241,9 @@ def test_cli_sweep_smoke_and_resume_guard(tmp_path, capsys):
     res = load_result(out)
     assert res.config.iters == 3 and res.final_loss.shape == (3, 4)
     assert "cells" in capsys.readouterr().out
+    out.unlink()  # a finished result is guarded too (tests/test_sweep_safety.py)
     chunk_dir(out).mkdir()
+    (chunk_dir(out) / "chunk_0000.npz").write_bytes(b"")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "Traceback" not in err and err.count("\n") == 1

@@ -8,10 +8,13 @@ setting ``func``) and keeps its imports of heavy layers inside the function it r
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from mamlconv import __version__
-from mamlconv.cli._args import Parser, UsageError, cli_logging
+from mamlconv.cli._args import Parser, cli_logging
+from mamlconv.cli._outputs import describe_os_error
+from mamlconv.errors import MamlconvError
 
 # Order is the order in `mamlconv --help`.
 SUBCOMMAND_MODULES = (
@@ -58,12 +61,45 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cli_logging(args.command):
             return int(args.func(args) or 0)
-    except UsageError as exc:
-        sys.stderr.write(f"mamlconv {args.command}: error: {exc}\n")
-        return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"mamlconv {args.command}: interrupted\n")
         return 130
+    except BrokenPipeError:  # `mamlconv ... | head`: the reader left; nothing to report
+        return 141
+    except Exception as exc:  # noqa: BLE001 -- the one place that turns errors into exit codes
+        code, message = describe_error(exc)
+        if code is None and os.environ.get(DEBUG_ENV):
+            raise
+        sys.stderr.write(f"mamlconv {args.command}: error: {message}\n")
+        return 1 if code is None else code
+
+
+DEBUG_ENV = "MAMLCONV_DEBUG"
+"""Set to show the traceback of an unexpected error (a bug) instead of its one-line summary."""
+
+
+def describe_error(exc: BaseException) -> tuple[int | None, str]:
+    """Exit code and one-line message for an error escaping a subcommand.
+
+    The package's own errors (:mod:`mamlconv.errors`, the data layer's ``DataError``) and
+    ``OSError`` are the user's to fix: exit 2 (``RunFailed``: 1). Anything else is a bug in
+    mamlconv: exit code None (the caller exits 1), a one-line summary naming ``MAMLCONV_DEBUG``.
+    """
+    if isinstance(exc, MamlconvError):
+        return exc.exit_code, _one_line(str(exc))
+    data = sys.modules.get("mamlconv.experiments.data")  # loaded if a DataError can exist
+    if data is not None and isinstance(exc, data.DataError):
+        return 2, _one_line(str(exc))
+    if isinstance(exc, OSError):
+        return 2, _one_line(describe_os_error(exc))
+    return None, _one_line(
+        f"internal error ({type(exc).__name__}: {exc}); this is a bug in mamlconv, please "
+        f"report it with the command line (set {DEBUG_ENV}=1 to see the traceback)"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 if __name__ == "__main__":  # python -m mamlconv.cli

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import UsageError as UsageError  # re-exported for the subcommands
+
 PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
 """The task families that `sweep`, `advise` and the presets know by name."""
 
@@ -62,10 +64,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
-
-
-class UsageError(ValueError):
-    """Bad user input found after parsing; the CLI prints it as one line and exits with 2."""
 
 
 def finite_float(text: str) -> float:

@@ -105,13 +105,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mamlconv.cli._outputs import check_output_dir
+    from mamlconv.errors import ResultFileError
     from mamlconv.experiments.compare import compare, write_comparison
     from mamlconv.experiments.results import load_result
 
+    check_output_dir(args.out)  # before minutes of spectra
     if not args.result.is_file():
         raise UsageError(f"no such result file: {args.result}")
     try:
         result = load_result(args.result)
+    except ResultFileError:
+        raise
     except (ValueError, OSError, KeyError) as exc:
         raise UsageError(f"cannot read {args.result}: {exc}") from None
     if args.spec is not None:

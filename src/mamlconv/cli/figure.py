@@ -129,6 +129,9 @@ def _fig4(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mamlconv.cli._outputs import check_output_dir
+
+    check_output_dir(args.out)  # before minutes of training
     name = args.name
     fig4_only = [
         opt

@@ -110,6 +110,12 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start even when the estimated time or memory is above the limits "
+        "(4 h, 80%% of the free memory)",
+    )
+    p.add_argument(
         "--plot",
         metavar="FILE",
         type=Path,
@@ -164,6 +170,45 @@ def read_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff")
+"""File formats --plot writes (matplotlib's, chosen by the suffix)."""
+
+
+def _check_scale(data: Any, convention: str) -> None:
+    """The loss Hessian must have finite eigenvalues in float64: huge x overflows x^2."""
+    from mamlconv.numerics.linreg import linreg_hessian
+
+    eigs = np.linalg.eigvalsh(linreg_hessian(data.x, convention=convention).numpy())
+    if not np.all(np.isfinite(eigs)):
+        raise UsageError(
+            "--data: the loss Hessian overflows float64 (its entries are mean x^2 and mean x; "
+            f"max |x| = {float(data.x.abs().max()):.3g}); rescale x and y"
+        )
+
+
+def _estimate(args: argparse.Namespace, data: Any, models: Any, alphas: Any, betas: Any) -> None:
+    """Print the grid's size and estimated cost (stderr); refuse above the limits."""
+    from mamlconv.experiments.estimate import estimate_grid, refuse_unless_confirmed
+    from mamlconv.numerics.linreg import linreg_study
+
+    def probe(a: np.ndarray, b: np.ndarray, iters: int) -> None:
+        linreg_study(
+            data,
+            models=models,
+            alphas=a,
+            betas=b,
+            iters=iters,
+            threshold=args.threshold,
+            convention=args.loss,
+            theta0=args.theta0,
+        )
+
+    label = f"linreg {'+'.join(models)}"
+    est = estimate_grid(probe, np.asarray(alphas), np.asarray(betas), label=label, iters=args.iters)
+    sys.stderr.write(est.line() + "\n")
+    refuse_unless_confirmed(est, yes=args.yes)
+
+
 def _fmt(x: float | None, spec: str = ".3g") -> str:
     if x is None:
         return "-"
@@ -177,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
     from mamlconv.numerics.losses import linreg_from_arrays, sample_linreg
     from mamlconv.provenance import describe
 
+    if args.plot is not None:
+        from mamlconv.cli._outputs import check_output_file
+
+        check_output_file(args.plot, flag="--plot", suffixes=PLOT_SUFFIXES)
     # The grid is thousands of tiny ops: one thread is as fast and leaves the other core free.
     torch.set_num_threads(1)
     from mamlconv.progress import show_on_stderr
@@ -192,9 +241,11 @@ def run(args: argparse.Namespace) -> int:
         if args.n_points < 2:
             raise UsageError(f"--n-points must be >= 2, got {args.n_points}")
         data = sample_linreg(torch.Generator().manual_seed(args.seed), n_points=args.n_points)
+    _check_scale(data, args.loss)
     models = ALL_MODELS if args.model == "all" else (args.model,)
     alphas = paper_alphas() if args.alphas is None else args.alphas
     betas = paper_betas() if args.betas is None else args.betas
+    _estimate(args, data, models, alphas, betas)
     study = linreg_study(
         data,
         models=models,

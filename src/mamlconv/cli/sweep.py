@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
         "problem",
         nargs="?",
         choices=PROBLEM_CHOICES,
-        help="task family (or give --problem MODULE:FACTORY)",
+        default=None,
+        help="task family (or --problem MODULE:FACTORY, or --config RESULT)",
     )
     p.add_argument(
         "--problem",
@@ -57,8 +59,17 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--preset",
         choices=("paper", "smoke"),
-        default="paper",
+        default=None,
         help="paper: the paper's settings (default); smoke: a seconds-long run",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="RESULT",
+        help="rerun or resume the sweep recorded in RESULT (a result .npz, its .json sidecar, "
+        "a bisection .json, or an interrupted sweep's .chunks folder); options given as well "
+        "override it, --out defaults to its result file",
     )
     p.add_argument(
         "--variant",
@@ -190,16 +201,27 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--rtol",
         type=positive_float,
-        default=0.05,
-        help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05)",
+        default=None,
+        help="bisection: stop when beta_hi / beta_lo <= 1 + RTOL (default 0.05, or the --config's)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a finished result at --out (default: refuse, saying what it holds)",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start even when the estimated time, memory or file count is above the limits "
+        "(4 h, 80%% of the free memory, 20000 chunk files)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
-        required=True,
+        default=None,
         metavar="FILE",
-        help="result file (.npz; with --bisect, .json)",
+        help="result file (.npz; with --bisect, .json); required unless --config gives it",
     )
     p.set_defaults(func=run)
 
@@ -220,13 +242,21 @@ OVERRIDES = (
 )
 
 
-def build_config(args: argparse.Namespace) -> Any:
-    """The preset of ``args.problem`` with the command line's overrides applied."""
+DEFAULT_RTOL = 0.05
+"""Bisection tolerance: brackets narrower than 5 % in beta (finer than a 20-point grid)."""
+
+
+def build_config(args: argparse.Namespace, base: Any = None) -> Any:
+    """The preset of ``args.problem`` (or ``base``, a saved sweep's configuration) with the
+    command line's overrides applied."""
     from mamlconv.experiments.problems import get_preset
 
-    if (args.problem is None) == (getattr(args, "spec", None) is None):
-        raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
-    config = get_preset(args.spec or args.problem, args.preset)
+    if base is not None:
+        config = base
+    else:
+        if (args.problem is None) == (getattr(args, "spec", None) is None):
+            raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
+        config = get_preset(args.spec or args.problem, args.preset or "paper")
     changes = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.alphas is not None:
         changes["alphas"] = tuple(args.alphas)
@@ -269,6 +299,94 @@ def ray_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _from_saved(args: argparse.Namespace) -> Any:
+    """Apply ``--config``: the saved configuration, its result path and mode (bisection)."""
+    from mamlconv.experiments.sweep_files import read_saved_sweep
+
+    saved = read_saved_sweep(args.config)
+    if args.problem is not None and args.problem != saved.config.problem:
+        raise UsageError(
+            f"--config {args.config} is a {saved.config.problem} sweep, not {args.problem}; "
+            "drop the problem argument"
+        )
+    if args.preset is not None:
+        raise UsageError("--preset and --config exclude each other: the saved sweep is the base")
+    args.problem = saved.config.problem
+    if args.out is None:
+        args.out = saved.out
+    if saved.bisect:
+        args.bisect = True
+        if args.rtol is None and saved.rtol is not None:
+            args.rtol = float(saved.rtol)
+    base = saved.config
+    if saved.chunk_size is not None and args.chunk_size is None:
+        base = base.replace(chunk_size=int(saved.chunk_size))
+    return base
+
+
+def _check_out(args: argparse.Namespace, config: Any) -> bool:
+    """Everything about ``--out`` that can be known before work: True when a resumed
+    sweep is already complete."""
+    from mamlconv.cli._outputs import check_output_file
+    from mamlconv.experiments import sweep_files
+
+    sweep_files.check_suffix(args.out, bisect=args.bisect)
+    check_output_file(args.out)
+    if args.bisect:
+        sweep_files.check_lock_free(args.out)
+        if args.out.exists() and not args.force:
+            try:
+                held = sweep_files.summary(sweep_files.read_meta(args.out))
+            except Exception:  # noqa: BLE001 -- any unreadable file: say it exists
+                held = "not a readable result"
+            raise UsageError(
+                f"--out {args.out} already holds a result ({held}); pass --force to replace "
+                "it, or choose another --out"
+            )
+        return False
+    folder = sweep_files.chunk_dir(args.out)
+    check_output_file(folder / "chunk_0000.npz")
+    n_old = len(sweep_files.finished_chunk_files(folder))
+    if n_old and not args.resume:
+        raise UsageError(
+            f"{folder} holds {n_old} finished chunks of an earlier run; pass --resume to "
+            "continue it, or delete the folder"
+        )
+    done = sweep_files.finished_or_refuse(config, args.out, resume=args.resume, force=args.force)
+    return done is not None
+
+
+def _estimate(args: argparse.Namespace, config: Any) -> None:
+    """Print the sweep's size and estimated cost (stderr); refuse above the limits."""
+    import numpy as np
+
+    from mamlconv.experiments import sweep_files
+    from mamlconv.experiments.estimate import estimate_sweep, refuse_unless_confirmed
+
+    if args.bisect:
+        lo, hi = config.betas[0], config.betas[-1]
+        span = max(math.log(hi / lo), 1e-12) / math.log1p(args.rtol)
+        rounds = max(math.ceil(math.log2(span)), 0)
+        config = config.replace(
+            betas=tuple(np.geomspace(lo, hi, rounds + 2)) if hi > lo else (lo,),
+            alpha_zero_row=False,
+        )
+        done = 0
+    else:
+        chunks = sweep_files.finished_chunk_files(sweep_files.chunk_dir(args.out))
+        done = 0
+        if args.resume and chunks:
+            from mamlconv.experiments.sweep import default_chunk_size, resume_chunk_size
+
+            config = resume_chunk_size(config, args.out)
+            size = default_chunk_size(config, args.kernel)
+            n_cells = (len(config.alphas) + int(config.alpha_zero_row)) * len(config.betas)
+            done = min(len(chunks) * size, n_cells)
+    est = estimate_sweep(config, backend=args.kernel, workers=args.workers, done_cells=done)
+    sys.stderr.write(est.line() + "\n")
+    refuse_unless_confirmed(est, yes=args.yes)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -277,43 +395,59 @@ def run(args: argparse.Namespace) -> int:
     from mamlconv.experiments.sweep import bisect_sweep, chunk_dir, run_sweep
     from mamlconv.files import atomic_write_text
 
+    base = _from_saved(args) if args.config is not None else None
+    if args.problem is None and getattr(args, "spec", None) is None:
+        raise UsageError(
+            "give the problem (sinusoid, omniglot, miniimagenet), --problem MODULE:FACTORY "
+            "or --config RESULT"
+        )
+    if args.out is None:
+        raise UsageError("--out FILE is required (or --config RESULT, whose file it defaults to)")
+    if args.rtol is None:
+        args.rtol = DEFAULT_RTOL
     try:
-        config = build_config(args)
+        config = build_config(args, base)
         resolve_device(config.device)
         ray = ray_options(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     resolve_problem(config.problem, config.problem_options)  # fails before any file
+    if _check_out(args, config):
+        sys.stdout.write(f"{args.out}: already complete (this configuration); nothing to do\n")
+        return 0
     torch.set_num_threads(args.threads)
+    _estimate(args, config)
     if args.bisect:
+        from mamlconv.experiments.sweep_files import SweepLock
         from mamlconv.provenance import describe
 
-        try:
-            bis = bisect_sweep(
-                config,
-                rtol=args.rtol,
-                backend=args.kernel,
-                progress=not args.no_progress,
-                ray=ray,
-            )
-        except RayUnreachable as exc:
-            raise UsageError(str(exc)) from None
-        except ChunkFailed as exc:
-            sys.stderr.write(f"mamlconv sweep: error: {exc}\n")
-            return 1
-        record = {
-            "config": config.to_dict(),
-            "provenance": describe(str(resolve_device(config.device))),
-            "bisection": {
-                "rtol": args.rtol,
-                "rounds": bis.result.n_rounds,
-                "runs": bis.result.n_runs,
-                "beta_min": bis.beta_min,
-                "beta_max": bis.beta_max,
-            },
-            "boundary": bis.records(),
-        }
-        atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
+        with SweepLock(args.out):
+            try:
+                bis = bisect_sweep(
+                    config,
+                    rtol=args.rtol,
+                    backend=args.kernel,
+                    progress=not args.no_progress,
+                    ray=ray,
+                )
+            except RayUnreachable as exc:
+                raise UsageError(str(exc)) from None
+            except ChunkFailed as exc:
+                sys.stderr.write(f"mamlconv sweep: error: {exc}\n")
+                return 1
+            record = {
+                "config": config.to_dict(),
+                "provenance": describe(str(resolve_device(config.device))),
+                "bisection": {
+                    "rtol": args.rtol,
+                    "rounds": bis.result.n_rounds,
+                    "runs": bis.result.n_runs,
+                    "beta_min": bis.beta_min,
+                    "beta_max": bis.beta_max,
+                },
+                "boundary": bis.records(),
+            }
+            atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
         sys.stdout.write(f"{args.out}: {bis.result.n_runs} runs in {bis.result.n_rounds} rounds\n")
         return 0
     try:
@@ -321,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
             config,
             args.out,
             resume=args.resume,
+            force=args.force,
             workers=args.workers,
             threads=args.threads,
             backend=args.kernel,
@@ -336,10 +471,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write(
-            f"\ninterrupted: finished chunks are kept in {chunk_dir(args.out)}; "
-            "rerun the same command with --resume\n"
-        )
+        if chunk_dir(args.out).exists():
+            sys.stderr.write(
+                f"\ninterrupted: finished chunks are kept in {chunk_dir(args.out)}; "
+                "rerun the same command with --resume\n"
+            )
         raise
     info = result.run_info
     sys.stdout.write(
