@@ -395,7 +395,8 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
         run_chunk(result.config.to_json(), 0, first, str(chunks / "chunk_0000.npz"), "auto")
     finally:
         os.chdir(cwd)
-    proc = _cli([*args[:-1], "s2.npz", "--resume"], user_dir)
+    # chunk k of a sweep holds fixed cells (chunk 0 of chunk size 3 is the one written above)
+    proc = _cli([*args[:-1], "s2.npz", "--resume", "--chunk-size", "3"], user_dir)
     assert proc.returncode == 0, proc.stderr
     again = load_result(user_dir / "s2.npz")
     assert again.run_info["resumed_cells"] == first.size
