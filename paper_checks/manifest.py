@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = Path(args.results) if args.results else results_dir()
     if not results.is_dir():
-        print(f"{COMMAND}: no results folder {results} (--results DIR)", file=sys.stderr)
+        print(f"{COMMAND}: error: no results folder {results} (--results DIR)", file=sys.stderr)
         return 2
     try:
         if args.command == "add":
@@ -548,13 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             problems = check(results)
             for line in problems:
-                print(line, file=sys.stderr)
+                print(f"{COMMAND} check: error: {line}", file=sys.stderr)
             n = len(load_manifest(results).files) if not problems else None
             if problems:
                 return 1
             print(f"{MANIFEST_NAME}: {n} files verified, nothing unlisted")
     except (ValueError, ResultFileError) as exc:
-        print(f"{COMMAND} {args.command}: {exc}", file=sys.stderr)
+        print(f"{COMMAND} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -55,14 +55,18 @@ def _write_sweep(path: Path, *, problem: str, variant: str, edges: list[int], ed
         if path.stem == name:
             final_loss[i, j] = INITIAL_LOSS
     div0 = np.where(cols >= edge0, 7, -1).astype(np.int64)
-    # loss trajectories (recorded at iterations 0 and 20): what "learned" is judged from
-    loss = np.stack([np.full_like(final_loss, INITIAL_LOSS), final_loss], axis=-1)
-    loss0 = np.stack([np.full(BETAS.size, INITIAL_LOSS), np.where(div0 < 0, 0.5, 2e3)], axis=-1)
+    # loss trajectories: what "learned" is judged from
+    # (recorded at the configuration's record_iters: the initial loss, then the final one)
+    n_rec = config.record_iters.size
+    loss = np.repeat(final_loss[..., None], n_rec, axis=-1)
+    loss[..., 0] = INITIAL_LOSS
+    loss0 = np.repeat(np.where(div0 < 0, 0.5, 2e3)[:, None], n_rec, axis=-1)
+    loss0[:, 0] = INITIAL_LOSS
     result = SweepResult(
         config=config,
         alphas=ALPHAS,
         betas=BETAS,
-        record_iters=np.array([0, 20]),
+        record_iters=config.record_iters,
         final_loss=final_loss,
         diverged_at=diverged_at,
         trajectories={"loss": loss},
