@@ -53,7 +53,8 @@ def test_root_order_explicit_then_env_then_user_cache(tmp_path, monkeypatch):
 
 
 def test_no_folder_beside_the_checkout_is_guessed(monkeypatch):
-    """Issue 12: the package does not look in ../shared/data (or anywhere else) beside it."""
+    """The package guesses no data folder beside its checkout: MAMLCONV_DATA, then the user
+    cache, and nothing else."""
     from mamlconv.provenance import REPO_ROOT
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
