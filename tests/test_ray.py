@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from shipped_data import needs_shipped
+from sweep_helpers import live_descendants
 
 from mamlconv.cli import main
 from mamlconv.experiments.problems import get_preset
@@ -66,24 +67,6 @@ def _stable_config():
 # --------------------------------------------------------------------------------------------
 # helpers: processes of this test session (Linux /proc)
 # --------------------------------------------------------------------------------------------
-
-
-def _descendants(root: int) -> list[int]:
-    parent: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        found += kids
-        frontier += kids
-    return found
 
 
 def _title(pid: int) -> str:
@@ -189,7 +172,7 @@ def test_local_instance_listens_on_loopback_only(ray_local):
     nodes = ray_local.nodes()
     assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
     assert ray_local.get_runtime_context().gcs_address.startswith("127.0.0.1:")
-    listening = _listening_addresses(_descendants(os.getpid()))
+    listening = _listening_addresses(live_descendants(os.getpid()))
     assert listening, "found no listening socket of the Ray processes"
     assert listening <= LOOPBACK, f"Ray listens beyond loopback: {sorted(listening)}"
 
@@ -279,7 +262,7 @@ def test_killed_worker_is_retried_and_every_cell_lands_once(ray_local, stable_re
     driver.start()
     victim, deadline = None, time.monotonic() + 120
     while victim is None and driver.is_alive() and time.monotonic() < deadline:
-        busy = [p for p in _descendants(os.getpid()) if _title(p).startswith("ray::chunk_task")]
+        busy = [p for p in live_descendants(os.getpid()) if _title(p).startswith("ray::chunk_task")]
         if busy:
             victim = busy[0]
             os.kill(victim, signal.SIGKILL)  # mid-chunk: the process title says it is running

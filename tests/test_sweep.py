@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+from sweep_helpers import tiny_config
 
 from mamlconv.cli import main
 from mamlconv.experiments.config import SweepConfig
@@ -22,23 +23,6 @@ from mamlconv.experiments.sweep import (
     run_sweep,
     sweep_cells,
 )
-
-
-def tiny_config(**changes) -> SweepConfig:
-    """Six cells plus the alpha = 0 row, float64 so that runs compare exactly."""
-    cfg = get_preset("sinusoid", "smoke").replace(
-        alphas=(1e-3, 0.3),
-        betas=(0.05, 0.5, 20.0),
-        iters=6,
-        record_every=2,
-        tasks_per_batch=4,
-        pool_size=4,
-        dtype="float64",
-        device="cpu",
-        problem_options={"k_support": 5, "k_query": 5},
-    )
-    return cfg.replace(**changes)
-
 
 # ---- configuration ------------------------------------------------------------------------
 

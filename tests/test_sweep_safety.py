@@ -15,31 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_helpers import live_descendants, tiny_config
 
 from mamlconv.cli import main
 from mamlconv.errors import ResultFileError, ResumeMismatch
-from mamlconv.experiments.problems import get_preset
 from mamlconv.experiments.results import load_result
 from mamlconv.experiments.sweep import Progress, chunk_dir, run_sweep
 from mamlconv.experiments.sweep_files import LAYOUT_FILE, lock_path
 
 SMOKE = ["sweep", "sinusoid", "--preset", "smoke", "--no-progress", "--device", "cpu"]
-
-
-def tiny_config(**changes):
-    """Six cells plus the alpha = 0 row, float64 (as tests/test_sweep.py)."""
-    cfg = get_preset("sinusoid", "smoke").replace(
-        alphas=(1e-3, 0.3),
-        betas=(0.05, 0.5, 20.0),
-        iters=6,
-        record_every=2,
-        tasks_per_batch=4,
-        pool_size=4,
-        dtype="float64",
-        device="cpu",
-        problem_options={"k_support": 5, "k_query": 5},
-    )
-    return cfg.replace(**changes)
 
 
 def one_line_error(capsys, code, rc):
@@ -280,25 +264,6 @@ def test_a_second_sweep_on_the_same_out_is_refused(tmp_path, capsys):
         first.wait()
 
 
-def _children(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - found
-        found |= frontier
-    return found
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_die_with_their_parent(tmp_path):
     """kill -9 of the parent during a 2-worker sweep leaves no process behind."""
@@ -306,9 +271,9 @@ def test_workers_die_with_their_parent(tmp_path):
     parent = _sweep_process(out, "--workers", "2", "--chunk-size", "4")
     kids: set[int] = set()
     try:
-        assert _wait_for(lambda: len(_children(parent.pid)) >= 2, 180), "no workers started"
+        assert _wait_for(lambda: len(live_descendants(parent.pid)) >= 2, 180), "no workers started"
         time.sleep(1.0)  # let them import and start training
-        kids = _children(parent.pid)
+        kids = live_descendants(parent.pid)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         gone = _wait_for(lambda: not any(_alive(k) for k in kids), 15)
