@@ -76,9 +76,6 @@ DEFAULT_CHUNK_CUDA = 1024
 CNN_CHUNK_CPU = 1
 """Few-shot CNNs on a CPU: one cell at a time. benchmarks/omniglot_bench.py measured batching 4
 cells at 0.29x the speed of one at a time there (vmapped convolutions lose their fast kernels)."""
-CNN_CHUNK_CUDA = 15
-"""Few-shot CNNs on a GPU: 15 cells per batch (the committed H200 Omniglot grid; batching 8 cells
-ran 2.2x faster than one at a time there), small enough that a paper-size episode batch fits."""
 FEWSHOT_PROBLEMS = ("omniglot", "miniimagenet")
 
 
