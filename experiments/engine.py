@@ -676,8 +676,6 @@ def train_cells(
         rec = rec_index.get(t)
         out = step(params, alpha_t, tasks, need_direction=not last, need_stats=rec is not None)
         loss = out.loss_post.detach()
-        # NaN propagates through fmax only when both are NaN: keep NaN visible explicitly
-        run_max = torch.where(torch.isnan(loss), loss, torch.fmax(run_max, loss))
         dead = ~torch.isfinite(loss) | (loss > config.divergence_level)
         fresh = slice(None)  # rows recorded at `rec`: all, or (deferred) those alive before t
         check = True
@@ -687,6 +685,10 @@ def train_cells(
             if check:
                 at_np = deferred.iteration(t).cpu().numpy()
                 fresh = at_np == t
+        # Running maximum for the post-hoc criteria, taken after the deferred check so that a
+        # diverged row reports its loss at the crossing (the maximum stops there, as it does
+        # with a check every iteration). fmax ignores one NaN: keep a NaN loss visible.
+        run_max = torch.where(torch.isnan(loss), loss, torch.fmax(run_max, loss))
         any_dead = check and bool(dead.any())  # (deferred) no host sync between checks
         if rec is not None or any_dead or last:  # host-side bookkeeping only when needed
             cells = active.numpy()
@@ -702,7 +704,6 @@ def train_cells(
                 traj["meta_grad_norm"][cells[fresh], rec] = sq.sqrt().double().cpu().numpy()[fresh]
         if any_dead:
             gone = cells[dead_np]
-            # (deferred checks: the maximum may include the few iterations after the crossing)
             max_loss[gone] = run_max[dead].double().cpu().numpy()
             diverged_at[gone] = t if deferred is None else at_np[dead_np]
             final_loss[gone] = loss_np[dead_np]

@@ -75,6 +75,8 @@ BETAS = np.array([0.3, 0.7, 4.2, 5.1, 5.62, 20.0])
 def _same_runs(a, b, *, atol: float = 1e-10) -> None:
     np.testing.assert_array_equal(a.diverged_at, b.diverged_at)
     np.testing.assert_allclose(a.final_loss, b.final_loss, rtol=0, atol=atol)
+    # the running maximum of the loss (post-hoc divergence criteria) stops at the divergence
+    np.testing.assert_allclose(a.max_loss, b.max_loss, rtol=0, atol=atol, err_msg="max_loss")
     for f in a.TRAJECTORIES:
         np.testing.assert_array_equal(np.isnan(getattr(a, f)), np.isnan(getattr(b, f)), err_msg=f)
         np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=0, atol=atol, err_msg=f)
