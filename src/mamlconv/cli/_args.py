@@ -122,6 +122,19 @@ def device_spec(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
+def add_problem_argument(parser: Any, *, dest: str = "spec", note: str = "") -> None:
+    """``--problem MODULE:FACTORY``: a user's problem (see ``PROBLEM_SPEC_HELP``), stored in
+    ``args.<dest>``; ``note`` ends the help line with what the command does without it."""
+    parser.add_argument(
+        "--problem",
+        dest=dest,
+        type=problem_spec,
+        default=None,
+        metavar="MODULE:FACTORY",
+        help=PROBLEM_SPEC_HELP + note,
+    )
+
+
 def add_device_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
     """``--device`` with the one rule: ``auto`` by default, any ``cuda:N`` accepted.
 

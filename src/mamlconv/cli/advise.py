@@ -14,15 +14,14 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
-    PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
     add_device_argument,
+    add_problem_argument,
     float_list,
     integer,
     nonnegative_int,
     positive_int,
-    problem_spec,
     resolve_problem,
 )
 
@@ -58,14 +57,7 @@ def add_parser(subparsers: Any) -> None:
         choices=PROBLEM_CHOICES,
         help="task family (or give --problem MODULE:FACTORY)",
     )
-    p.add_argument(
-        "--problem",
-        dest="factory",
-        type=problem_spec,
-        default=None,
-        metavar="MODULE:FACTORY",
-        help=PROBLEM_SPEC_HELP,
-    )
+    add_problem_argument(p, dest="factory")
     p.add_argument(
         "--variant", choices=VARIANT_CHOICES, default="exact", help="MAML object (default exact)"
     )

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mamlconv.cli._args import (
-    PROBLEM_SPEC_HELP,
     UsageError,
     add_device_argument,
+    add_problem_argument,
     positive_int,
-    problem_spec,
     resolve_device,
     resolve_problem,
 )
@@ -92,14 +91,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--recheck-seed", type=int, default=None, help="seed of the re-check (default: the sweep's)"
     )
-    p.add_argument(
-        "--problem",
-        dest="spec",
-        type=problem_spec,
-        default=None,
-        metavar="MODULE:FACTORY",
-        help=PROBLEM_SPEC_HELP + " (default: the one the result file records)",
-    )
+    add_problem_argument(p, dest="spec", note=" (default: the one the result file records)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 

@@ -16,16 +16,15 @@ from typing import Any
 
 from mamlconv.cli._args import (
     PROBLEM_CHOICES,
-    PROBLEM_SPEC_HELP,
     VARIANT_CHOICES,
     UsageError,
+    add_problem_argument,
     device_spec,
     integer,
     log_grid,
     nonnegative_float,
     positive_float,
     positive_int,
-    problem_spec,
     resolve_problem,
 )
 
@@ -48,13 +47,8 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="task family (or --problem MODULE:FACTORY, or --config RESULT)",
     )
-    p.add_argument(
-        "--problem",
-        dest="spec",
-        type=problem_spec,
-        default=None,
-        metavar="MODULE:FACTORY",
-        help=PROBLEM_SPEC_HELP + "; presets: the sinusoid protocol (Sec. 4.1) and its smoke size",
+    add_problem_argument(
+        p, dest="spec", note="; presets: the sinusoid protocol (Sec. 4.1) and its smoke size"
     )
     p.add_argument(
         "--preset",
