@@ -11,6 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.experiments import sinusoid
+from mamlconv.experiments.results import SweepResult
+from mamlconv.numerics.linreg import linreg_study, torch_generator
+from mamlconv.numerics.losses import sample_linreg
 from mamlconv.paper_checks.verdicts import ClaimAudit
 
 
@@ -23,7 +27,6 @@ def sinusoid_setup(
     """
     import torch
 
-    sinusoid = audit.require("mamlconv.experiments.sinusoid", "SinusoidProblem")
     problem = sinusoid.SinusoidProblem(hidden=hidden)
     gen = torch.Generator().manual_seed(seed)
     params = problem.init_params(gen, dtype=torch.float64, device="cpu")
@@ -117,13 +120,12 @@ def committed_files(
 
 def find_sweeps(
     audit: ClaimAudit, *, problem: str, variant: str, required: bool = True
-) -> list[tuple[Path, Any]]:
+) -> list[tuple[Path, SweepResult]]:
     """The committed sweep results (``experiments.results`` format) for problem / variant that
     MANIFEST.json lists, each verified; NOT-RUN naming the missing file (``required``) or an
     empty list when there are none."""
     from mamlconv.paper_checks.manifest import load_sweep
 
-    audit.require("mamlconv.experiments.results", "load_result")
     found = committed_entries(
         audit,
         kind="sweep",
@@ -347,7 +349,4 @@ def edge_near_divergence(result: Any) -> dict[str, Any]:
 @lru_cache(maxsize=2)
 def linreg_study_paper(seed: int = 0) -> Any:
     """The App. C study at the paper's settings (shared by S3-8 and X-5 within a session)."""
-    from mamlconv.numerics.linreg import linreg_study, torch_generator
-    from mamlconv.numerics.losses import sample_linreg
-
     return linreg_study(sample_linreg(torch_generator(seed), n_points=100))

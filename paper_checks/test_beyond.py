@@ -7,12 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from mamlconv.numerics import curvature, dynamics, losses
+from mamlconv.numerics import multitask as mt
 from mamlconv.paper_checks.helpers import identities_hold
 from mamlconv.paper_checks.verdicts import ClaimAudit
+from mamlconv.theory import conditions as cond
+from mamlconv.theory import hessian as hess
+from mamlconv.theory import multitask as mt_theory
+from mamlconv.theory import quadratic as quad
+from mamlconv.theory import symbols, thresholds
 
 
 def _quadratic(audit: ClaimAudit, eigs: np.ndarray, *, seed: int):
-    losses = audit.require("mamlconv.numerics.losses", "make_quadratic")
     return losses.make_quadratic(eigs, seed=seed)
 
 
@@ -20,7 +26,6 @@ def _predicted_vs_measured(
     audit: ClaimAudit, q, *, alpha: float, model: str, steps: int, beta_c: float, iters: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stability of the closed-form dynamics at beta = 0.98 and 1.02 x beta_c."""
-    dynamics = audit.require("mamlconv.numerics.dynamics", "run_grid_quadratic")
     betas = np.array([0.98, 1.02]) * beta_c
     run = dynamics.run_grid_quadratic(
         q.hessian,
@@ -49,16 +54,11 @@ def test_claim_X_1_exact_maml_has_no_alpha_c(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    hess = audit.require("mamlconv.theory.hessian", "exact_stationary_meta_hessian")
-    quad = audit.require("mamlconv.theory.quadratic", "mode_curvature")
-    cond = audit.require("mamlconv.theory.conditions", "alpha_turning_point")
-    thresholds = audit.require("mamlconv.theory.thresholds", "alpha_c", "beta_c")
-    symbols = audit.require("mamlconv.theory.symbols", "lam", "alpha")
     symbolic = identities_hold([hess.exact_stationary_meta_hessian])
     assert all(symbolic.values()), symbolic
     lam, a = symbols.lam, symbols.alpha
-    curvature = quad.mode_curvature("exact")
-    assert sp.simplify(curvature - lam * (1 - a * lam) ** 2) == 0, curvature
+    mode_curv = quad.mode_curvature("exact")
+    assert sp.simplify(mode_curv - lam * (1 - a * lam) ** 2) == 0, mode_curv
     turning = cond.alpha_turning_point("exact")
     assert turning == sp.oo, turning
 
@@ -91,13 +91,13 @@ def test_claim_X_1_exact_maml_has_no_alpha_c(audit: ClaimAudit) -> None:
     assert misjudged == 0 and surrogate_stable == 0, (misjudged, surrogate_stable)
     audit.holds(
         key=(
-            f"derived curvature {curvature}, alpha turning point {turning}; past 1/lambda_max "
+            f"derived curvature {mode_curv}, alpha turning point {turning}; past 1/lambda_max "
             f"exact MAML stable below its beta_c in {n - misjudged}/{n} cells, the surrogate "
             f"in 0/{n // 2}"
         ),
         evidence={
             "symbolic_identities": symbolic,
-            "derived_mode_curvature": str(curvature),
+            "derived_mode_curvature": str(mode_curv),
             "derived_alpha_turning_point": str(turning),
             "n_spectra": 15,
             "alphas": "1.5/lambda_max and 3/lambda_max",
@@ -120,15 +120,6 @@ def test_claim_X_2_k_inner_steps(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    quad = audit.require(
-        "mamlconv.theory.quadratic",
-        "mode_curvature",
-        "meta_jacobian",
-        "meta_jacobian_closed_form",
-        "symmetric_matrix",
-    )
-    thresholds = audit.require("mamlconv.theory.thresholds", "beta_c")
-    symbols = audit.require("mamlconv.theory.symbols", "lam", "alpha")
     lam, a = symbols.lam, symbols.alpha
     derived = {}
     for k in (1, 2, 3):
@@ -158,8 +149,6 @@ def test_claim_X_2_k_inner_steps(audit: ClaimAudit) -> None:
                 misjudged += int(np.sum(stable != expected))
                 n += 2
     # the autodiff route: MAML through k = 2 inner steps on the package's quadratic loss
-    dynamics = audit.require("mamlconv.numerics.dynamics", "run_grid")
-    losses = audit.require("mamlconv.numerics.losses", "quadratic_loss")
     eigs = np.array([0.5, 2.0, 4.0])
     q = _quadratic(audit, eigs, seed=7)
     autodiff = {}
@@ -205,19 +194,6 @@ def test_claim_X_3_several_tasks(audit: ClaimAudit) -> None:
     ``numerics.curvature``) matches the measured edge of the dynamics (bisection); the per-task
     bound is never above it (sufficient), and the ratio says how conservative it is.
     """
-    mt_theory = audit.require(
-        "mamlconv.theory.multitask", "mean_surrogate_hessian_identity", "noncommuting_example"
-    )
-    mt = audit.require(
-        "mamlconv.numerics.multitask",
-        "random_task_family",
-        "every_eigenvalue_bound",
-        "mean_operator_beta_c",
-        "empirical_beta_c",
-    )
-    thresholds = audit.require("mamlconv.theory.thresholds", "alpha_c")
-    curvature = audit.require("mamlconv.numerics.curvature", "spectrum")
-    losses = audit.require("mamlconv.numerics.losses", "quadratic_loss")
     from mamlconv.numerics.tasks import TaskBatch
 
     identity = mt_theory.mean_surrogate_hessian_identity(2, 2)
@@ -300,12 +276,6 @@ def test_claim_X_4_tg_vanishes_at_stationary_points(audit: ClaimAudit) -> None:
     Symbolic: every entry of Tg is a homogeneous linear form in g (``tg_is_linear_in_g``) and
     Tg with g = 0 imposed is the zero matrix (``tg_at_stationary_point``), n = 2 and 3.
     """
-    hess = audit.require(
-        "mamlconv.theory.hessian",
-        "tg_at_stationary_point",
-        "tg_is_linear_in_g",
-        "stationary_surrogate_hessian",
-    )
     symbolic = identities_hold([hess.tg_at_stationary_point, hess.stationary_surrogate_hessian])
     linear = {n: bool(hess.tg_is_linear_in_g(n)) for n in (2, 3)}
     assert all(symbolic.values()) and all(linear.values()), (symbolic, linear)

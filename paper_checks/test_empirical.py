@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mamlconv.experiments import figures, problems, readings, sweep
+from mamlconv.experiments import reading_maps as maps
+from mamlconv.numerics import boundary as boundary_mod
 from mamlconv.paper_checks.helpers import (
     attach_committed_figures,
     cite_sweep,
@@ -27,6 +30,7 @@ from mamlconv.paper_checks.helpers import (
 )
 from mamlconv.paper_checks.manifest import shown
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
+from mamlconv.theory import thresholds
 
 VARIANTS = ("exact", "first_order")
 
@@ -53,7 +57,6 @@ def _fig1_claim(audit: ClaimAudit, groups: dict[int, list[dict[str, Any]]]) -> N
     The verdict is taken at the paper's 50,000 iterations when at least three seeds ran that
     long, else at the longest length with three seeds; every length is in the evidence.
     """
-    readings = audit.require("mamlconv.experiments.readings", "judge_fig1")
     judged = {n: readings.judge_fig1(recs) for n, recs in sorted(groups.items())}
     full = [n for n, recs in groups.items() if len(recs) >= FIG1_MIN_SEEDS]
     n_main = PAPER_FIG1_ITERS if PAPER_FIG1_ITERS in full else max(full) if full else max(groups)
@@ -124,7 +127,6 @@ def test_claim_S2_7_gradient_norm_grows(audit: ClaimAudit) -> None:
     ``experiments/results/readings/fig1_<iters>it_seed<S>.json`` (``mamlconv figure fig1
     --seed S --iters N``); a longer record also counts, cut, at each shorter length.
     """
-    readings = audit.require("mamlconv.experiments.readings", "fig1_records")
     folder = audit.results_dir / "readings"
     committed_folder(  # every record there listed in MANIFEST.json and verified, or an error
         audit,
@@ -152,7 +154,6 @@ def test_claim_S2_7_gradient_norm_grows(audit: ClaimAudit) -> None:
 
 
 def _fig1_rerun(audit: ClaimAudit, *, iters: int, device: str) -> None:
-    figures = audit.require("mamlconv.experiments.figures", "fig1_data")
     records = []
     for seed in range(FIG1_MIN_SEEDS):
         config, run = figures.fig1_data(iters=iters, device=device, seed=seed)
@@ -249,7 +250,6 @@ def test_claim_S3_2_tg_negligible(audit: ClaimAudit) -> None:
 
 
 def _fig5_rerun(audit: ClaimAudit, *, iters: int, device: str) -> None:
-    figures = audit.require("mamlconv.experiments.figures", "fig5_data")
     _, records = figures.fig5_data(iters=iters, device=device, seed=0, n_checkpoints=2)
     _fig5_verdict(audit, {"checkpoints": records}, source=f"rerun on {device}")
 
@@ -304,7 +304,6 @@ _SUMMARIES: dict[tuple, tuple[dict[str, Any], Path | None]] = {}
 
 def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
     """The sinusoid reading matrix judged from its committed runs (NOT-RUN when absent)."""
-    readings = audit.require("mamlconv.experiments.readings", "summarize", "SINUSOID")
     folder = audit.results_dir / "readings"
     committed_folder(  # every run there listed in MANIFEST.json and verified, or an error
         audit,
@@ -336,7 +335,6 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
     if png is None:
         try:
             png = audit.figure_path("reading-maps.png")
-            maps = audit.require("mamlconv.experiments.reading_maps", "plot_reading_maps")
             maps.plot_reading_maps(folder, png)
         except ImportError:  # matplotlib missing: the verdict does not need the figure
             png = None
@@ -438,7 +436,6 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
     resolution (``readings.judge_committed_edge``): above / below by more than one grid cell,
     else a tie; over the sweeps HOLDS / FAILS / INCONCLUSIVE, on all non-diverged cells and on
     cells that learned."""
-    readings = audit.require("mamlconv.experiments.readings", "judge_committed_edge")
     per_file = {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
@@ -487,8 +484,6 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
 def _rerun_sweep(
     audit: ClaimAudit, *, problem: str, variant: str, preset: str, device: str, **changes: Any
 ) -> list[tuple[Path, Any]]:
-    problems = audit.require("mamlconv.experiments.problems", "get_preset")
-    sweep = audit.require("mamlconv.experiments.sweep", "run_sweep")
     config = problems.get_preset(problem, preset).replace(variant=variant, device=device, **changes)
     out = audit.rerun_path(f"{problem}-{variant}-{preset}.npz")
     if out.exists():
@@ -638,7 +633,6 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
     """Few-shot: from the committed sweeps (one seed, one reading each), at the grid's
     resolution: (a) the edge at the largest stable alpha vs alpha = 0 (margin in cells, a tie
     within one cell); (b) the lowest stable final loss there vs at alpha = 0."""
-    readings = audit.require("mamlconv.experiments.readings", "per_reading_verdict")
     sweeps: list[tuple[Path, Any]] = []
     for variant in VARIANTS:
         sweeps += find_sweeps(audit, problem=problem, variant=variant, required=False)
@@ -737,8 +731,6 @@ def test_claim_X_5_predictions_linear_regression(audit: ClaimAudit) -> None:
     (I - alpha H) H (I - alpha H)): per MAML object, the decades between each prediction and
     the measured bracket, over the alpha columns below alpha_c and past it.
     """
-    thresholds = audit.require("mamlconv.theory.thresholds", "beta_c")
-    audit.require("mamlconv.numerics.linreg", "linreg_study")
     study = linreg_study_paper(0)
     eigs = study.hessian_eigs
     predictions = {
@@ -778,7 +770,6 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
     brackets and predicted beta_c (``numerics.boundary.Boundary.log10_error``); the best
     prediction is the one with the smallest median error.
     """
-    boundary_mod = audit.require("mamlconv.numerics.boundary", "Boundary")
     comparisons = committed_json(
         audit,
         kind="comparison",

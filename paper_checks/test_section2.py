@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mamlconv.numerics import curvature, maml
 from mamlconv.paper_checks.helpers import (
     flat,
     identities_hold,
@@ -14,6 +15,7 @@ from mamlconv.paper_checks.helpers import (
     sinusoid_setup,
 )
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
+from mamlconv.theory import gradient_penalty as gp
 
 
 @pytest.mark.claim("S2-1")
@@ -26,7 +28,6 @@ def test_claim_S2_1_maml_update(audit: ClaimAudit) -> None:
     directions and (b) a second autodiff route (``torch.autograd`` with ``create_graph``), and
     the mean over tasks with the gradient of ``meta_objective`` (Eq. 2 over a task batch).
     """
-    maml = audit.require("mamlconv.numerics.maml", "task_meta_gradient", "meta_objective")
     problem, params, tasks = sinusoid_setup(audit, seed=11, n_tasks=3)
     alpha, loss_fn = 0.01, problem.loss
 
@@ -124,9 +125,6 @@ def test_claim_S2_2_chain_rule(audit: ClaimAudit) -> None:
     Autodiff: on the sinusoid network (support != query), the package's exact meta-gradient
     equals (I - alpha H_s(theta)) grad L_q(theta') built from a Hessian-vector product.
     """
-    gp = audit.require("mamlconv.theory.gradient_penalty", "eq3_chain_rule")
-    maml = audit.require("mamlconv.numerics.maml", "task_meta_gradient", "adapt")
-    curvature = audit.require("mamlconv.numerics.curvature", "hvp")
     symbolic = identities_hold([gp.eq3_chain_rule])
     assert all(symbolic.values()), symbolic
 
@@ -172,14 +170,6 @@ def test_claim_S2_3_first_order_approximation(audit: ClaimAudit) -> None:
     g - alpha H g shrinks like alpha^p; p = 2 means an O(alpha^2) approximation, p = 1 that a
     first-order term is missing.
     """
-    gp = audit.require(
-        "mamlconv.theory.gradient_penalty",
-        "eq4_approximation",
-        "exact_gradient_expansion",
-        "gradient_correction_factor",
-    )
-    maml = audit.require("mamlconv.numerics.maml", "task_meta_gradient")
-    curvature = audit.require("mamlconv.numerics.curvature", "hvp")
     symbolic = identities_hold([gp.eq4_approximation, gp.exact_gradient_expansion])
     factor = {n: int(gp.gradient_correction_factor(n)) for n in (2, 3)}
     assert all(symbolic.values()), symbolic
@@ -241,8 +231,6 @@ def test_claim_S2_4_gradient_of_squared_norm(audit: ClaimAudit) -> None:
     the sinusoid network: the autodiff gradient of g^T g against 2 H g from a Hessian-vector
     product.
     """
-    gp = audit.require("mamlconv.theory.gradient_penalty", "gradient_of_squared_norm")
-    curvature = audit.require("mamlconv.numerics.curvature", "hvp")
     symbolic = identities_hold([gp.gradient_of_squared_norm])
     assert all(symbolic.values()), symbolic
     problem, params, task, loss = _penalty_setup(audit, seed=41)
@@ -271,8 +259,6 @@ def test_claim_S2_5_negative_gradient_penalty(audit: ClaimAudit) -> None:
     (b) L - (alpha/2) g^T g approximates the MAML loss L(theta - alpha g) to first order: the
     measured value error is (alpha/2) g^T g + O(alpha^2), i.e. the penalty is half the right one.
     """
-    gp = audit.require("mamlconv.theory.gradient_penalty", "eq5_penalised_gradient")
-    maml = audit.require("mamlconv.numerics.maml", "task_meta_gradient")
     symbolic = identities_hold([gp.eq5_penalised_gradient])
     assert all(symbolic.values()), symbolic
     problem, params, task, loss = _penalty_setup(audit, seed=51)
@@ -332,7 +318,6 @@ def test_claim_S2_6_taylor_factor_two(audit: ClaimAudit) -> None:
     tends to 2. "Up to scale" holds only as alpha -> 2 alpha: the two objectives are not
     proportional (no constant c gives L - alpha g^T g = c (L - alpha/2 g^T g)).
     """
-    gp = audit.require("mamlconv.theory.gradient_penalty", "eq6_7_taylor", "penalty_factor")
     symbolic = identities_hold([gp.eq6_7_taylor])
     factor = {n: gp.penalty_factor(n) for n in (2, 3)}
     assert all(symbolic.values()), symbolic

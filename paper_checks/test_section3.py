@@ -8,8 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mamlconv.numerics import curvature, dynamics, figures, losses
 from mamlconv.paper_checks.helpers import identities_hold, linreg_study_paper, sinusoid_setup
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
+from mamlconv.theory import conditions as cond
+from mamlconv.theory import hessian as hess
+from mamlconv.theory import symbols, thresholds
 
 MODELS = ("surrogate", "first_order", "exact")
 
@@ -26,7 +30,6 @@ spectra = st.lists(
 
 def _quadratic(audit: ClaimAudit, eigs: np.ndarray, *, seed: int):
     """The package's quadratic 1/2 (theta - c)^T A (theta - c), A with spectrum ``eigs``."""
-    losses = audit.require("mamlconv.numerics.losses", "make_quadratic")
     return losses.make_quadratic(eigs, seed=seed)
 
 
@@ -57,10 +60,6 @@ def test_claim_S3_1_surrogate_hessian(audit: ClaimAudit) -> None:
     stationary point): the matrix-free operator built from the formula (``surrogate`` products
     of ``numerics.curvature``) against the dense Hessian of the penalised loss itself.
     """
-    hess = audit.require("mamlconv.theory.hessian", "appendix_a", "stationary_surrogate_hessian")
-    curvature = audit.require(
-        "mamlconv.numerics.curvature", "task_matvec", "dense_operator", "dense_from_matvec"
-    )
     symbolic = identities_hold([hess.appendix_a, hess.stationary_surrogate_hessian])
     assert all(symbolic.values()), symbolic
 
@@ -112,13 +111,6 @@ def test_claim_S3_3_alpha_condition(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    cond = audit.require(
-        "mamlconv.theory.conditions", "curvature_nonnegative_set", "eq9_eigenvalues"
-    )
-    thresholds = audit.require("mamlconv.theory.thresholds", "alpha_c")
-    curvature = audit.require("mamlconv.numerics.curvature", "dense_operator")
-    losses = audit.require("mamlconv.numerics.losses", "quadratic_loss")
-    symbols = audit.require("mamlconv.theory.symbols", "lam_pos")
     derived = cond.curvature_nonnegative_set("surrogate")
     expected = sp.Interval(0, 1 / symbols.lam_pos)
     assert derived == expected, derived
@@ -180,10 +172,6 @@ def test_claim_S3_4_beta_condition(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    cond = audit.require("mamlconv.theory.conditions", "beta_stable_set", "beta_bound")
-    thresholds = audit.require("mamlconv.theory.thresholds", "alpha_c", "beta_c")
-    dynamics = audit.require("mamlconv.numerics.dynamics", "run_grid_quadratic")
-    symbols = audit.require("mamlconv.theory.symbols", "curv", "lam", "alpha")
     stable_set = cond.beta_stable_set()
     assert stable_set == sp.Interval.open(0, 2 / symbols.curv), stable_set
     bound = cond.beta_bound("surrogate")
@@ -247,7 +235,6 @@ def test_claim_S3_4_beta_condition(audit: ClaimAudit) -> None:
 
 
 def _two_mode_run(audit: ClaimAudit, *, eigs, alpha, beta, model, iters, seed=3):
-    dynamics = audit.require("mamlconv.numerics.dynamics", "run_grid_quadratic")
     q = _quadratic(audit, np.asarray(eigs, dtype=float), seed=seed)
     theta0 = torch.ones(len(eigs), dtype=torch.float64)
     run = dynamics.run_grid_quadratic(
@@ -278,8 +265,6 @@ def test_claim_S3_5_alpha_edge(audit: ClaimAudit) -> None:
     converge, but to a point of a flat valley of minima of L~, not to theta*: "<=" is right
     for "theta* is a (non-strict) minimum", "<" is needed for convergence to theta*.
     """
-    cond = audit.require("mamlconv.theory.conditions", "flat_mode_factor")
-    thresholds = audit.require("mamlconv.theory.thresholds", "alpha_c", "beta_c")
     factor = cond.flat_mode_factor("surrogate")
     assert factor == 1, factor
     eigs = [1.0, 4.0]
@@ -325,8 +310,6 @@ def test_claim_S3_5_beta_edge(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    cond = audit.require("mamlconv.theory.conditions", "beta_c_excluded")
-    thresholds = audit.require("mamlconv.theory.thresholds", "beta_c")
     excluded = cond.beta_c_excluded()
     assert excluded == sp.false, excluded
     eigs, alpha = [2.0], 0.1
@@ -371,16 +354,12 @@ def test_claim_S3_6_gradient_descent_limit(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    cond = audit.require("mamlconv.theory.conditions", "gd_limit", "gd_limit_slope")
-    thresholds = audit.require("mamlconv.theory.thresholds", "beta_c")
-    symbols = audit.require("mamlconv.theory.symbols", "lam")
     limit = cond.gd_limit()
     assert sp.simplify(limit - 2 / symbols.lam) == 0, limit
     slope = cond.gd_limit_slope()
     assert sp.simplify(slope + 2 / symbols.lam**2) == 0, slope
     rng = np.random.default_rng(0)
     worst, misjudged, n = 0.0, 0, 0
-    dynamics = audit.require("mamlconv.numerics.dynamics", "run_grid_quadratic")
     for trial in range(20):
         lam = rng.uniform(1e-2, 1e2, size=rng.integers(1, 7))
         gd = 2 / lam.max()
@@ -427,15 +406,6 @@ def test_claim_S3_7_beta_c_grows_near_alpha_c(audit: ClaimAudit) -> None:
     """
     import sympy as sp
 
-    cond = audit.require(
-        "mamlconv.theory.conditions",
-        "limit_at_turning_point",
-        "bound_at_alpha_c",
-        "limit_near_alpha_c",
-    )
-    thresholds = audit.require(
-        "mamlconv.theory.thresholds", "alpha_c", "beta_c", "binding_eigenvalue"
-    )
     limit = cond.limit_at_turning_point("surrogate")
     assert limit == sp.oo, limit
     surrogate = cond.bound_at_alpha_c("surrogate")
@@ -460,7 +430,6 @@ def test_claim_S3_7_beta_c_grows_near_alpha_c(audit: ClaimAudit) -> None:
     assert min(ratios) >= 4 * (1 - 1e-6), min(ratios)
     assert early_top == n_spectra and late_other == n_spectra, (early_top, late_other)
 
-    figures = audit.require("mamlconv.numerics.figures", "fig2")
     paths = figures.fig2(audit.figure_dir, stem="S3-7-fig2")
     png = next(p for p in paths if str(p).endswith(".png"))
     audit.attach(png, "Fig. 2 redrawn: beta_c(alpha) per eigenvalue, surrogate and exact MAML")
@@ -499,9 +468,6 @@ def test_claim_S3_8_linear_regression(audit: ClaimAudit) -> None:
     is compared with the paper's beta_c (Eq. 15 on the Hessian's eigenvalues) in decades;
     columns beyond alpha_c must have no converged cell.
     """
-    audit.require("mamlconv.numerics.linreg", "linreg_study", "torch_generator")
-    audit.require("mamlconv.numerics.losses", "sample_linreg")
-    thresholds = audit.require("mamlconv.theory.thresholds", "beta_c", "alpha_c")
     study = linreg_study_paper(0)
     eigs = study.hessian_eigs
     paper = np.asarray(thresholds.beta_c(eigs, study.alphas, model="surrogate"), dtype=float)

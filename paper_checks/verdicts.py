@@ -13,20 +13,19 @@ Every test of ``paper_checks/`` records exactly one verdict through the ``audit`
                   xfail whose reason carries the measured numbers, and asserts the paper's
                   statement: if the package's measurement ever changes so that the statement
                   holds, the strict xfail XPASSes and the test turns red;
-- ``NOT-RUN``     not evaluated, with the reason (needs --slow, needs --gpu, a result file or a
-                  module is missing); the test is skipped with that reason.
+- ``NOT-RUN``     not evaluated, with the reason (needs --slow, needs --gpu, a result file is
+                  missing); the test is skipped with that reason.
 
 A test whose own assertions fail (the package contradicts itself, or the audit is out of date)
-is reported as ``ERROR`` with the failure message.
+is reported as ``ERROR`` with the failure message. The claim tests import the package with
+plain imports, so a missing or renamed module is a collection error, never NOT-RUN.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -154,19 +153,6 @@ class ClaimAudit:
             if torch.cuda.is_available():
                 return "cuda"
         return "cpu"
-
-    def require(self, module: str, *names: str) -> ModuleType:
-        """Import ``module`` (and check it defines ``names``), or record NOT-RUN naming it."""
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module.startswith(exc.name):
-                self.not_run(f"needs {module}, which is not in the package yet")
-            raise
-        missing = [n for n in names if not hasattr(mod, n)]
-        if missing:
-            self.not_run(f"needs {module}.{', '.join(missing)}, not defined there yet")
-        return mod
 
     def result_file(self, relpath: str, *, how: str = "") -> Path:
         """A committed result file under experiments/results/ that MANIFEST.json lists,

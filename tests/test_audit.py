@@ -359,6 +359,42 @@ def test_every_claim_has_an_audit_test() -> None:
     assert not missing, f"docs/CLAIMS.md rows without a test in paper_checks/: {missing}"
 
 
+def _string_imports(source: str) -> list[str]:
+    """``line: call`` for each call named ``require`` or ``import_module`` that is passed a
+    string literal starting with "mamlconv." (a module reached by name, not imported)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name not in ("require", "import_module"):
+            continue
+        args = [*node.args, *(k.value for k in node.keywords)]
+        if any(
+            isinstance(a, ast.Constant)
+            and isinstance(a.value, str)
+            and a.value.startswith("mamlconv.")
+            for a in args
+        ):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_audit_imports_the_package_plainly() -> None:
+    """The audit reaches the package through plain imports: a missing or renamed module fails
+    the audit (an ImportError at collection), it is never recorded as NOT-RUN."""
+    assert _string_imports('audit.require("mamlconv.theory.thresholds", "beta_c")')
+    assert _string_imports('importlib.import_module(name="mamlconv.numerics.maml")')
+    assert not _string_imports('import_module("json"); require("x")')
+    found = {
+        path.name: hits
+        for path in sorted((REPO / "paper_checks").glob("*.py"))
+        if (hits := _string_imports(path.read_text()))
+    }
+    assert not found, f"string imports of the package in paper_checks/ (import it instead): {found}"
+
+
 @pytest.mark.parametrize(
     ("name", "cid"),
     [
