@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mamlconv.errors import MamlconvError
 from mamlconv.experiments import data_integrity as integrity
 from mamlconv.files import atomic_write_text
 
@@ -69,7 +70,7 @@ _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _HASH_CHUNK = 1 << 20
 
 
-class DataError(RuntimeError):
+class DataError(MamlconvError, RuntimeError):
     """A data file is missing, truncated, corrupt or malformed; the message is one line."""
 
 

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from mamlconv.errors import ProblemError
 from mamlconv.numerics.tasks import Params, TaskBatch
 
 InitFn = Callable[[nn.Module, torch.Generator], None]
@@ -65,7 +66,7 @@ FIELDS = ("x_support", "y_support", "x_query", "y_query")
 INITS = ("current", "reset")
 
 
-class ModuleProblemError(ValueError):
+class ModuleProblemError(ProblemError, ValueError):
     """A model, loss or sampler the adapter cannot use; the message is one line with the fix."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import ProblemError
 from mamlconv.experiments.config import PAPER_SINUSOID_ALPHAS, PAPER_SINUSOID_BETAS, SweepConfig
 from mamlconv.numerics.tasks import Problem
 
@@ -46,7 +47,7 @@ _LIVE: dict[str, Problem] = {}
 _BUILT: dict[tuple[str, str], Problem] = {}
 
 
-class ProblemSpecError(ValueError):
+class ProblemSpecError(ProblemError, ValueError):
     """A ``module:factory`` spec that does not resolve; the message is one line."""
 
 

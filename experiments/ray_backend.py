@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import MamlconvError, RunFailed
+
 INSTALL_HINT = "the Ray backend needs Ray: pip install 'mamlconv[ray]' (or pip install ray)"
 
 LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -48,15 +50,15 @@ unless this is "0" (then it uses 127.0.0.1 throughout; Ray's own switch for sing
 use). Set for a local instance started here and for a driver joining one on 127.0.0.1."""
 
 
-class RayMissing(ImportError):
+class RayMissing(MamlconvError, ImportError):
     """``--backend ray`` without Ray installed."""
 
 
-class RayUnreachable(RuntimeError):
+class RayUnreachable(MamlconvError, RuntimeError):
     """The Ray cluster named by the address cannot be joined."""
 
 
-class ChunkFailed(RuntimeError):
+class ChunkFailed(RunFailed, RuntimeError):
     """A chunk (or bisection column) raised on its worker; the message names chunk and node."""
 
 

@@ -37,16 +37,14 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mamlconv.errors import ResultFileError  # a committed file the audit cannot trust
+
 MANIFEST_NAME = "MANIFEST.json"
 SCHEMA_ID = "mamlconv-results-manifest/1"
 COMMAND = "python -m mamlconv.paper_checks.manifest"
 KINDS = ("sweep", "figure-record", "comparison", "figure", "data")
 _FIGURE_CLAIMS = {"fig1": ("S2-7",), "fig5": ("S3-2",)}
 _SWEEP_CLAIMS = {"sinusoid": "S4-1", "omniglot": "S4-2", "miniimagenet": "S4-3"}
-
-
-class ResultFileError(Exception):
-    """A committed result file that the audit cannot trust: changed, missing, or unreadable."""
 
 
 @dataclass(frozen=True)

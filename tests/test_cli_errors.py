@@ -213,3 +213,81 @@ def test_output_checks(tmp_path):
     with pytest.raises(OutputError, match=r"\.png"):
         check_output_file(tmp_path / "m.txt", flag="--plot", suffixes=(".png",))
     assert not list(tmp_path.glob(".mamlconv-probe-*"))
+
+
+# ---- every error class of the package is a MamlconvError ---------------------------------
+
+
+def _package_errors() -> list:
+    from mamlconv.errors import RunFailed
+    from mamlconv.experiments.data import DataError
+    from mamlconv.experiments.module_problem import ModuleProblemError
+    from mamlconv.experiments.problems import ProblemSpecError
+    from mamlconv.experiments.ray_backend import ChunkFailed, RayMissing, RayUnreachable
+    from mamlconv.paper_checks import manifest
+
+    # (class, the builtin base its callers catch, exit code)
+    return [
+        (DataError, RuntimeError, 2),
+        (ProblemSpecError, ValueError, 2),
+        (ModuleProblemError, ValueError, 2),
+        (RayMissing, ImportError, 2),
+        (RayUnreachable, RuntimeError, 2),
+        (ChunkFailed, RuntimeError, 1),  # `mamlconv sweep` has always exited 1 on it
+        (manifest.ResultFileError, ValueError, 2),
+        (RunFailed, Exception, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin", "code"),
+    _package_errors(),
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
+def test_every_package_error_is_a_mamlconv_error_with_its_exit_code(cls, builtin, code):
+    from mamlconv.errors import MamlconvError
+
+    assert issubclass(cls, MamlconvError) and issubclass(cls, builtin)
+    assert describe_error(cls("bad value\n  the fix")) == (code, "bad value the fix")
+
+
+def test_the_manifest_raises_the_package_result_file_error():
+    from mamlconv.paper_checks import manifest
+
+    assert manifest.ResultFileError is ResultFileError
+
+
+def test_a_data_error_is_exit_2_even_when_the_data_module_is_not_loaded(monkeypatch):
+    """Old: describe_error found DataError through sys.modules; a DataError whose module
+    was not (or no longer) in sys.modules under that name was reported as a bug (exit 1)."""
+    import sys
+
+    from mamlconv.experiments.data import DataError
+
+    exc = DataError("/data/omniglot/omniglot.npz is truncated: restore it")
+    monkeypatch.delitem(sys.modules, "mamlconv.experiments.data")
+    assert describe_error(exc) == (2, "/data/omniglot/omniglot.npz is truncated: restore it")
+
+
+def test_a_data_error_inside_a_subcommand_is_one_line_exit_2(capsys, monkeypatch):
+    import sys
+
+    import mamlconv.cli.derive as derive
+    from mamlconv.experiments.data import DataError
+
+    def broken(args):
+        raise DataError("omniglot.npz is truncated")
+
+    monkeypatch.setattr(derive, "run", broken)
+    monkeypatch.delitem(sys.modules, "mamlconv.experiments.data")
+    line = one_line(capsys, main(["derive"]))
+    assert line == "mamlconv derive: error: omniglot.npz is truncated"
+
+
+def test_every_subcommand_module_is_in_the_parser():
+    """No subcommand is skipped: build_parser registers each module of SUBCOMMANDS."""
+    from mamlconv.cli import SUBCOMMANDS, build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    assert list(sub.choices) == [m.__name__.rpartition(".")[2] for m in SUBCOMMANDS]

@@ -4,6 +4,14 @@ fix, and the command line prints it as one line (exit 2, or 1 for a run that fai
 ``MamlconvError`` is the base; ``exit_code`` says what the command line returns. Errors that
 come from outside the package (``OSError`` on an output path, a truncated zip) are turned
 into one of these where they are caught, with the file's name and the fix in the message.
+
+Subclasses defined beside the code that raises them (each keeps the builtin base its callers
+catch): ``experiments.data.DataError`` (a ``RuntimeError``; exit 2),
+``experiments.problems.ProblemSpecError`` and ``experiments.module_problem.ModuleProblemError``
+(:class:`ProblemError`, ``ValueError``; exit 2), ``experiments.ray_backend.RayMissing`` (an
+``ImportError``; exit 2), ``RayUnreachable`` (a ``RuntimeError``; exit 2) and ``ChunkFailed``
+(:class:`RunFailed`, ``RuntimeError``; exit 1). ``paper_checks.manifest`` raises
+:class:`ResultFileError` for a committed file the audit cannot trust.
 """
 
 from __future__ import annotations
@@ -46,4 +54,6 @@ class RunFailed(MamlconvError):
 
 
 class ProblemError(MamlconvError):
-    """A user-supplied problem does not follow the ``Problem`` protocol (a method's signature)."""
+    """A user-supplied problem cannot be used: its ``MODULE:FACTORY`` spec does not resolve, it
+    does not follow the ``Problem`` protocol (a method's signature), or its model, loss or
+    sampler cannot be adapted."""

@@ -7,28 +7,28 @@ setting ``func``) and keeps its imports of heavy layers inside the function it r
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 from mamlconv import __version__
+from mamlconv.cli import (
+    advise,
+    audit,
+    compare,
+    data,
+    derive,
+    figure,
+    linreg,
+    readings,
+    sweep,
+    thresholds,
+)
 from mamlconv.cli._args import Parser, cli_logging
 from mamlconv.cli._outputs import describe_os_error
 from mamlconv.errors import MamlconvError
 
 # Order is the order in `mamlconv --help`.
-SUBCOMMAND_MODULES = (
-    "audit",
-    "derive",
-    "thresholds",
-    "linreg",
-    "figure",
-    "sweep",
-    "compare",
-    "advise",
-    "data",
-    "readings",
-)
+SUBCOMMANDS = (audit, derive, thresholds, linreg, figure, sweep, compare, advise, data, readings)
 
 
 def build_parser() -> Parser:
@@ -41,13 +41,7 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"mamlconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"mamlconv.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"mamlconv.cli.{name}":
-                continue  # subcommand not built yet
-            raise
+    for module in SUBCOMMANDS:
         module.add_parser(sub)
     return parser
 
@@ -81,15 +75,13 @@ DEBUG_ENV = "MAMLCONV_DEBUG"
 def describe_error(exc: BaseException) -> tuple[int | None, str]:
     """Exit code and one-line message for an error escaping a subcommand.
 
-    The package's own errors (:mod:`mamlconv.errors`, the data layer's ``DataError``) and
-    ``OSError`` are the user's to fix: exit 2 (``RunFailed``: 1). Anything else is a bug in
-    mamlconv: exit code None (the caller exits 1), a one-line summary naming ``MAMLCONV_DEBUG``.
+    The package's own errors (every :class:`mamlconv.errors.MamlconvError`, the data layer's
+    ``DataError`` included) and ``OSError`` are the user's to fix: exit 2 (``RunFailed``: 1).
+    Anything else is a bug in mamlconv: exit code None (the caller exits 1), a one-line
+    summary naming ``MAMLCONV_DEBUG``.
     """
     if isinstance(exc, MamlconvError):
         return exc.exit_code, _one_line(str(exc))
-    data = sys.modules.get("mamlconv.experiments.data")  # loaded if a DataError can exist
-    if data is not None and isinstance(exc, data.DataError):
-        return 2, _one_line(str(exc))
     if isinstance(exc, OSError):
         return 2, _one_line(describe_os_error(exc))
     return None, _one_line(
