@@ -1,18 +1,21 @@
 """Few-shot MAML cell-iterations per second, achieved TFLOP/s and peak memory, batched vs one
 cell at a time (shared by ``omniglot_bench.py`` and ``miniimagenet_bench.py``).
 
-Both sides run :func:`mamlconv.experiments.engine.train_cells` in this process on the same
+Both sides run :func:`mamlconv.experiments.engine.loop.train_cells` in this process on the same
 problem, configuration, tasks and threads; only the number of cells per call (and, on the
-batched side, the opt-in speed options of :mod:`mamlconv.experiments.speed`) differs. The cells
+batched side, the opt-in speed options of :mod:`mamlconv.experiments.engine.deferred`) differs. The
+cells
 get stable learning rates (none diverges, so none is dropped mid-run) and the final losses of
 the two sides are compared, so the ratio is between two runs of the same numbers.
 
-FLOPs: :func:`mamlconv.experiments.flops.count_step_flops` counts one cell-iteration (one step
+FLOPs: :func:`mamlconv.experiments.engine.flops.count_step_flops` counts one cell-iteration (one
+step
 with meta-gradients) on the run's device; achieved TFLOP/s = that count x cells x iterations /
 wall time. The time also holds the run's last evaluation and the recorded diagnostics, which
 the count leaves out, so the figure slightly understates the rate of the counted work.
 Memory (CUDA): ``torch.cuda.max_memory_allocated`` over the batched run minus what was
-allocated before it; on a CPU the benchmark prints none (see :mod:`mamlconv.experiments.memory`).
+allocated before it; on a CPU the benchmark prints none (see
+:mod:`mamlconv.experiments.engine.memory`).
 float32 runs with TF32 off (``allow_tf32 = False`` for matmul and cuDNN): float32 means float32.
 """
 
@@ -77,10 +80,11 @@ def main(problem_name: str, doc: str, argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mamlconv.experiments.engine import resolve_device, train_cells
-    from mamlconv.experiments.flops import count_step_flops
-    from mamlconv.experiments.problems import get_preset, get_problem
-    from mamlconv.provenance import describe
+    from mamlconv.experiments.engine.flops import count_step_flops
+    from mamlconv.experiments.engine.loop import train_cells
+    from mamlconv.experiments.engine.state import resolve_device
+    from mamlconv.experiments.problems.registry import get_preset, get_problem
+    from mamlconv.util.provenance import describe
 
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -221,7 +225,7 @@ def main(problem_name: str, doc: str, argv: list[str] | None = None) -> int:
         "provenance": describe(device),
     }
     if on_cuda:
-        from mamlconv.experiments.memory import cuda_chunk_size
+        from mamlconv.experiments.engine.memory import cuda_chunk_size
 
         free, total = torch.cuda.mem_get_info()
         record["device_memory"] = {"free_bytes": free, "total_bytes": total}

@@ -3,12 +3,15 @@
 Two pairs, each computing the same numbers two ways in this process, same configuration,
 tasks, threads and backend (``generic``):
 
-- ``sinusoid``: :class:`~mamlconv.experiments.sinusoid.SinusoidProblem` (a pure function of a
+- ``sinusoid``: :class:`~mamlconv.experiments.problems.sinusoid.SinusoidProblem` (a pure function
+of a
   dict) against ``problem_from_module`` on ``nn.Sequential(Linear, ReLU, Linear, ReLU,
   Linear)`` with the same weights and the same task sampler;
-- ``cnn``: the functional 4-block CNN of :mod:`mamlconv.experiments.cnn` (hand-written batch
+- ``cnn``: the functional 4-block CNN of :mod:`mamlconv.experiments.problems.cnn` (hand-written
+batch
   norm) against ``problem_from_module`` on its ``nn.Module`` twin
-  (:class:`~mamlconv.experiments.cnn.ConvNetModule`, stock ``BatchNorm2d``), on random images.
+  (:class:`~mamlconv.experiments.problems.cnn.ConvNetModule`, stock ``BatchNorm2d``), on random
+  images.
 
 Each side trains the same stable cells for ``--iters`` meta-iterations (best of ``--repeat``
 runs after a warm-up); the final losses of the two sides are compared, so the ratio is between
@@ -32,9 +35,9 @@ def _pairs(filters: int, tasks: int):
     import torch.nn.functional as F
     from torch import nn
 
-    from mamlconv.experiments import cnn
-    from mamlconv.experiments.module_problem import problem_from_module
-    from mamlconv.experiments.sinusoid import SinusoidProblem
+    from mamlconv.experiments.problems import cnn
+    from mamlconv.experiments.problems.module_problem import problem_from_module
+    from mamlconv.experiments.problems.sinusoid import SinusoidProblem
     from mamlconv.numerics.tasks import TaskBatch
 
     sin = SinusoidProblem()
@@ -101,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mamlconv.experiments.config import SweepConfig
-    from mamlconv.experiments.engine import train_cells
-    from mamlconv.provenance import describe
+    from mamlconv.experiments.engine.loop import train_cells
+    from mamlconv.util.provenance import describe
 
     torch.set_num_threads(args.threads)
     alphas = np.full(args.cells, 1e-2)

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mamlconv.experiments import ray_backend
-from mamlconv.experiments.problems import get_preset
-from mamlconv.experiments.sweep import default_chunk_size, run_sweep
+from mamlconv.experiments.problems.registry import get_preset
+from mamlconv.experiments.sweep import ray_backend
+from mamlconv.experiments.sweep.chunks import default_chunk_size
+from mamlconv.experiments.sweep.run import run_sweep
 
 
 def bench_config(iters: int, chunk_size: int | None):

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mamlconv.experiments.engine import initial_state, make_step, train_cells
-from mamlconv.experiments.problems import get_preset, get_problem
-from mamlconv.experiments.reference_loop import train_cell_loop
-from mamlconv.experiments.sweep import default_chunk_size, plan_chunks
+from mamlconv.experiments.engine.loop import make_step, train_cells
+from mamlconv.experiments.engine.reference import train_cell_loop
+from mamlconv.experiments.engine.state import initial_state
+from mamlconv.experiments.problems.registry import get_preset, get_problem
+from mamlconv.experiments.sweep.chunks import default_chunk_size, plan_chunks
 
 GRIDS = (1, 16, 100, 400)
 

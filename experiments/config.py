@@ -1,14 +1,14 @@
 """The configuration of one MAML training sweep over an alpha x beta grid.
 
 A :class:`SweepConfig` is everything that decides the numbers of a sweep (apart from the code
-and the hardware, which :func:`mamlconv.provenance.describe` records). It is frozen, JSON
+and the hardware, which :func:`mamlconv.util.provenance.describe` records). It is frozen, JSON
 round-trips exactly, and is written into every result file, so that a result can be re-run
 and a resumed sweep can refuse chunks that were made with another configuration.
 
 Defaults are the sinusoid settings of the paper's Section 4.1 where the paper states them;
 each field's comment says where the value comes from, or that the paper is silent and what
 was chosen instead. Presets (``paper``, ``smoke``) live in
-:func:`mamlconv.experiments.problems.get_preset`.
+:func:`mamlconv.experiments.problems.registry.get_preset`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class SweepConfig:
     """
 
     problem: str = "sinusoid"
-    """Name for :func:`mamlconv.experiments.problems.get_problem`."""
+    """Name for :func:`mamlconv.experiments.problems.registry.get_problem`."""
 
     variant: str = "exact"
     """exact | first_order | surrogate (docs/MATH.md). Fig. 4a trains Finn et al.'s MAML; the paper

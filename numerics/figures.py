@@ -13,7 +13,7 @@ import numpy as np
 
 from mamlconv.numerics.boundary import PAPER_LOSS_THRESHOLD
 from mamlconv.numerics.linreg import LinRegStudy
-from mamlconv.plotting import log_cell_edges, pyplot
+from mamlconv.util.plotting import log_cell_edges, pyplot
 
 FIG2_EIGS = (0.25, 0.5, 1.0, 2.0, 4.0)
 """Five eigenvalues lambda_0 < ... < lambda_4 as in Fig. 2; the paper gives no values, these are

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mamlconv.files import jsonable
 from mamlconv.numerics.boundary import PAPER_LOSS_THRESHOLD, Boundary
 from mamlconv.numerics.dynamics import CellRun, run_grid
 from mamlconv.numerics.losses import (
@@ -32,6 +31,7 @@ from mamlconv.numerics.losses import (
     linreg_params,
 )
 from mamlconv.numerics.maml import Variant
+from mamlconv.util.files import jsonable
 
 MODELS: tuple[Variant, ...] = ("surrogate", "first_order", "exact")  # as mamlconv.MODELS
 PAPER_ALPHAS = (1e-5, 9e-2)
@@ -112,9 +112,9 @@ def linreg_study(
 ) -> LinRegStudy:
     """Run the Fig. 3 grids (float64, CPU) and attach theory and measured boundaries.
 
-    Progress (cell-iterations done, time left) goes to the ``mamlconv.progress`` logger."""
-    from mamlconv.progress import Eta
+    Progress (cell-iterations done, time left) goes to the ``mamlconv.util.progress`` logger."""
     from mamlconv.theory.thresholds import alpha_c, beta_c
+    from mamlconv.util.progress import Eta
 
     alphas = paper_alphas() if alphas is None else np.asarray(alphas, dtype=float)
     betas = paper_betas() if betas is None else np.asarray(betas, dtype=float)

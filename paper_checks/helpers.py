@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mamlconv.experiments import sinusoid
-from mamlconv.experiments.results import SweepResult
+from mamlconv.experiments.problems import sinusoid
+from mamlconv.experiments.sweep.results import SweepResult
 from mamlconv.numerics.linreg import linreg_study, torch_generator
 from mamlconv.numerics.losses import sample_linreg
 from mamlconv.paper_checks.verdicts import ClaimAudit

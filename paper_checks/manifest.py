@@ -202,7 +202,7 @@ def entries(
 
 def load_json(results: Path, entry: Entry) -> Any:
     """The verified JSON file of ``entry``; ResultFileError naming it when it is not JSON."""
-    from mamlconv.files import read_json  # the package's JSON rule: inf as null + _status
+    from mamlconv.util.files import read_json  # the package's JSON rule: inf as null + _status
 
     path = verify(results, entry)
     try:
@@ -219,7 +219,7 @@ _SWEEPS: dict[tuple[str, str], Any] = {}
 def load_sweep(results: Path, entry: Entry) -> Any:
     """The verified sweep result of ``entry`` (``experiments.results.load_result``), cached by
     content; ResultFileError naming the file when it cannot be read."""
-    from mamlconv.experiments.results import load_result
+    from mamlconv.experiments.sweep.results import load_result
 
     path = verify(results, entry)
     key = (str(path), entry.sha256)
@@ -296,7 +296,7 @@ def describe(
     config: dict[str, Any] = {}
     auto_kind, auto_claims, auto_what = "data", (), ""
     if path.suffix == ".npz":
-        from mamlconv.experiments.results import load_result
+        from mamlconv.experiments.sweep.results import load_result
 
         try:
             result = load_result(path)

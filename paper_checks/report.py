@@ -56,7 +56,7 @@ def claim_kind(claim_id: str) -> str:
 
 def _provenance() -> dict[str, Any]:
     try:
-        from mamlconv.provenance import describe
+        from mamlconv.util.provenance import describe
 
         return jsonable(describe())
     except Exception as exc:  # provenance must never cost the report

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mamlconv.experiments import figures, problems, readings, sweep
-from mamlconv.experiments import reading_maps as maps
+from mamlconv.experiments import figures, readings, sweep
+from mamlconv.experiments.figures import reading_maps as maps
+from mamlconv.experiments.problems import registry as problems
 from mamlconv.numerics import boundary as boundary_mod
+from mamlconv.paper_checks import judging
 from mamlconv.paper_checks.helpers import (
     attach_committed_figures,
     cite_sweep,
@@ -57,7 +59,7 @@ def _fig1_claim(audit: ClaimAudit, groups: dict[int, list[dict[str, Any]]]) -> N
     The verdict is taken at the paper's 50,000 iterations when at least three seeds ran that
     long, else at the longest length with three seeds; every length is in the evidence.
     """
-    judged = {n: readings.judge_fig1(recs) for n, recs in sorted(groups.items())}
+    judged = {n: judging.judge_fig1(recs) for n, recs in sorted(groups.items())}
     full = [n for n, recs in groups.items() if len(recs) >= FIG1_MIN_SEEDS]
     n_main = PAPER_FIG1_ITERS if PAPER_FIG1_ITERS in full else max(full) if full else max(groups)
     j = judged[n_main]
@@ -120,7 +122,7 @@ def test_claim_S2_7_gradient_norm_grows(audit: ClaimAudit) -> None:
     training, as do the gradient inner products" (MAML alpha = 1e-2, joint training alpha = 0
     beside it; beta = 1e-3, Adam, 50000 iterations, sinusoid).
 
-    Two readings, each judged over seeds (``mamlconv.experiments.readings.judge_fig1``): (a)
+    Two readings, each judged over seeds (``mamlconv.paper_checks.judging.judge_fig1``): (a)
     literal, both grow during MAML training; (b) the implied contrast, both grow more than in
     joint training. End of training: the median over the last 10 % of the records, resolution
     its interquartile range. Recomputed from the committed records
@@ -134,7 +136,7 @@ def test_claim_S2_7_gradient_norm_grows(audit: ClaimAudit) -> None:
         what="Fig. 1 records",
         make="produce them with `mamlconv figure fig1 --seed S --iters 50000`",
     )
-    groups = readings.fig1_records(folder) if folder.is_dir() else {}
+    groups = figures.fig1_records(folder) if folder.is_dir() else {}
     if not groups:
         audit.not_run(
             "result file missing: experiments/results/readings/fig1_<iters>it_seed<S>.json "
@@ -319,7 +321,7 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
         )
     stamp = (str(folder), tuple((p.name, p.stat().st_mtime_ns) for p in files))
     cached = _SUMMARIES.get(stamp)
-    summary = cached[0] if cached else readings.summarize(folder, readings.SINUSOID)
+    summary = cached[0] if cached else judging.summarize(folder, readings.SINUSOID)
     for path in files:
         import json
 
@@ -346,7 +348,7 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
 
 def _per_variant(table: list[dict[str, Any]], column: str) -> dict[str, str]:
     """Claim verdict per MAML variant (the summary shows each variant's verdict)."""
-    from mamlconv.experiments.readings import claim_verdict
+    from mamlconv.paper_checks.judging import claim_verdict
 
     out = {}
     for variant in ("exact", "first_order"):
@@ -433,13 +435,13 @@ def test_claim_S4_1_sinusoid(audit: ClaimAudit) -> None:
 
 def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: str) -> None:
     """Fig. 4's claim on committed sweeps (one seed, one reading each) at their grid's
-    resolution (``readings.judge_committed_edge``): above / below by more than one grid cell,
+    resolution (``judging.judge_committed_edge``): above / below by more than one grid cell,
     else a tie; over the sweeps HOLDS / FAILS / INCONCLUSIVE, on all non-diverged cells and on
     cells that learned."""
     per_file = {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
-        per_file[path.name] = readings.judge_committed_edge(result)
+        per_file[path.name] = judging.judge_committed_edge(result)
         png = path.with_suffix(".png")
         if png.is_file():
             audit.attach(png, f"{path.name}: committed heatmap")
@@ -447,8 +449,8 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
         pop: [e[pop]["outcome"] for e in per_file.values() if e[pop]["outcome"] != "undecided"]
         for pop in ("all", "learned")
     }
-    verdict = readings.per_reading_verdict(outs["all"]) if outs["all"] else "INCONCLUSIVE"
-    learned = readings.per_reading_verdict(outs["learned"]) if outs["learned"] else "undecided"
+    verdict = judging.per_reading_verdict(outs["all"]) if outs["all"] else "INCONCLUSIVE"
+    learned = judging.per_reading_verdict(outs["learned"]) if outs["learned"] else "undecided"
     parts = []
     for name, e in per_file.items():
         a = e["all"]
@@ -580,7 +582,7 @@ def _combine_interpretations(verdicts: dict[str, str]) -> str:
 
 
 def _guideline_sinusoid(audit: ClaimAudit) -> None:
-    from mamlconv.experiments.readings import claim_verdict
+    from mamlconv.paper_checks.judging import claim_verdict
 
     summary = _readings_summary(audit)
     results = {}
@@ -644,7 +646,7 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         stable = ~result.diverged
         betas = np.asarray(result.betas, dtype=float)
         has = stable.any(axis=1)
-        if result.alpha0 is None or not has.any() or min(stable.shape) < readings.MIN_GRID:
+        if result.alpha0 is None or not has.any() or min(stable.shape) < judging.MIN_GRID:
             continue  # no reference row, nothing stable, or a smoke-test grid
         st0 = result.alpha0["diverged_at"] < 0
         if not st0.any():
@@ -679,8 +681,8 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
             evidence={"kind": "empirical"},
         )
         return
-    va = readings.per_reading_verdict(out_a)
-    vb = readings.per_reading_verdict(out_b)
+    va = judging.per_reading_verdict(out_a)
+    vb = judging.per_reading_verdict(out_b)
     verdict = _combine_interpretations({"a": va, "b": vb})
     key = f"{problem}: (a) {va}, (b) {vb}: " + "; ".join(
         f"{n}: alpha* {r['alpha_star']:.3g} beta_max {fmt(r['beta_max_alpha_star'])} vs "

@@ -55,9 +55,9 @@ _PRIORITY = {
 
 
 def jsonable(value: Any) -> Any:
-    """Evidence as strict JSON under the package's one rule (:func:`mamlconv.files.jsonable`):
+    """Evidence as strict JSON under the package's one rule (:func:`mamlconv.util.files.jsonable`):
     numpy scalars/arrays to Python, inf as null with ``<key>_status``, NaN as null."""
-    from mamlconv.files import jsonable as package_jsonable
+    from mamlconv.util.files import jsonable as package_jsonable
 
     return package_jsonable(value)
 

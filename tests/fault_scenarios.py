@@ -180,7 +180,7 @@ def _wait(predicate, timeout: float) -> bool:
 
 USER_PROBLEM = """
 import torch
-from mamlconv.experiments.sinusoid import SinusoidProblem
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem
 
 class Bad:
     name = "bad"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.problems import get_preset
+from mamlconv.experiments.problems.registry import get_preset
 
 
 def tiny_config(**changes) -> SweepConfig:

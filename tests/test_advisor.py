@@ -1,4 +1,4 @@
-"""The learning-rate advisor (``mamlconv.experiments.advisor``) and ``mamlconv advise``.
+"""The learning-rate advisor (``mamlconv.experiments.analysis.advisor``) and ``mamlconv advise``.
 
 On a quadratic problem with a known spectrum (H = diag(lambda), T = 0 for every task) each of
 the advisor's measured predictions has a closed form in ``mamlconv.theory.thresholds``:
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from mamlconv.cli import main
-from mamlconv.experiments.advisor import ALPHA_FRACTIONS, GOVERNING, advise
+from mamlconv.experiments.analysis.advisor import ALPHA_FRACTIONS, GOVERNING, advise
 from mamlconv.numerics.tasks import Params, TaskBatch
 from mamlconv.theory.thresholds import alpha_c, beta_c
 

@@ -63,7 +63,7 @@ def problem():
 
 def test_spectrum_matches_numerics_at_the_sweep_initial_point(problem):
     from mamlconv.experiments.config import SweepConfig
-    from mamlconv.experiments.engine import initial_state
+    from mamlconv.experiments.engine.state import initial_state
     from mamlconv.numerics.curvature import spectrum
 
     res = mamlconv.spectrum(problem, k=2, n_tasks=4, seed=3)
@@ -161,7 +161,7 @@ def test_example_runs_at_smoke_size(tmp_path):
 
 
 def test_two_problem_objects_of_one_name_get_two_keys():
-    from mamlconv.experiments.problems import get_problem, register_problem
+    from mamlconv.experiments.problems.registry import get_problem, register_problem
 
     a = mamlconv.problem_from_module(nn.Linear(2, 1), F.mse_loss, _task, name="twin")
     b = mamlconv.problem_from_module(nn.Linear(2, 1), F.mse_loss, _task, name="twin")

@@ -42,8 +42,8 @@ INITIAL_LOSS = 1.0
 
 
 def _write_sweep(path: Path, *, problem: str, variant: str, edges: list[int], edge0: int) -> None:
-    from mamlconv.experiments.problems import get_preset
-    from mamlconv.experiments.results import SweepResult, save_result
+    from mamlconv.experiments.problems.registry import get_preset
+    from mamlconv.experiments.sweep.results import SweepResult, save_result
 
     config = get_preset("sinusoid", "smoke").replace(
         problem=problem, variant=variant, alphas=tuple(ALPHAS), betas=tuple(BETAS)

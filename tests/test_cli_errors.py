@@ -16,9 +16,9 @@ from shipped_data import needs_shipped, use_shipped_root
 from mamlconv.cli import describe_error, main
 from mamlconv.cli._outputs import check_output_dir, check_output_file, describe_os_error
 from mamlconv.errors import OutputError, ProblemError, ResultFileError
-from mamlconv.experiments.problems import get_preset
-from mamlconv.experiments.results import load_result
-from mamlconv.experiments.sweep import run_sweep
+from mamlconv.experiments.problems.registry import get_preset
+from mamlconv.experiments.sweep.results import load_result
+from mamlconv.experiments.sweep.run import run_sweep
 
 
 def one_line(capsys, rc, code=2):
@@ -105,7 +105,7 @@ def test_linreg_on_overflowing_data_is_one_line(tmp_path, capsys):
 def test_a_huge_linreg_grid_prints_its_estimate_and_needs_yes(capsys, monkeypatch):
     """Old: a 1000 x 1000 grid grew to 5.7 GB with no output. Here the estimate is printed
     first; on a machine with 4 GB free it is refused without --yes."""
-    import mamlconv.experiments.estimate as estimate
+    import mamlconv.experiments.sweep.estimate as estimate
 
     monkeypatch.setattr(estimate, "available_memory", lambda: 4e9)
     argv = ["linreg", "--model", "surrogate", "--alphas", "1e-5:9e-2:1000"]
@@ -121,7 +121,7 @@ class _NoKeywords:
     name = "no-keywords"
 
     def __init__(self) -> None:
-        from mamlconv.experiments.sinusoid import SinusoidProblem
+        from mamlconv.experiments.problems.sinusoid import SinusoidProblem
 
         self.base = SinusoidProblem()
 
@@ -140,7 +140,7 @@ def make_no_keywords() -> _NoKeywords:
 
 
 def test_a_user_problem_without_keyword_arguments_is_one_line(capsys):
-    from mamlconv.experiments.engine import train_cells
+    from mamlconv.experiments.engine.loop import train_cells
 
     cfg = get_preset("sinusoid", "smoke").replace(iters=1, device="cpu")
     with pytest.raises(ProblemError, match="init_params"):
@@ -220,10 +220,10 @@ def test_output_checks(tmp_path):
 
 def _package_errors() -> list:
     from mamlconv.errors import RunFailed
-    from mamlconv.experiments.data import DataError
-    from mamlconv.experiments.module_problem import ModuleProblemError
-    from mamlconv.experiments.problems import ProblemSpecError
-    from mamlconv.experiments.ray_backend import ChunkFailed, RayMissing, RayUnreachable
+    from mamlconv.experiments.data.store import DataError
+    from mamlconv.experiments.problems.module_problem import ModuleProblemError
+    from mamlconv.experiments.problems.registry import ProblemSpecError
+    from mamlconv.experiments.sweep.ray_backend import ChunkFailed, RayMissing, RayUnreachable
     from mamlconv.paper_checks import manifest
 
     # (class, the builtin base its callers catch, exit code)
@@ -262,7 +262,7 @@ def test_a_data_error_is_exit_2_even_when_the_data_module_is_not_loaded(monkeypa
     was not (or no longer) in sys.modules under that name was reported as a bug (exit 1)."""
     import sys
 
-    from mamlconv.experiments.data import DataError
+    from mamlconv.experiments.data.store import DataError
 
     exc = DataError("/data/omniglot/omniglot.npz is truncated: restore it")
     monkeypatch.delitem(sys.modules, "mamlconv.experiments.data")
@@ -273,7 +273,7 @@ def test_a_data_error_inside_a_subcommand_is_one_line_exit_2(capsys, monkeypatch
     import sys
 
     import mamlconv.cli.derive as derive
-    from mamlconv.experiments.data import DataError
+    from mamlconv.experiments.data.store import DataError
 
     def broken(args):
         raise DataError("omniglot.npz is truncated")

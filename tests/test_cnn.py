@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import vmap
 
-from mamlconv.experiments import cnn
+from mamlconv.experiments.problems import cnn
 from mamlconv.numerics.maml import meta_objective, task_meta_gradient
 from mamlconv.numerics.tasks import TaskBatch
 

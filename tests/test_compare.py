@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from mamlconv.cli import main
-from mamlconv.experiments.compare import compare, log10_error
-from mamlconv.experiments.engine import initial_state
-from mamlconv.experiments.problems import get_preset, get_problem
-from mamlconv.experiments.sweep import run_sweep
+from mamlconv.experiments.analysis.comparison import compare, log10_error
+from mamlconv.experiments.engine.state import initial_state
+from mamlconv.experiments.problems.registry import get_preset, get_problem
+from mamlconv.experiments.sweep.run import run_sweep
 from mamlconv.numerics.boundary import extract_boundary
 from mamlconv.numerics.curvature import dense_operator
 

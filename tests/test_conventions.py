@@ -14,7 +14,7 @@ import pytest
 
 from mamlconv.cli import build_parser, main
 from mamlconv.cli._args import Parser, UsageError, float_list, resolve_device
-from mamlconv.files import dumps, jsonable, read_json, restore_nonfinite
+from mamlconv.util.files import dumps, jsonable, read_json, restore_nonfinite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,7 +197,7 @@ def test_library_logging_is_quiet_until_the_cli_shows_it(capsys):
 
     from mamlconv.cli._args import cli_logging
 
-    log = logging.getLogger("mamlconv.experiments.compare")
+    log = logging.getLogger("mamlconv.experiments.analysis.comparison")
     log.info("spectra at init")
     log.warning("a diagnostic")
     assert capsys.readouterr().err == ""  # NullHandler: a library call prints nothing

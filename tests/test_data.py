@@ -25,7 +25,7 @@ from PIL import Image
 from shipped_data import MINI_VAL, OMNIGLOT, needs_shipped, use_shipped_root
 
 from mamlconv.experiments import data
-from mamlconv.experiments import data_integrity as integrity
+from mamlconv.experiments.data import integrity
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def test_root_order_explicit_then_env_then_user_cache(tmp_path, monkeypatch):
 def test_no_folder_beside_the_checkout_is_guessed(monkeypatch):
     """The package guesses no data folder beside its checkout: MAMLCONV_DATA, then the user
     cache, and nothing else."""
-    from mamlconv.provenance import REPO_ROOT
+    from mamlconv.util.provenance import REPO_ROOT
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     assert data.candidate_roots() == [USER_CACHE]
@@ -68,7 +68,7 @@ def test_env_root_first_then_user_cache(tmp_path, monkeypatch):
     env, user = tmp_path / "env", tmp_path / "user"
     (user / "omniglot").mkdir(parents=True)
     (user / "omniglot" / "omniglot.npz").write_bytes(b"x")
-    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (user,))
+    monkeypatch.setattr(data.store, "DEFAULT_DATA_ROOTS", (user,))
     monkeypatch.setenv(data.DATA_ENV, str(env))
     assert data.locate("omniglot") == user / "omniglot" / "omniglot.npz"
     assert data.locate("miniimagenet_val") == env / "miniimagenet" / "miniimagenet_val.npz"
@@ -77,7 +77,7 @@ def test_env_root_first_then_user_cache(tmp_path, monkeypatch):
 
 
 def test_missing_file_says_where_it_looked_and_how_to_import(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEFAULT_DATA_ROOTS", (tmp_path / "user",))
+    monkeypatch.setattr(data.store, "DEFAULT_DATA_ROOTS", (tmp_path / "user",))
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
     with pytest.raises(data.DataError) as err:
         data.load_omniglot()
@@ -242,7 +242,7 @@ def test_verification_is_cached_by_path_size_mtime(tmp_path, monkeypatch):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(data, "sha256_file", counting)
+    monkeypatch.setattr(data.store, "sha256_file", counting)
     spec = data.SHIPPED["omniglot"]
     data.verify_file(OMNIGLOT, spec)
     data.verify_file(OMNIGLOT, spec)
@@ -415,7 +415,7 @@ def test_miniimagenet_decoded_once_and_memory_mapped(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data, "decode_jpegs", fail)
+    monkeypatch.setattr(data.miniimagenet, "decode_jpegs", fail)
     again = data.load_miniimagenet("val", tmp_path / "root", specs=specs)
     np.testing.assert_array_equal(again.images, split.images)
 
@@ -540,7 +540,7 @@ def test_an_interrupted_decode_leaves_no_temporary(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "decode_jpegs", interrupted)
+    monkeypatch.setattr(data.miniimagenet, "decode_jpegs", interrupted)
     with pytest.raises(KeyboardInterrupt):
         data.load_miniimagenet("val", tmp_path / "root", specs=specs)
     assert list((tmp_path / "cache" / "miniimagenet").iterdir()) == []
@@ -639,7 +639,8 @@ def _synthetic_installation(root: Path) -> dict[str, data.FileSpec]:
 def test_cli_check_decode_rehash_reports_a_zero_filled_decode(tmp_path, monkeypatch, capsys):
     """Issue 10: `data check --decode --rehash` said "ok" for zero-filled decoded arrays."""
     specs = _synthetic_installation(tmp_path / "root")
-    monkeypatch.setattr(data, "SHIPPED", specs)
+    monkeypatch.setattr(data.store, "SHIPPED", specs)
+    monkeypatch.setattr(data.check, "SHIPPED", specs)
     argv = ["data", "check", "--root", str(tmp_path / "root"), "--decode"]
     rc = _cli(argv)
     assert rc == 0, capsys.readouterr().out

@@ -9,7 +9,8 @@ sentence, an f-string like ``f"mamlconv.cli.{name}"``) is dropped.
 
 A name resolves when ``importlib.import_module`` imports its longest importable module prefix
 (a real module, not a bare folder taken as a namespace package) and ``getattr`` finds the rest.
-A name followed by ``/`` is a folder path (``mamlconv.experiments.results/``): it resolves when
+A name followed by ``/`` is a folder path (``mamlconv.experiments.sweep.results/``): it resolves
+when
 it is an importable package, or its last part is a folder inside the package before it.
 """
 

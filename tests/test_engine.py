@@ -10,14 +10,10 @@ import pytest
 import torch
 
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import (
-    CellRun,
-    initial_state,
-    make_step,
-    train_cells,
-)
-from mamlconv.experiments.reference_loop import train_cell_loop
-from mamlconv.experiments.sinusoid import SinusoidProblem
+from mamlconv.experiments.engine.loop import CellRun, make_step, train_cells
+from mamlconv.experiments.engine.reference import train_cell_loop
+from mamlconv.experiments.engine.state import initial_state
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem
 from mamlconv.numerics.maml import meta_objective, task_meta_gradient
 
 PROBLEM = SinusoidProblem(k_support=6, k_query=5)
@@ -119,7 +115,7 @@ def test_mlp_backend_single_float32_step_matches_task_meta_gradient(variant):
 def test_hand_written_backward_equals_autograd_of_the_kernel_forward(second_order):
     """The written-out backward of the mlp backend against torch.autograd through the same
     kernel-form forward pass (support quantities detached for first order), float64."""
-    from mamlconv.experiments.engine import _adapted_query_loss, _mlp_meta_gradient, _mlp_pass
+    from mamlconv.experiments.engine.mlp import _adapted_query_loss, _mlp_meta_gradient, _mlp_pass
 
     cfg = small_config()
     params, stream = initial_state(PROBLEM, cfg, dtype=torch.float64, device="cpu")

@@ -8,9 +8,10 @@ import torch
 from shipped_data import OMNIGLOT as SHIPPED_OMNIGLOT
 from shipped_data import needs_shipped, use_shipped_root
 
-from mamlconv.experiments import data, fewshot
+from mamlconv.experiments import data
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.problems import get_preset, get_problem
+from mamlconv.experiments.problems import fewshot
+from mamlconv.experiments.problems.registry import get_preset, get_problem
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +154,7 @@ def test_sample_tasks_rejects_bad_count():
 
 
 def test_problem_loss_is_the_cnn_cross_entropy_and_init_is_seeded():
-    from mamlconv.experiments import cnn
+    from mamlconv.experiments.problems import cnn
 
     prob = fewshot.miniimagenet_problem(filters=4, query=2, data=_tiny_mini())
     p1 = prob.init_params(_gen(0), dtype=torch.float64, device="cpu")
@@ -201,7 +202,7 @@ def test_one_epoch_of_miniimagenet():
 @needs_shipped
 @pytest.mark.parametrize("name", ["omniglot", "miniimagenet"])
 def test_smoke_preset_trains_through_the_engine(name):
-    from mamlconv.experiments.engine import train_cells
+    from mamlconv.experiments.engine.loop import train_cells
 
     cfg = get_preset(name, "smoke")
     prob = get_problem(name, **cfg.problem_options)
@@ -215,8 +216,8 @@ def test_smoke_preset_trains_through_the_engine(name):
 @needs_shipped
 def test_cli_sweep_omniglot_smoke_writes_a_result_that_fig4_draws(tmp_path, capsys):
     from mamlconv.cli import main
-    from mamlconv.experiments.figures import fig4_fewshot
-    from mamlconv.experiments.results import load_result
+    from mamlconv.experiments.figures import fig4
+    from mamlconv.experiments.sweep.results import load_result
 
     out = tmp_path / "omni.npz"
     argv = ["sweep", "omniglot", "--preset", "smoke", "--device", "cpu", "--no-progress"]
@@ -224,5 +225,5 @@ def test_cli_sweep_omniglot_smoke_writes_a_result_that_fig4_draws(tmp_path, caps
     result = load_result(out)
     assert result.config == get_preset("omniglot", "smoke").replace(device="cpu")
     assert result.final_loss.shape == (2, 2) and result.alpha0 is not None
-    paths = fig4_fewshot(out, tmp_path)
+    paths = fig4(out, tmp_path)
     assert [p.suffix for p in paths] == [".png", ".pdf", ".json"]

@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mamlconv.experiments import figures
+from mamlconv.experiments import criteria, figures
+from mamlconv.experiments.analysis import edges
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import initial_state
-from mamlconv.experiments.problems import get_problem
+from mamlconv.experiments.engine.state import initial_state
+from mamlconv.experiments.problems.registry import get_problem
+from mamlconv.util.plotting import pyplot
 
 
 def _init_and_pool(config_dict: dict) -> tuple[object, dict, object]:
@@ -158,9 +160,9 @@ def test_cli_figure_fig1(tmp_path, capsys):
 
 def _result(stable: np.ndarray, stable0: np.ndarray):
     """A synthetic SweepResult: 3 alphas x 4 betas, stable cells given, alpha = 0 row too."""
-    from mamlconv.experiments.results import SweepResult
+    from mamlconv.experiments.sweep.results import SweepResult
 
-    config = figures._sinusoid_config(
+    config = figures.figure1._sinusoid_config(
         alphas=(0.01, 0.1, 1.0), betas=(0.1, 1.0, 10.0, 100.0), iters=5, record_every=5
     )
     div = np.where(stable, -1, 3).astype(np.int64)
@@ -194,7 +196,7 @@ FIG4_CASES = {
 @pytest.mark.parametrize("case", list(FIG4_CASES), ids=list(FIG4_CASES))
 def test_boundary_summary_verdicts(case):
     stable, stable0, verdict, alpha_c, best = FIG4_CASES[case]
-    summary = figures.boundary_summary(_result(np.array(stable), np.array(stable0)))
+    summary = edges.boundary_summary(_result(np.array(stable), np.array(stable0)))
     assert summary["claim_holds"] is verdict
     assert summary["alpha_c_estimate"] == alpha_c
     assert summary["beta_stable_max_near_alpha_c"] == best
@@ -206,11 +208,11 @@ def test_boundary_summary_verdicts(case):
 
 
 def test_fig4_fewshot_draws_a_saved_result(tmp_path):
-    from mamlconv.experiments.results import save_result
+    from mamlconv.experiments.sweep.results import save_result
 
     stable, stable0, *_ = FIG4_CASES["holds"]
     path = save_result(_result(np.array(stable), np.array(stable0)), tmp_path / "r.npz")
-    paths = figures.fig4_fewshot(path, tmp_path / "fig")
+    paths = figures.fig4(path, tmp_path / "fig")
     record = _check_files(paths, "r_fig4")
     assert record["summary"]["claim_holds"] is True
     assert record["summary"]["alpha0_beta_stable_max"] == 0.1
@@ -225,7 +227,7 @@ def test_boundary_summary_separates_learning_from_chance_level():
     res.final_loss = np.where(res.diverged_at < 0, chance, 1e4)
     res.final_loss[1, 0] = 0.5
     res.final_loss[0, 0] = 0.9 * chance + 1e-9  # not below 0.9 ln 5: at chance
-    summary = figures.boundary_summary(res)
+    summary = edges.boundary_summary(res)
     assert summary["chance_loss"] == pytest.approx(chance)
     learned = [row["beta_learned_max"] for row in summary["per_alpha"]]
     assert learned == [None, 0.1, None]
@@ -236,14 +238,14 @@ def test_boundary_summary_separates_learning_from_chance_level():
 
 
 def _saved(tmp_path, case="holds"):
-    from mamlconv.experiments.results import save_result
+    from mamlconv.experiments.sweep.results import save_result
 
     stable, stable0, *_ = FIG4_CASES[case]
     return save_result(_result(np.array(stable), np.array(stable0)), tmp_path / "r.npz")
 
 
 def _panel(result, **kwargs):
-    from mamlconv.experiments import fig4
+    from mamlconv.experiments.figures import figure4 as fig4
 
     plt = fig4.pyplot()
     fig, ax = plt.subplots()
@@ -272,7 +274,7 @@ def test_fig4_orientation_blank_cells_and_alpha0_edge():
 
 
 def test_fig4_predictions_of_zero_are_a_symbol_not_a_value():
-    from mamlconv.experiments.fig4 import Prediction
+    from mamlconv.experiments.analysis.comparison import Prediction
 
     stable, stable0, *_ = FIG4_CASES["holds"]
     res = _result(np.array(stable), np.array(stable0))
@@ -290,15 +292,15 @@ def test_fig4_predictions_of_zero_are_a_symbol_not_a_value():
 
 
 def test_fig4_writes_files_with_strict_json_and_the_learned_criterion(tmp_path):
-    from mamlconv.experiments import fig4
-    from mamlconv.experiments.results import save_result
+    from mamlconv.experiments.figures import figure4 as fig4
+    from mamlconv.experiments.sweep.results import save_result
 
     stable, stable0, *_ = FIG4_CASES["holds"]
     res = _result(np.array(stable), np.array(stable0))
     res.config = res.config.replace(problem_options={"ways": 5})
     res.final_loss[2, 2] = 1.5  # stable but at chance level (0.9 ln 5 = 1.45)
     path = save_result(res, tmp_path / "c.npz")
-    assert set(fig4.criteria(res)) == {"diverged", "learned"}
+    assert set(criteria.criteria(res)) == {"diverged", "learned"}
     paths = fig4.fig4(path, tmp_path / "f", criterion="learned")
     text = paths[2].read_text()
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
@@ -309,13 +311,13 @@ def test_fig4_writes_files_with_strict_json_and_the_learned_criterion(tmp_path):
 
 
 def test_compare_figure_titles_say_what_is_drawn():
-    from mamlconv.experiments.compare import comparison_figure
-    from mamlconv.experiments.fig4 import Prediction
+    from mamlconv.experiments.analysis.comparison import Prediction
+    from mamlconv.experiments.figures.comparison import comparison_figure
 
     stable, stable0, *_ = FIG4_CASES["holds"]
     res = _result(np.array(stable), np.array(stable0))
     alphas = np.array(res.alphas)
-    plt = figures.pyplot()
+    plt = pyplot()
     fig = comparison_figure([], res)
     texts = [fig._suptitle.get_text()] + [ax.get_title() for ax in fig.axes]
     assert not any("clipped" in t or "predictions" in t for t in texts), texts
@@ -346,7 +348,7 @@ def test_fig5_legend_shows_lines_not_error_bar_glyphs():
         }
         for _ in range(3)
     ]
-    plt = figures.pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots()
     names = {"tg": "Tg", "h2": "H²"}
     figures.frobenius_panel(
@@ -408,7 +410,7 @@ def test_cli_figure_bad_input_is_one_line(tmp_path, capsys, argv, needle):
 
 
 def test_fig5_redraws_from_its_record_without_training(tmp_path):
-    from mamlconv.files import dumps
+    from mamlconv.util.files import dumps
 
     def checkpoint(t: int) -> dict:
         ops = {op: {"eigenvalues": [10.0 * (t + 1), 5.0]} for op in ("tg", "h2", "tg_plus_h2")}

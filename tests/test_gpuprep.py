@@ -16,10 +16,10 @@ import torch
 from shipped_data import DATA_ROOT, OMNIGLOT, needs_shipped, use_shipped_root
 from torch.utils.flop_counter import FlopCounterMode
 
-from mamlconv.experiments import cnn, fewshot
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import train_cells
-from mamlconv.experiments.reference_loop import train_cell_loop
+from mamlconv.experiments.engine.loop import train_cells
+from mamlconv.experiments.engine.reference import train_cell_loop
+from mamlconv.experiments.problems import cnn, fewshot
 
 # ------------------------------------------------------------------------------ a tiny problem
 
@@ -168,10 +168,10 @@ def test_cuda_speed_options_match_the_cpu_reference_loop_in_float64(every):
 
 @pytest.mark.gpu
 def test_cuda_chunk_comes_from_the_memory_model_and_fits():
-    from mamlconv.experiments.engine import train_cells as train
-    from mamlconv.experiments.memory import cuda_chunk_size
-    from mamlconv.experiments.problems import get_preset, get_problem
-    from mamlconv.experiments.sweep import default_chunk_size
+    from mamlconv.experiments.engine.loop import train_cells as train
+    from mamlconv.experiments.engine.memory import cuda_chunk_size
+    from mamlconv.experiments.problems.registry import get_preset, get_problem
+    from mamlconv.experiments.sweep.chunks import default_chunk_size
 
     assert torch.cuda.is_available(), "--gpu given but no CUDA device"
     cfg = get_preset("omniglot", "paper").replace(device="cuda", iters=1)
@@ -186,7 +186,7 @@ def test_cuda_chunk_comes_from_the_memory_model_and_fits():
 
 
 def test_flop_count_is_per_cell_invariant_and_matches_the_unbatched_loop():
-    from mamlconv.experiments.flops import count_loop_flops, count_step_flops
+    from mamlconv.experiments.engine.flops import count_loop_flops, count_step_flops
 
     prob, cfg = _tiny_problem(), _config(tasks_per_batch=3, pool_size=3)
     one = count_step_flops(prob, cfg, n_cells=1)
@@ -205,7 +205,8 @@ def test_flop_count_is_per_cell_invariant_and_matches_the_unbatched_loop():
 
 def test_stock_flop_counter_overcounts_grouped_weight_gradients():
     """The correction is needed: without it the count per cell grows with the batch."""
-    from mamlconv.experiments.engine import initial_state, make_step
+    from mamlconv.experiments.engine.loop import make_step
+    from mamlconv.experiments.engine.state import initial_state
 
     prob, cfg = _tiny_problem(), _config(tasks_per_batch=3, pool_size=3)
     init, stream = initial_state(prob, cfg, dtype=torch.float64, device="cpu")
@@ -226,7 +227,7 @@ def test_stock_flop_counter_overcounts_grouped_weight_gradients():
 
 
 def test_memory_model_fit_and_chunk_choice():
-    from mamlconv.experiments.memory import fit
+    from mamlconv.experiments.engine.memory import fit
 
     gib = 2**30
     model = fit([1, 2, 4], [3 * gib, 5 * gib, 9 * gib], tasks=2, device="cuda")
@@ -246,7 +247,7 @@ def test_memory_model_fit_and_chunk_choice():
 def _measurable_config(tasks: int) -> SweepConfig:
     # A MiniImagenet-shaped step on synthetic data is not reachable from a fresh process, so
     # the measurement runs the Omniglot smoke network (needs the shipped Omniglot file).
-    from mamlconv.experiments.problems import get_preset
+    from mamlconv.experiments.problems.registry import get_preset
 
     smoke = get_preset("omniglot", "smoke")
     opts = {**smoke.problem_options, "filters": 16, "query": 3}
@@ -255,7 +256,7 @@ def _measurable_config(tasks: int) -> SweepConfig:
 
 @needs_shipped
 def test_cpu_peak_memory_is_affine_in_cells_and_linear_in_tasks(monkeypatch):
-    from mamlconv.experiments.memory import fit, measure_cpu
+    from mamlconv.experiments.engine.memory import fit, measure_cpu
 
     use_shipped_root(monkeypatch)  # the measuring process finds the data through it
     peaks = measure_cpu(_measurable_config(2), (1, 2, 4))
@@ -271,7 +272,7 @@ def test_cpu_peak_memory_is_affine_in_cells_and_linear_in_tasks(monkeypatch):
 
 
 def test_commit_comes_from_the_environment_outside_git(tmp_path, monkeypatch):
-    from mamlconv import provenance
+    from mamlconv.util import provenance
 
     monkeypatch.delenv(provenance.COMMIT_ENV, raising=False)
     assert provenance.commit_record(tmp_path) == (None, "none")
@@ -281,7 +282,7 @@ def test_commit_comes_from_the_environment_outside_git(tmp_path, monkeypatch):
 
 
 def test_commit_from_git_wins_over_the_environment(monkeypatch):
-    from mamlconv import provenance
+    from mamlconv.util import provenance
 
     if provenance.commit_record()[1] != "git":
         pytest.skip("the source tree is not a git checkout")
@@ -330,7 +331,8 @@ def _assert_same_split(a, b) -> None:
 
 
 def test_sharded_synthetic_archive_loads_the_same_arrays(tmp_path, monkeypatch):
-    from mamlconv.experiments import data, shards
+    from mamlconv.experiments import data
+    from mamlconv.experiments.data import shards
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     whole_root, shard_root = tmp_path / "whole", tmp_path / "sharded"
@@ -353,7 +355,8 @@ def test_sharded_synthetic_archive_loads_the_same_arrays(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_shard_is_named_in_one_line(tmp_path, monkeypatch):
-    from mamlconv.experiments import data, shards
+    from mamlconv.experiments import data
+    from mamlconv.experiments.data import shards
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     path, specs = _synthetic_archive(tmp_path / "whole")
@@ -372,7 +375,7 @@ def test_a_corrupt_shard_is_named_in_one_line(tmp_path, monkeypatch):
 
 
 def test_shard_command_line_bad_input_exits_2(tmp_path, capsys):
-    from mamlconv.experiments import shards
+    from mamlconv.experiments.data import shards
 
     assert shards.main([str(tmp_path / "missing.npz"), str(tmp_path)]) == 2
     assert "missing.npz is not a file" in capsys.readouterr().err
@@ -389,7 +392,8 @@ SHIPPED_MINI = (DATA_ROOT or Path("/nonexistent")) / "miniimagenet"
     not (SHIPPED_MINI / "miniimagenet_train.npz").is_file(), reason="no shipped MiniImagenet"
 )
 def test_real_miniimagenet_shards_under_60_mib_give_identical_arrays(tmp_path, monkeypatch):
-    from mamlconv.experiments import data, shards
+    from mamlconv.experiments import data
+    from mamlconv.experiments.data import shards
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     src = SHIPPED_MINI / "miniimagenet_train.npz"
@@ -400,7 +404,7 @@ def test_real_miniimagenet_shards_under_60_mib_give_identical_arrays(tmp_path, m
     assert manifest.sha256 == data.SHIPPED["miniimagenet_train"].sha256
     rebuilt = shards.locate_split("miniimagenet_train", tmp_path / "root", cache=tmp_path / "c")
     names = ("jpeg_data", "jpeg_offsets", "label", "wnids", "filenames")
-    a, b = data._load_npz(src, names), data._load_npz(rebuilt, names)
+    a, b = data.store._load_npz(src, names), data.store._load_npz(rebuilt, names)
     for n in names:
         np.testing.assert_array_equal(b[n], a[n], err_msg=n)
 
@@ -411,7 +415,8 @@ def test_real_miniimagenet_shards_under_60_mib_give_identical_arrays(tmp_path, m
 )
 def test_real_miniimagenet_sharded_split_decodes_to_the_same_pixels(tmp_path, monkeypatch):
     """The decoded pixels, each side decoded into its own cache (val: 9,600 JPEGs twice)."""
-    from mamlconv.experiments import data, shards
+    from mamlconv.experiments import data
+    from mamlconv.experiments.data import shards
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     out = tmp_path / "root" / "miniimagenet"
@@ -487,10 +492,10 @@ def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
 
 
 def test_fewshot_matrix_plan_and_bad_input():
-    from mamlconv.experiments import fewshot_matrix as fm
+    from mamlconv.experiments.readings import fewshot as fm
 
     text = subprocess.run(
-        [sys.executable, "-m", "mamlconv.experiments.fewshot_matrix", "--plan", "--rate", "50"],
+        [sys.executable, "-m", "mamlconv.experiments.readings.fewshot", "--plan", "--rate", "50"],
         capture_output=True,
         text=True,
         check=True,

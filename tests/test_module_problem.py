@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import initial_state, make_generic_step
-from mamlconv.experiments.module_problem import ModuleProblemError, problem_from_module
-from mamlconv.experiments.problems import get_problem, load_spec
-from mamlconv.experiments.sinusoid import SinusoidProblem
-from mamlconv.experiments.sweep import run_sweep
+from mamlconv.experiments.engine.generic import make_generic_step
+from mamlconv.experiments.engine.state import initial_state
+from mamlconv.experiments.problems.module_problem import ModuleProblemError, problem_from_module
+from mamlconv.experiments.problems.registry import get_problem, load_spec
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem
+from mamlconv.experiments.sweep.run import run_sweep
 
 F64 = torch.float64
 REPO = Path(__file__).resolve().parents[1]
@@ -199,7 +200,7 @@ def test_module_sinusoid_sweep_equals_builtin_cell_for_cell(tmp_path):
     problem = problem_from_module(
         mlp, F.mse_loss, sample_tasks=batch, init=init, name="module-sinusoid"
     )
-    from mamlconv.experiments.problems import register_problem
+    from mamlconv.experiments.problems.registry import register_problem
 
     config = SweepConfig(
         problem="sinusoid",
@@ -374,7 +375,7 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
     args += ["--alphas", "0.01:0.1:2", "--betas", "0.01:1:3", "--no-progress", "--out", "s.npz"]
     proc = _cli(args, user_dir)
     assert proc.returncode == 0, proc.stderr
-    from mamlconv.experiments.results import load_result
+    from mamlconv.experiments.sweep.results import load_result
 
     result = load_result(user_dir / "s.npz")
     assert result.config.problem == "userprob:make"  # the spec is recorded
@@ -383,7 +384,8 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
     assert (user_dir / "cmp" / "s_compare.png").is_file()
     # an interrupted sweep: one finished chunk on disk; --resume trains only the rest,
     # rebuilding the problem from the spec the configuration records
-    from mamlconv.experiments.sweep import chunk_dir, plan_chunks, run_chunk, sweep_cells
+    from mamlconv.experiments.sweep.chunks import plan_chunks, run_chunk, sweep_cells
+    from mamlconv.experiments.sweep.storage import chunk_dir
 
     n_cells = sweep_cells(result.config)[0].size
     first = plan_chunks(np.arange(n_cells), 3)[0]

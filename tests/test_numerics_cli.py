@@ -164,13 +164,16 @@ def test_figure_fig2_and_fig3(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-def test_figure_missing_experiments_module(
+def test_figure_with_a_module_missing_is_a_bug_not_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A broken installation is never turned into a quiet "not available": exit 1, one line."""
     monkeypatch.setitem(sys.modules, "mamlconv.experiments.figures", None)
-    assert main(["figure", "fig1", "--out", str(tmp_path), "--device", "cpu"]) == 2
+    assert main(["figure", "fig1", "--out", str(tmp_path), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "mamlconv.experiments.figures" in err
+    assert (
+        err.count("\n") == 1 and "internal error" in err and "mamlconv.experiments.figures" in err
+    )
 
 
 def test_entry_point_smoke(tmp_path: Path) -> None:

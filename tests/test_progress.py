@@ -1,7 +1,8 @@
-"""Progress with ETA (src/mamlconv/progress.py) and its use by compare, advise, figure, linreg.
+"""Progress with ETA (src/mamlconv/util/progress.py) and its use by compare, advise, figure, linreg.
 
 The reporter is driven by a fake clock; the commands' hooks are checked by the records they
-send to the ``mamlconv.progress`` logger at the smallest sizes (interval 0: every unit reports).
+send to the ``mamlconv.util.progress`` logger at the smallest sizes (interval 0: every unit
+reports).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mamlconv import progress
+from mamlconv.util import progress
 
 
 class FakeClock:
@@ -121,9 +122,9 @@ def test_show_on_stderr_writes_lines_without_a_terminal(monkeypatch):
 
 
 def test_compare_reports_its_spectra(records, tmp_path):
-    from mamlconv.experiments.compare import compare
-    from mamlconv.experiments.problems import get_preset
-    from mamlconv.experiments.sweep import run_sweep
+    from mamlconv.experiments.analysis.comparison import compare
+    from mamlconv.experiments.problems.registry import get_preset
+    from mamlconv.experiments.sweep.run import run_sweep
 
     cfg = get_preset("sinusoid", "smoke").replace(
         alphas=(1e-3, 0.03),
@@ -149,7 +150,7 @@ def test_advise_reports_its_steps(records):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_advisor import quadratic_point
 
-    from mamlconv.experiments.advisor import advise
+    from mamlconv.experiments.analysis.advisor import advise
 
     problem, params, tasks = quadratic_point()
     advise(problem, params, tasks, variant="exact", k=3, alphas=[0.0, 0.01], progress=True)

@@ -25,9 +25,12 @@ from shipped_data import needs_shipped
 from sweep_helpers import live_descendants
 
 from mamlconv.cli import main
-from mamlconv.experiments.problems import get_preset
-from mamlconv.experiments.results import sidecar_path
-from mamlconv.experiments.sweep import bisect_sweep, chunk_dir, plan_chunks, run_sweep
+from mamlconv.experiments.problems.registry import get_preset
+from mamlconv.experiments.sweep.bisection import bisect_sweep
+from mamlconv.experiments.sweep.chunks import plan_chunks
+from mamlconv.experiments.sweep.results import sidecar_path
+from mamlconv.experiments.sweep.run import run_sweep
+from mamlconv.experiments.sweep.storage import chunk_dir
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray not installed: pip install '.[ray]'"
@@ -108,7 +111,7 @@ LOOPBACK = {  # as /proc/net/tcp{,6} print them
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray instance for this module: 2 CPUs, 127.0.0.1 only, dashboard off."""
-    from mamlconv.experiments import ray_backend
+    from mamlconv.experiments.sweep import ray_backend
 
     ray = ray_backend.start_local(num_cpus=2)
     try:
@@ -181,7 +184,7 @@ def test_local_instance_listens_on_loopback_only(ray_local):
 def test_auto_joins_a_named_cluster_never_a_private_instance(ray_local, monkeypatch):
     """``--ray-address auto`` with this module's instance running: not joined (it is nobody's
     cluster), so a sweep would start its own; RAY_ADDRESS is followed."""
-    from mamlconv.experiments.ray_backend import _cluster_address, gcs_address
+    from mamlconv.experiments.sweep.ray_backend import _cluster_address, gcs_address
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     if Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists():
@@ -217,7 +220,7 @@ def test_bisection_on_ray_equals_local(ray_local):
 
 
 def _options(**kw):
-    from mamlconv.experiments.ray_backend import RayOptions
+    from mamlconv.experiments.sweep.ray_backend import RayOptions
 
     return RayOptions(**kw)
 
@@ -280,7 +283,7 @@ def test_killed_worker_is_retried_and_every_cell_lands_once(ray_local, stable_re
 
 @needs_ray
 def test_killed_driver_resumes_with_resume(ray_local, stable_reference, tmp_path):
-    from mamlconv.experiments.ray_backend import gcs_address
+    from mamlconv.experiments.sweep.ray_backend import gcs_address
 
     cfg = _stable_config()
     out = tmp_path / "d.npz"
@@ -333,7 +336,7 @@ def test_killed_driver_resumes_with_resume(ray_local, stable_reference, tmp_path
 @needs_ray
 def test_chunk_failing_on_its_node_stops_with_one_line(ray_local, tmp_path):
     """Bad data on the workers' node: the sweep stops, naming chunk and node; nothing retried."""
-    from mamlconv.experiments.ray_backend import ChunkFailed
+    from mamlconv.experiments.sweep.ray_backend import ChunkFailed
 
     bad = tmp_path / "data" / "omniglot"
     bad.mkdir(parents=True)

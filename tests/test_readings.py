@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from mamlconv.experiments import criteria
 from mamlconv.experiments import readings as R
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import train_cells
-from mamlconv.experiments.sinusoid import SinusoidProblem, mlp_forward
+from mamlconv.experiments.engine.loop import train_cells
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem, mlp_forward
+from mamlconv.paper_checks import judging
 
 PROBLEM = SinusoidProblem(k_support=6, k_query=5)
 # Cells: quiet, joint training, near the edge, fast divergence, slow blow-up.
@@ -72,18 +74,18 @@ def test_criteria_on_hand_made_numbers() -> None:
     init = np.array([4.0, 4.0, 4.0, 4.0, 4.0])
     mx = np.array([5.0, 45.0, 2e3, np.inf, np.nan])
     np.testing.assert_array_equal(
-        R.diverged("nonfinite", max_loss=mx, initial_loss=init), [0, 0, 0, 1, 1]
+        criteria.diverged("nonfinite", max_loss=mx, initial_loss=init), [0, 0, 0, 1, 1]
     )
     np.testing.assert_array_equal(
-        R.diverged("absolute", max_loss=mx, initial_loss=init), [0, 0, 1, 1, 1]
+        criteria.diverged("absolute", max_loss=mx, initial_loss=init), [0, 0, 1, 1, 1]
     )
     np.testing.assert_array_equal(
-        R.diverged("relative", max_loss=mx, initial_loss=init), [0, 1, 1, 1, 1]
+        criteria.diverged("relative", max_loss=mx, initial_loss=init), [0, 1, 1, 1, 1]
     )
     with pytest.raises(ValueError, match="unknown criterion"):
-        R.diverged("median", max_loss=mx, initial_loss=init)
+        criteria.diverged("median", max_loss=mx, initial_loss=init)
     np.testing.assert_array_equal(
-        R.learned(final_loss=np.array([1.0, 3.8, np.nan]), initial_loss=np.array([4.0] * 3)),
+        criteria.learned(final_loss=np.array([1.0, 3.8, np.nan]), initial_loss=np.array([4.0] * 3)),
         [True, False, False],
     )
 
@@ -97,7 +99,7 @@ def test_dead_fraction_against_a_unit_by_unit_loop() -> None:
     params[2]["b1"][:7] = -50.0  # seven dead first-layer units
     x = torch.linspace(-5, 5, 41, dtype=torch.float64)[:, None]
     stacked = {k: np.stack([p[k].numpy() for p in params]) for k in params[0]}
-    got = R.dead_fraction_mlp(stacked, x.numpy())
+    got = criteria.dead_fraction_mlp(stacked, x.numpy())
     for c, p in enumerate(params):
         dead = 0
         h1 = x @ p["w1"] + p["b1"]
@@ -110,7 +112,7 @@ def test_dead_fraction_against_a_unit_by_unit_loop() -> None:
     assert torch.allclose(out, out[0].expand_as(out))  # all layer-2 units dead: constant
     nan = {k: v.copy() for k, v in stacked.items()}
     nan["w3"][0, 0, 0] = np.nan
-    assert np.isnan(R.dead_fraction_mlp(nan, x.numpy())[0])
+    assert np.isnan(criteria.dead_fraction_mlp(nan, x.numpy())[0])
 
 
 # ------------------------------------------------------------------ deciding alphas, brackets
@@ -140,7 +142,7 @@ def test_deciding_alphas_and_grid_brackets() -> None:
     ],
 )
 def test_compare_brackets(a, b, out) -> None:
-    assert R.compare_brackets(a, b) == out
+    assert judging.compare_brackets(a, b) == out
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ def test_compare_brackets(a, b, out) -> None:
     ],
 )
 def test_per_reading_verdict(outcomes, verdict) -> None:
-    assert R.per_reading_verdict(outcomes) == verdict
+    assert judging.per_reading_verdict(outcomes) == verdict
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,7 @@ def test_per_reading_verdict(outcomes, verdict) -> None:
     ],
 )
 def test_claim_verdict(per, verdict, holds) -> None:
-    assert R.claim_verdict(per) == (verdict, holds)
+    assert judging.claim_verdict(per) == (verdict, holds)
 
 
 # ------------------------------------------------------------------ one reading, small
@@ -221,11 +223,14 @@ def test_judge_tables_from_a_run(tiny_run) -> None:
     rec = json.loads(json.dumps(rec, default=lambda o: o.tolist()))  # as loaded from disk
     rec["grid"] = {k: np.asarray(v, dtype=float) for k, v in rec["grid"].items()}
     rec["grid"]["learned"] = rec["grid"]["learned"].astype(bool)
-    edges = R.judge_edges([rec], ("nonfinite", "absolute"))
+    edges = judging.judge_edges([rec], ("nonfinite", "absolute"))
     assert len(edges.table) == 2
     for row in edges.table:
-        assert row["verdict_all"] in R.PER_READING and row["verdict_learned"] in R.PER_READING
-    guide = R.judge_guideline([rec], ("nonfinite",))
+        assert (
+            row["verdict_all"] in judging.PER_READING
+            and row["verdict_learned"] in judging.PER_READING
+        )
+    guide = judging.judge_guideline([rec], ("nonfinite",))
     assert guide["b"].table[0]["seeds"][0]["outcome"] in ("yes", "no", "undecided")
 
 
@@ -244,7 +249,7 @@ def _fig1_record(seed: int, norm_maml: np.ndarray, norm_joint: np.ndarray, inner
 def test_fig1_literal_holds_and_contrast_fails_when_joint_grows_more() -> None:
     t = np.linspace(0, 1, 101)
     recs = [_fig1_record(s, 5 + 20 * t, 5 + 100 * t, 1 + 5 * t, 1 + 40 * t) for s in range(3)]
-    out = R.judge_fig1(recs)
+    out = judging.judge_fig1(recs)
     assert out["per_reading"] == {"a_literal": "HOLDS", "b_contrast": "FAILS"}
     assert out["verdict"] == "HOLDS-FOR" and out["holds_for"] == ["a_literal"]
 
@@ -256,7 +261,7 @@ def test_fig1_median_not_last_record_and_noise_is_inconclusive() -> None:
     rng = np.random.default_rng(0)
     noisy = 1 + rng.normal(0, 50, 101)  # inner product: pure noise around its start
     recs = [_fig1_record(s, spike, 5 + 100 * t, noisy, noisy) for s in range(3)]
-    out = R.judge_fig1(recs)
+    out = judging.judge_fig1(recs)
     assert out["per_part"]["b_contrast/grad_norm"] == "FAILS"
     assert out["per_part"]["a_literal/grad_inner"] == "INCONCLUSIVE"
     assert out["verdict"] in ("INCONCLUSIVE", "FAILS")
@@ -278,9 +283,7 @@ def test_schema_accepts_inconclusive_only_with_its_reason() -> None:
     from mamlconv.paper_checks.report import build_report
     from mamlconv.paper_checks.verdicts import Record
 
-    schema = json.loads(
-        (Path(R.__file__).parents[1] / "paper_checks" / "report_schema.json").read_text()
-    )
+    schema = json.loads((Path(judging.__file__).parent / "report_schema.json").read_text())
     rec = Record(
         nodeid="x::test_claim_S4_1_a",
         claim_id="S4-1",
@@ -346,7 +349,7 @@ def test_cli_bad_input_is_one_line_exit_2(args, text) -> None:
 
 # ------------------------------------------------------------------ CNN initialisations
 def test_cnn_inits_follow_their_sources() -> None:
-    from mamlconv.experiments import cnn
+    from mamlconv.experiments.problems import cnn
 
     def draw(spec):
         return cnn.init_params(spec, torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mamlconv.experiments.problems import get_problem
-from mamlconv.experiments.sinusoid import SinusoidProblem, mlp_forward, mse_loss
+from mamlconv.experiments.problems.registry import get_problem
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem, mlp_forward, mse_loss
 
 
 def test_mlp_equals_torch_nn_sequential():

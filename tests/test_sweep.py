@@ -12,17 +12,13 @@ from sweep_helpers import tiny_config
 
 from mamlconv.cli import main
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.engine import train_cells
-from mamlconv.experiments.problems import get_preset, get_problem
-from mamlconv.experiments.results import load_result
-from mamlconv.experiments.sweep import (
-    Progress,
-    bisect_sweep,
-    chunk_dir,
-    plan_chunks,
-    run_sweep,
-    sweep_cells,
-)
+from mamlconv.experiments.engine.loop import train_cells
+from mamlconv.experiments.problems.registry import get_preset, get_problem
+from mamlconv.experiments.sweep.bisection import bisect_sweep
+from mamlconv.experiments.sweep.chunks import plan_chunks, sweep_cells
+from mamlconv.experiments.sweep.results import load_result
+from mamlconv.experiments.sweep.run import Progress, run_sweep
+from mamlconv.experiments.sweep.storage import chunk_dir
 
 # ---- configuration ------------------------------------------------------------------------
 
@@ -70,14 +66,14 @@ def test_unknown_problem_and_preset():
 
 
 def test_fewshot_problems_dispatch_through_the_documented_contract(monkeypatch):
-    """omniglot / miniimagenet come from mamlconv.experiments.fewshot's named functions and
+    """omniglot / miniimagenet come from mamlconv.experiments.problems.fewshot's named functions and
     FEWSHOT_PRESETS, imported only when asked for."""
-    fake = types.ModuleType("mamlconv.experiments.fewshot")
+    fake = types.ModuleType("mamlconv.experiments.problems.fewshot")
     fake.omniglot_problem = lambda **o: ("omniglot", o)
     fake.miniimagenet_problem = lambda **o: ("miniimagenet", o)
     preset = tiny_config(problem="omniglot")
     fake.FEWSHOT_PRESETS = {("omniglot", "paper"): preset}
-    monkeypatch.setitem(sys.modules, "mamlconv.experiments.fewshot", fake)
+    monkeypatch.setitem(sys.modules, "mamlconv.experiments.problems.fewshot", fake)
     assert get_problem("omniglot", shots=1) == ("omniglot", {"shots": 1})
     assert get_problem("miniimagenet") == ("miniimagenet", {})
     assert get_preset("omniglot", "paper") is preset
@@ -298,7 +294,7 @@ def test_cli_bisect_writes_json(tmp_path):
 def test_recheck_in_the_same_precision_reproduces_the_edge(tmp_path):
     """Re-running the edge cells with the sweep's own dtype and seed changes nothing (the
     engine is deterministic); the record names what was re-run."""
-    from mamlconv.experiments.sweep import recheck_boundary
+    from mamlconv.experiments.sweep.bisection import recheck_boundary
 
     cfg = tiny_config(betas=tuple(np.geomspace(0.02, 20, 6)))
     result = run_sweep(cfg, tmp_path / "r.npz", progress=False)

@@ -19,9 +19,9 @@ from sweep_helpers import live_descendants, tiny_config
 
 from mamlconv.cli import main
 from mamlconv.errors import ResultFileError, ResumeMismatch
-from mamlconv.experiments.results import load_result
-from mamlconv.experiments.sweep import Progress, chunk_dir, run_sweep
-from mamlconv.experiments.sweep_files import LAYOUT_FILE, lock_path
+from mamlconv.experiments.sweep.results import load_result
+from mamlconv.experiments.sweep.run import Progress, run_sweep
+from mamlconv.experiments.sweep.storage import LAYOUT_FILE, chunk_dir, lock_path
 
 SMOKE = ["sweep", "sinusoid", "--preset", "smoke", "--no-progress", "--device", "cpu"]
 
@@ -98,7 +98,7 @@ def test_resume_of_a_finished_result_is_already_complete(tmp_path, capsys):
 
 
 def _no_work(monkeypatch):
-    import mamlconv.experiments.engine as engine
+    import mamlconv.experiments.engine.loop as engine
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started before --out was checked")
@@ -126,7 +126,7 @@ def test_sweep_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch, mak
 def test_compare_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch):
     res = tmp_path / "r.npz"
     run_sweep(tiny_config(), res, progress=False)
-    import mamlconv.experiments.compare as cmp
+    import mamlconv.experiments.analysis.comparison as cmp
 
     monkeypatch.setattr(cmp, "compare", lambda *a, **k: pytest.fail("spectra before --out check"))
     (tmp_path / "taken").write_text("")
@@ -164,7 +164,7 @@ def test_an_empty_chunk_folder_does_not_block_the_next_run(tmp_path, capsys):
 
 
 def test_a_failure_before_the_first_chunk_leaves_no_folder(tmp_path, monkeypatch):
-    import mamlconv.experiments.engine as engine
+    import mamlconv.experiments.engine.loop as engine
 
     def fail(*args, **kwargs):
         raise RuntimeError("out of memory")

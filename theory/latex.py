@@ -498,7 +498,7 @@ def build_document(*, dims: Sequence[int] = (2, 3)) -> str:
 
 @cache
 def _build_document(dims: tuple[int, ...]) -> str:
-    from mamlconv import __version__
+    from mamlconv.util.version import __version__
 
     body = [
         _PREAMBLE.replace("VERSION", __version__),

@@ -24,5 +24,5 @@ pack() {
 }
 trap pack EXIT
 
-"$PYTHON" -m mamlconv.experiments.fewshot_matrix --preset "$PRESET" --out "$MATRIX_OUT" \
+"$PYTHON" -m mamlconv.experiments.readings.fewshot --preset "$PRESET" --out "$MATRIX_OUT" \
     --deadline "$DEADLINE" "$@"

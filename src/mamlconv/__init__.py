@@ -12,16 +12,12 @@ Layers (each importable on its own; heavy imports stay inside them):
 """
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
+
+from mamlconv.util.version import __version__
 
 # Library code reports progress and diagnostics through ``logging`` (one logger per module, all
 # under "mamlconv"): quiet unless the application configures a handler, as the CLI does.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-
-try:
-    __version__ = version("mamlconv")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 MODELS = ("surrogate", "first_order", "exact")
 """The three MAML objects of ``docs/MATH.md``, by the names used everywhere in the package."""
@@ -36,8 +32,8 @@ _API = {
     "compare": "mamlconv.api",
     "load": "mamlconv.api",
     "SweepMap": "mamlconv.api",
-    "problem_from_module": "mamlconv.experiments.module_problem",
-    "ModuleProblemError": "mamlconv.experiments.module_problem",
+    "problem_from_module": "mamlconv.experiments.problems.module_problem",
+    "ModuleProblemError": "mamlconv.experiments.problems.module_problem",
 }
 __all__ = ["MODELS", "__version__", *_API]
 

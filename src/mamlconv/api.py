@@ -28,7 +28,7 @@ ProblemLike = Any
 
 def _resolve(problem: ProblemLike, options: dict[str, Any] | None = None) -> tuple[str, Any]:
     """(the name a config records, the problem object)."""
-    from mamlconv.experiments import problems as registry
+    from mamlconv.experiments.problems import registry as registry
 
     options = dict(options or {})
     if isinstance(problem, str):
@@ -43,11 +43,11 @@ def _initial_point(
     problem: Any, *, n_tasks: int, seed: int, device: str, steps: int = 1
 ) -> tuple[Any, Any]:
     """float64 initial parameters and a pool of ``n_tasks`` tasks, as a sweep with ``seed``
-    starts from (:func:`mamlconv.experiments.engine.initial_state`)."""
+    starts from (:func:`mamlconv.experiments.engine.state.initial_state`)."""
     import torch
 
     from mamlconv.experiments.config import SweepConfig
-    from mamlconv.experiments.engine import initial_state, resolve_device
+    from mamlconv.experiments.engine.state import initial_state, resolve_device
 
     config = SweepConfig(
         problem="api",
@@ -157,7 +157,7 @@ def advise(
     """Recommended (alpha*, beta*) at the problem's initial point (:mod:`.experiments.advisor`:
     the paper's "largest alpha first, then beta" rule on measured spectra). Returns an
     ``Advice``: ``.alpha_star``, ``.beta_star``, ``.candidates``, ``.as_dict()``."""
-    from mamlconv.experiments.advisor import advise as _advise
+    from mamlconv.experiments.analysis.advisor import advise as _advise
 
     _, prob = _resolve(problem)
     params, pool = _initial_point(prob, n_tasks=n_tasks, seed=seed, device=device, steps=steps)
@@ -184,7 +184,7 @@ def advise(
 class SweepMap:
     """An alpha x beta sweep: the grid, the final losses, the boundary, the figure, the file.
 
-    ``result`` is the :class:`mamlconv.experiments.results.SweepResult` (trajectories,
+    ``result`` is the :class:`mamlconv.experiments.sweep.results.SweepResult` (trajectories,
     parameters, provenance); ``path`` the ``.npz`` it lives in (None until saved).
     """
 
@@ -249,14 +249,14 @@ class SweepMap:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result file (``.npz`` plus a ``.json`` sidecar); returns its path."""
-        from mamlconv.experiments.results import save_result
+        from mamlconv.experiments.sweep.results import save_result
 
         self.path = save_result(self.result, path)
         return self.path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SweepMap:
-        from mamlconv.experiments.results import load_result
+        from mamlconv.experiments.sweep.results import load_result
 
         return cls(load_result(path), path)
 
@@ -274,7 +274,7 @@ class SweepMap:
             self.save(Path(out_dir) / f"{stem or 'sweep'}.npz")
         assert self.path is not None
         out = Path(out_dir) if out_dir is not None else self.path.parent
-        return figures.fig4_fewshot(self.path, out, stem=stem)
+        return figures.fig4(self.path, out, stem=stem)
 
 
 def load(path: str | os.PathLike[str]) -> SweepMap:
@@ -309,13 +309,13 @@ def sweep(
     progress: bool = False,
 ) -> SweepMap:
     """Train MAML on every cell of ``alphas`` x ``betas`` (plus the alpha = 0 row) and return
-    the map (:func:`mamlconv.experiments.sweep.run_sweep`; every option is a
+    the map (:func:`mamlconv.experiments.sweep.run.run_sweep`; every option is a
     :class:`~mamlconv.experiments.config.SweepConfig` field). Every cell starts from the same
     initial parameters and sees the same tasks. ``out``: the result file (default: a temporary
     one, removed; ``SweepMap.save`` keeps it). ``divergence_level``: a cell whose loss passes it
     (or turns non-finite) counts as diverged; 1e3 suits losses of order 1 at the start."""
     from mamlconv.experiments.config import SweepConfig
-    from mamlconv.experiments.sweep import run_sweep
+    from mamlconv.experiments.sweep.run import run_sweep
 
     name, _ = _resolve(problem, problem_options)
     if workers > 1 and name.startswith("memory:"):
@@ -369,14 +369,14 @@ def compare(
     progress: bool = False,
 ) -> Any:
     """The sweep's measured edge against three predictions of beta_c per alpha
-    (:mod:`mamlconv.experiments.compare`): ``formula`` (paper Eq. 14 on H's spectrum),
+    (:mod:`mamlconv.experiments.analysis.comparison`): ``formula`` (paper Eq. 14 on H's spectrum),
     ``surrogate`` (2 / lambda_max of E[H - alpha(Tg + H^2)]) and ``meta`` (2 / lambda_max of
     the exact meta-Hessian), at the initial and/or trained points. ``problem``: the object for
     a sweep made from one (``memory:<name>``), or to override the recorded spec. ``out``: also
     write the Markdown/JSON table and the heat map with the predictions there. Returns a
     ``Comparison`` (``.predictions[point][name]``, ``.boundary``, ``.summary()``)."""
-    from mamlconv.experiments.compare import compare as _compare
-    from mamlconv.experiments.compare import write_comparison
+    from mamlconv.experiments.analysis.comparison import compare as _compare
+    from mamlconv.experiments.figures.comparison import write_comparison
 
     sweep_map = result if isinstance(result, SweepMap) else SweepMap(result)
     res = sweep_map.result

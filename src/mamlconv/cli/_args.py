@@ -41,7 +41,7 @@ def problem_spec(text: str) -> str:
 
 def resolve_problem(name: str, options: dict | None = None):
     """The problem of a name or spec; an unresolvable one is a UsageError (one line)."""
-    from mamlconv.experiments.problems import get_problem
+    from mamlconv.experiments.problems.registry import get_problem
 
     try:
         return get_problem(name, **(options or {}))

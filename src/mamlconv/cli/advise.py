@@ -1,7 +1,9 @@
 """``mamlconv advise``: recommended (alpha, beta) for a problem at its initial point.
 
-Library: :func:`mamlconv.experiments.advisor.advise`. The point and the tasks are those a sweep
-with the same seed starts from (:func:`mamlconv.experiments.engine.initial_state`, a fixed pool
+Library: :func:`mamlconv.experiments.analysis.advisor.advise`. The point and the tasks are those a
+sweep
+with the same seed starts from (:func:`mamlconv.experiments.engine.state.initial_state`, a fixed
+pool
 of ``--tasks`` tasks), in float64.
 """
 
@@ -105,12 +107,12 @@ def add_parser(subparsers: Any) -> None:
 
 def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     from mamlconv.experiments.config import SweepConfig
-    from mamlconv.experiments.problems import get_preset, get_problem
+    from mamlconv.experiments.problems.registry import get_preset, get_problem
 
     if (args.problem is None) == (args.factory is None):
         raise UsageError("give exactly one of a problem name or --problem MODULE:FACTORY")
     if args.factory is not None:
-        from mamlconv.experiments.problems import normalize_spec
+        from mamlconv.experiments.problems.registry import normalize_spec
 
         try:
             name = normalize_spec(args.factory)
@@ -149,7 +151,7 @@ def _fmt(x: float) -> str:
 
 
 def _print_text(advice: Any, config: Any) -> None:
-    from mamlconv.experiments.advisor import SOURCES
+    from mamlconv.experiments.analysis.advisor import SOURCES
 
     print(
         f"problem {advice.problem}, variant {advice.variant}, {advice.steps} inner "
@@ -196,13 +198,13 @@ def _print_text(advice: Any, config: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mamlconv.experiments.advisor import advise
-    from mamlconv.experiments.engine import initial_state, resolve_device
+    from mamlconv.experiments.analysis.advisor import advise
+    from mamlconv.experiments.engine.state import initial_state, resolve_device
 
     torch.set_num_threads(1)  # shared machines: contention costs more than threads gain
     config, problem = _config_and_problem(args)
     if not args.quiet:
-        from mamlconv.progress import show_on_stderr
+        from mamlconv.util.progress import show_on_stderr
 
         show_on_stderr()
     try:

@@ -1,6 +1,6 @@
 """``mamlconv compare``: a sweep's measured beta edge against three predictions of beta_c.
 
-Library: :mod:`mamlconv.experiments.compare`.
+Library: :mod:`mamlconv.experiments.analysis.comparison`.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from mamlconv.cli._outputs import check_output_dir
     from mamlconv.errors import ResultFileError
-    from mamlconv.experiments.compare import compare, write_comparison
-    from mamlconv.experiments.results import load_result
+    from mamlconv.experiments.analysis.comparison import compare
+    from mamlconv.experiments.figures.comparison import write_comparison
+    from mamlconv.experiments.sweep.results import load_result
 
     check_output_dir(args.out)  # before minutes of spectra
     if not args.result.is_file():
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spec is not None:
         import dataclasses
 
-        from mamlconv.experiments.problems import normalize_spec
+        from mamlconv.experiments.problems.registry import normalize_spec
 
         name = normalize_spec(args.spec)
         config = result.config.replace(problem=name, problem_options={})
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if not args.quiet:
-        from mamlconv.progress import show_on_stderr
+        from mamlconv.util.progress import show_on_stderr
 
         show_on_stderr()
     cmp = compare(
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     )
     recheck = None
     if args.recheck is not None:
-        from mamlconv.experiments.sweep import recheck_boundary
+        from mamlconv.experiments.sweep.bisection import recheck_boundary
 
         if not args.quiet:
             sys.stderr.write(f"compare: re-checking the edge cells in {args.recheck}\n")

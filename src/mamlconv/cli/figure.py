@@ -2,13 +2,12 @@
 
 fig2 and fig3 come from ``mamlconv.numerics.figures`` (theory curves; linear-regression grids);
 fig1 and fig5 from ``mamlconv.experiments.figures`` (sinusoid training); fig4 from
-``mamlconv.experiments.fig4`` (any sweep result), imported only when asked.
+``mamlconv.experiments.figures.figure4`` (any sweep result), imported only when asked.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 from pathlib import Path
@@ -105,8 +104,8 @@ def _fig4(args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"no such result file: {args.result}")
     if args.overlay is not None and not args.overlay.is_file():
         raise UsageError(f"no such prediction file: {args.overlay}")
-    from mamlconv.experiments import fig4
-    from mamlconv.experiments.results import load_result
+    from mamlconv.experiments.figures import figure4 as fig4
+    from mamlconv.experiments.sweep.results import load_result
 
     try:
         result = load_result(args.result)
@@ -146,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if name != "fig4" and fig4_only:
         raise UsageError(f"{', '.join(fig4_only)}: only for fig4, not {name}")
-    from mamlconv.progress import show_on_stderr
+    from mamlconv.util.progress import show_on_stderr
 
     show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if name == "fig4":
@@ -159,15 +158,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             paths = figures.fig3(args.out, seed=args.seed, iters=args.iters)
     else:
-        try:
-            module = importlib.import_module("mamlconv.experiments.figures")
-        except ModuleNotFoundError as exc:
-            if exc.name in ("mamlconv.experiments.figures", "mamlconv.experiments"):
-                raise UsageError(
-                    f"{name} needs mamlconv.experiments.figures, which is not available"
-                ) from None
-            raise
-        func = getattr(module, name)
+        from mamlconv.experiments import figures
+
+        func = {"fig1": figures.fig1, "fig5": figures.fig5}[name]
         kwargs: dict[str, Any] = {"device": resolve_device(args.device), "seed": args.seed}
         if args.iters is not None:
             kwargs["iters"] = args.iters

@@ -188,7 +188,7 @@ def _check_scale(data: Any, convention: str) -> None:
 
 def _estimate(args: argparse.Namespace, data: Any, models: Any, alphas: Any, betas: Any) -> None:
     """Print the grid's size and estimated cost (stderr); refuse above the limits."""
-    from mamlconv.experiments.estimate import estimate_grid, refuse_unless_confirmed
+    from mamlconv.experiments.sweep.estimate import estimate_grid, refuse_unless_confirmed
     from mamlconv.numerics.linreg import linreg_study
 
     def probe(a: np.ndarray, b: np.ndarray, iters: int) -> None:
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mamlconv.numerics.linreg import linreg_study, paper_alphas, paper_betas, study_to_json
     from mamlconv.numerics.losses import linreg_from_arrays, sample_linreg
-    from mamlconv.provenance import describe
+    from mamlconv.util.provenance import describe
 
     if args.plot is not None:
         from mamlconv.cli._outputs import check_output_file
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.plot, flag="--plot", suffixes=PLOT_SUFFIXES)
     # The grid is thousands of tiny ops: one thread is as fast and leaves the other core free.
     torch.set_num_threads(1)
-    from mamlconv.progress import show_on_stderr
+    from mamlconv.util.progress import show_on_stderr
 
     show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s
     if args.data is not None:

@@ -84,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _matrix(claim: str):
-    from mamlconv.experiments.readings import MATRICES
+    from mamlconv.experiments.readings.matrix import MATRICES
 
     family = CLAIM_FAMILY.get(claim)
     if family is None:
@@ -101,7 +101,8 @@ def _jobs(matrix, readings, seeds):
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from mamlconv.experiments.readings import MATRICES, is_done, reading_name, result_path
+    from mamlconv.experiments.readings.matrix import MATRICES, reading_name
+    from mamlconv.experiments.readings.run import is_done, result_path
 
     out = {}
     for family, matrix in MATRICES.items():
@@ -117,7 +118,7 @@ def run_list(args: argparse.Namespace) -> int:
         ]
         out[family] = desc
     if args.json:
-        from mamlconv.files import jsonable
+        from mamlconv.util.files import jsonable
 
         print(json.dumps(jsonable(out), indent=1))
         return 0
@@ -134,14 +135,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from mamlconv.experiments.readings import (
-        is_done,
-        parse_reading,
-        reading_name,
-        result_path,
-        run_reading,
-        save_run,
-    )
+    from mamlconv.experiments.readings.matrix import parse_reading, reading_name
+    from mamlconv.experiments.readings.run import is_done, result_path, run_reading, save_run
 
     matrix = _matrix(args.claim)
     try:
@@ -188,13 +183,14 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_judge(args: argparse.Namespace) -> int:
-    from mamlconv.experiments.readings import SINUSOID, summarize
+    from mamlconv.experiments.readings.matrix import SINUSOID
+    from mamlconv.paper_checks.judging import summarize
 
     if not args.out.is_dir():
         raise UsageError(f"no results folder {args.out}; run `mamlconv readings run S4-1` first")
     summary = summarize(args.out, SINUSOID)
     if args.json:
-        from mamlconv.files import jsonable
+        from mamlconv.util.files import jsonable
 
         print(json.dumps(jsonable(summary), indent=1))
         return 0

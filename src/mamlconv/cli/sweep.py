@@ -1,7 +1,8 @@
 """``mamlconv sweep``: train MAML over an alpha x beta grid (paper Section 4, Fig. 4).
 
 Library: :mod:`mamlconv.experiments.sweep` (chunks, resume, workers),
-:mod:`mamlconv.experiments.engine` (the batched trainer), :mod:`mamlconv.experiments.problems`
+:mod:`mamlconv.experiments.engine` (the batched trainer),
+:mod:`mamlconv.experiments.problems.registry`
 (problems and presets).
 """
 
@@ -243,7 +244,7 @@ DEFAULT_RTOL = 0.05
 def build_config(args: argparse.Namespace, base: Any = None) -> Any:
     """The preset of ``args.problem`` (or ``base``, a saved sweep's configuration) with the
     command line's overrides applied."""
-    from mamlconv.experiments.problems import get_preset
+    from mamlconv.experiments.problems.registry import get_preset
 
     if base is not None:
         config = base
@@ -275,7 +276,7 @@ def ray_options(args: argparse.Namespace) -> Any:
             if value != default:
                 raise UsageError(f"{flag} needs --backend ray")
         return None
-    from mamlconv.experiments.ray_backend import RayMissing, RayOptions, require_ray
+    from mamlconv.experiments.sweep.ray_backend import RayMissing, RayOptions, require_ray
 
     if args.workers > 1:
         raise UsageError(
@@ -295,7 +296,7 @@ def ray_options(args: argparse.Namespace) -> Any:
 
 def _from_saved(args: argparse.Namespace) -> Any:
     """Apply ``--config``: the saved configuration, its result path and mode (bisection)."""
-    from mamlconv.experiments.sweep_files import read_saved_sweep
+    from mamlconv.experiments.sweep.storage import read_saved_sweep
 
     saved = read_saved_sweep(args.config)
     if args.problem is not None and args.problem != saved.config.problem:
@@ -322,7 +323,7 @@ def _check_out(args: argparse.Namespace, config: Any) -> bool:
     """Everything about ``--out`` that can be known before work: True when a resumed
     sweep is already complete."""
     from mamlconv.cli._outputs import check_output_file
-    from mamlconv.experiments import sweep_files
+    from mamlconv.experiments.sweep import storage as sweep_files
 
     sweep_files.check_suffix(args.out, bisect=args.bisect)
     check_output_file(args.out)
@@ -354,8 +355,8 @@ def _estimate(args: argparse.Namespace, config: Any) -> None:
     """Print the sweep's size and estimated cost (stderr); refuse above the limits."""
     import numpy as np
 
-    from mamlconv.experiments import sweep_files
-    from mamlconv.experiments.estimate import estimate_sweep, refuse_unless_confirmed
+    from mamlconv.experiments.sweep import storage as sweep_files
+    from mamlconv.experiments.sweep.estimate import estimate_sweep, refuse_unless_confirmed
 
     if args.bisect:
         lo, hi = config.betas[0], config.betas[-1]
@@ -370,7 +371,8 @@ def _estimate(args: argparse.Namespace, config: Any) -> None:
         chunks = sweep_files.finished_chunk_files(sweep_files.chunk_dir(args.out))
         done = 0
         if args.resume and chunks:
-            from mamlconv.experiments.sweep import default_chunk_size, resume_chunk_size
+            from mamlconv.experiments.sweep.chunks import default_chunk_size
+            from mamlconv.experiments.sweep.run import resume_chunk_size
 
             config = resume_chunk_size(config, args.out)
             size = default_chunk_size(config, args.kernel)
@@ -384,10 +386,12 @@ def _estimate(args: argparse.Namespace, config: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mamlconv.experiments.engine import resolve_device
-    from mamlconv.experiments.ray_backend import ChunkFailed, RayUnreachable
-    from mamlconv.experiments.sweep import bisect_sweep, chunk_dir, run_sweep
-    from mamlconv.files import atomic_write_text
+    from mamlconv.experiments.engine.state import resolve_device
+    from mamlconv.experiments.sweep.bisection import bisect_sweep
+    from mamlconv.experiments.sweep.ray_backend import ChunkFailed, RayUnreachable
+    from mamlconv.experiments.sweep.run import run_sweep
+    from mamlconv.experiments.sweep.storage import chunk_dir
+    from mamlconv.util.files import atomic_write_text
 
     base = _from_saved(args) if args.config is not None else None
     if args.problem is None and getattr(args, "spec", None) is None:
@@ -412,8 +416,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     _estimate(args, config)
     if args.bisect:
-        from mamlconv.experiments.sweep_files import SweepLock
-        from mamlconv.provenance import describe
+        from mamlconv.experiments.sweep.storage import SweepLock
+        from mamlconv.util.provenance import describe
 
         with SweepLock(args.out):
             try:

@@ -7,7 +7,7 @@ import json
 import math
 
 from mamlconv.cli._args import UsageError, float_list, nonnegative_float, positive_int
-from mamlconv.files import jsonable
+from mamlconv.util.files import jsonable
 
 MODELS = ("surrogate", "first_order", "exact")
 

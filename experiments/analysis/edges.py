@@ -1,0 +1,98 @@
+"""Stability edges read from a sweep result: per alpha, the largest stable beta, and the
+comparison of the edge near the divergence alpha with the alpha = 0 edge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def boundary_summary(
+    result: Any, *, stable: np.ndarray | None = None, stable0: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The Fig. 4 claim in numbers: per alpha the largest stable beta, against alpha = 0.
+
+    ``result`` is a :class:`mamlconv.experiments.sweep.results.SweepResult`. "Stable" is Fig. 4's
+    coloured cell: by default not diverged within the run; ``stable`` (n_alpha, n_beta) and
+    ``stable0`` (n_beta,) replace it (another criterion, see
+    :func:`mamlconv.experiments.criteria.criteria`).
+    The paper's claim (Sec. 4, Fig. 4): the maximum stable beta near the largest usable alpha
+    (alpha_c, estimated as the largest grid alpha with a stable cell) exceeds the one at alpha = 0.
+    """
+    from mamlconv.numerics.boundary import extract_boundary
+
+    if stable is None:
+        b = result.boundary()
+        b0 = result.alpha0_boundary()
+    else:
+        b = extract_boundary(result.alphas, result.betas, stable)
+        b0 = (
+            None
+            if stable0 is None
+            else extract_boundary(np.array([0.0]), result.betas, np.asarray(stable0)[None, :])
+        )
+    rows = [
+        {
+            "alpha": float(a),
+            "beta_stable_max": _number(lo),
+            "beta_next": _number(hi),
+            "inside_grid": bool(ins),
+            "monotone": bool(mono),
+        }
+        for a, lo, hi, ins, mono in zip(
+            b.alphas, b.beta_lo, b.beta_hi, b.inside_grid, b.monotone, strict=True
+        )
+    ]
+    ways = result.config.problem_options.get("ways")
+    if ways:
+        # Classification: a cell that did not diverge may still sit at chance level (loss
+        # ln(ways), e.g. a network whose units died); report the largest beta that LEARNED
+        # (final loss below 0.9 ln(ways)) beside Fig. 4's not-diverged edge.
+        chance = math.log(ways)
+        learned = result.stable & (result.final_loss < 0.9 * chance)
+        for row, mask in zip(rows, learned, strict=True):
+            row["beta_learned_max"] = float(result.betas[mask].max()) if mask.any() else None
+        stuck = result.stable & ~learned
+        summary_chance = {"chance_loss": chance, "n_stable_at_chance": int(stuck.sum())}
+    usable = np.flatnonzero(np.isfinite(b.beta_lo))
+    out: dict[str, Any] = {"per_alpha": rows}
+    if ways:
+        out.update(summary_chance)
+    beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
+    out["alpha0_beta_stable_max"] = _number(beta0)
+    out["alpha0_beta_next"] = _number(b0.beta_hi[0]) if b0 is not None else None
+    if usable.size:
+        i_c = int(usable[-1])
+        # "near alpha_c": the stable alphas within one decade below the estimate
+        near = usable[b.alphas[usable] >= b.alphas[i_c] / 10]
+        i_best = int(near[np.argmax(b.beta_lo[near])])
+        out["alpha_c_estimate"] = float(b.alphas[i_c])
+        out["beta_stable_max_at_alpha_c"] = float(b.beta_lo[i_c])
+        out["best_alpha_near_alpha_c"] = float(b.alphas[i_best])
+        out["beta_stable_max_near_alpha_c"] = float(b.beta_lo[i_best])
+        best = float(b.beta_lo[i_best])
+        if math.isfinite(beta0):
+            out["ratio_near_alpha_c_vs_alpha0"] = best / beta0
+            alpha0_open = b0 is not None and not bool(b0.inside_grid[0])
+            if best > beta0:
+                out["claim_holds"] = True
+                verdict = "holds: the max stable beta near alpha_c exceeds the alpha = 0 one"
+            elif alpha0_open:
+                out["claim_holds"] = None
+                verdict = "undecided: alpha = 0 is stable up to the largest grid beta"
+            else:
+                out["claim_holds"] = False
+                verdict = "fails: no alpha near alpha_c allows a larger stable beta than 0"
+            out["claim"] = (
+                f"{verdict} ({best:.3g} at alpha {b.alphas[i_best]:.3g} vs {beta0:.3g} at 0)"
+            )
+    return out
+
+
+def _number(x: float) -> float | None:
+    """A float for a summary (inf kept: JSON writes it as null with a status), None for NaN."""
+    x = float(x)
+    return None if math.isnan(x) else x

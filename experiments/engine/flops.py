@@ -1,0 +1,149 @@
+"""Floating-point operations of one few-shot cell-iteration, counted with FlopCounterMode.
+
+One *cell-iteration* is one evaluation of the engine's step for one cell (alpha, beta): every
+task's support forward, its ``steps`` inner gradient steps, the query loss and the meta-gradient
+(for ``exact`` MAML the backward pass through the inner steps, i.e. second order), as
+:func:`mamlconv.experiments.engine.loop.train_cells` runs it once per outer iteration.
+
+Counting uses :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and
+convolutions, 2 FLOPs per multiply-add, elementwise work not counted), with one correction:
+torch's formula for the weight gradient of ``convolution_backward`` ignores ``groups`` and so
+counts a grouped convolution's weight gradient ``groups`` times. The engine's ``vmap`` over
+tasks and cells turns every convolution into a grouped one (groups = tasks x cells), so the
+stock count grows with the batch although the work per cell does not. :func:`count_step_flops`
+divides that term by ``groups``; the tests hold the corrected count of C cells to C times the
+count of one, and to the count of the plain-autograd per-cell loop, which has no groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+from mamlconv.experiments.config import SweepConfig
+from mamlconv.numerics.tasks import Problem
+
+aten = torch.ops.aten
+_stock_conv_backward = getattr(
+    flop_counter.conv_backward_flop, "__wrapped__", flop_counter.conv_backward_flop
+)  # the formula on shapes, without the registry's tensor-to-shape wrapper
+
+
+def grouped_conv_backward_flop(
+    grad_out_shape: Any,
+    x_shape: Any,
+    w_shape: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: Any,
+    output_padding: Any,
+    groups: int,
+    output_mask: list[bool],
+    out_shape: Any,
+    **kwargs: Any,
+) -> int:
+    """torch's ``conv_backward_flop`` with the weight-gradient term divided by ``groups``.
+
+    Each group's weight gradient contracts only its own C_out / groups output channels, so the
+    stock term (which treats all C_out as one group) is exactly ``groups`` times too large.
+    """
+    args = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed)
+    rest = (output_padding, groups)
+    flops = 0
+    if output_mask[0]:
+        flops += _stock_conv_backward(*args, *rest, [True, False, False], out_shape)
+    if output_mask[1]:
+        flops += _stock_conv_backward(*args, *rest, [False, True, False], out_shape) // groups
+    return flops
+
+
+def counter() -> FlopCounterMode:
+    """A FlopCounterMode with the grouped-convolution correction (display off); the mode itself
+    hands the formula shapes instead of tensors, as for its own entries."""
+    return FlopCounterMode(
+        display=False, custom_mapping={aten.convolution_backward: grouped_conv_backward_flop}
+    )
+
+
+def count_step_flops(
+    problem: Problem,
+    config: SweepConfig,
+    *,
+    n_cells: int = 1,
+    alpha: float = 0.1,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Any]:
+    """FLOPs of one engine step (meta-gradients, no diagnostics) for ``n_cells`` cells.
+
+    Uses the config's variant, steps and tasks per meta-step and one task batch of its stream.
+    Returns ``{"flops": total, "flops_per_cell": total / n_cells, "by_op": {op: flops}}``.
+    """
+    from mamlconv.experiments.engine.loop import make_step
+    from mamlconv.experiments.engine.state import initial_state
+
+    init, stream = initial_state(problem, config, dtype=dtype, device=device)
+    tasks = stream.next()
+    step = make_step(problem, variant=config.variant, steps=config.steps)
+    params = {n: p.unsqueeze(0).repeat(n_cells, *([1] * p.dim())) for n, p in init.items()}
+    alphas = torch.full((n_cells,), float(alpha), dtype=dtype, device=device)
+    mode = counter()
+    with mode:
+        step(params, alphas, tasks, need_direction=True, need_stats=False)
+    total = int(mode.get_total_flops())
+    by_op = {str(k): int(v) for k, v in mode.get_flop_counts().get("Global", {}).items()}
+    return {"flops": total, "flops_per_cell": total / n_cells, "by_op": by_op}
+
+
+def count_loop_flops(
+    problem: Problem, config: SweepConfig, *, alpha: float = 0.1, beta: float = 0.0
+) -> int:
+    """FLOPs of one outer iteration of the plain-autograd reference loop (one cell, CPU).
+
+    The independent count for the tests: per-task autograd has no vmap, hence no grouped
+    convolutions. ``iters=0`` runs one evaluation and no update; iteration 0 is always
+    recorded, so the count also holds the diagnostics' query forward per task (a small excess
+    over :func:`count_step_flops`, which the tests allow for).
+    """
+    from mamlconv.experiments.engine.reference import train_cell_loop
+
+    mode = counter()
+    with mode:
+        train_cell_loop(problem, config, alpha=alpha, beta=beta, iters=0)
+    return int(mode.get_total_flops())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mamlconv.experiments.engine.flops``: GFLOP per cell-iteration at the paper
+    presets,
+    counted on the CPU for one task and multiplied by the tasks per meta-step (the count is
+    linear in the tasks: tests/test_gpuprep.py)."""
+    import argparse
+
+    from mamlconv.experiments.problems.registry import get_preset, get_problem
+
+    parser = argparse.ArgumentParser(prog="python -m mamlconv.experiments.engine.flops")
+    parser.add_argument("--problems", default="omniglot,miniimagenet", help="comma list")
+    parser.add_argument("--variant", default="exact", choices=("exact", "first_order"))
+    args = parser.parse_args(argv)
+    for name in [p for p in args.problems.split(",") if p]:
+        if name not in ("omniglot", "miniimagenet"):
+            parser.exit(2, f"flops: error: unknown problem {name!r}: omniglot or miniimagenet\n")
+        paper = get_preset(name, "paper")
+        config = paper.replace(tasks_per_batch=1, pool_size=1, device="cpu", variant=args.variant)
+        count = count_step_flops(get_problem(name, **paper.problem_options), config)
+        total = count["flops"] * paper.tasks_per_batch
+        print(
+            f"{name} paper, {args.variant}: {count['flops'] / 1e9:.2f} GFLOP per task x "
+            f"{paper.tasks_per_batch} tasks = {total / 1e9:.1f} GFLOP per cell-iteration"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

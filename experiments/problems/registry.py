@@ -1,0 +1,259 @@
+"""Problem registry and sweep presets: the one place a problem name becomes code.
+
+``get_problem(name, **options)`` returns an object with the ``Problem`` protocol of
+:mod:`mamlconv.numerics.tasks`; ``get_preset(problem, preset)`` returns the
+:class:`~mamlconv.experiments.config.SweepConfig` of a named preset.
+
+Contract with :mod:`mamlconv.experiments.problems.fewshot` (Omniglot and MiniImagenet, written
+separately and imported lazily here, so the sinusoid path never imports it):
+
+- ``omniglot_problem(**options) -> Problem`` and ``miniimagenet_problem(**options) -> Problem``
+  build the 5-way classification problems with Finn et al.'s CNN;
+- ``FEWSHOT_PRESETS: dict[tuple[str, str], SweepConfig]`` maps ``(name, preset)``, e.g.
+  ``("omniglot", "paper")``, to the preset's configuration (its ``problem`` field equal to
+  ``name``).
+
+A user's problem is named by a *spec* ``module:factory`` (a module on ``sys.path`` or in the
+current directory, as ``python -m`` finds it) or ``path/to/file.py:factory``; ``factory(**options)``
+returns a ``Problem`` (e.g. from
+:func:`mamlconv.experiments.problems.module_problem.problem_from_module`).
+The spec is what a sweep's configuration records as its ``problem``, so ``compare``, ``--resume``,
+the Fig. 4 plot and ``load_result`` rebuild the problem from the file alone. A problem object
+built in a Python session is registered under ``memory:<name>`` (:func:`register_problem`) and
+lives only as long as that process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mamlconv.errors import ProblemError
+from mamlconv.experiments.config import PAPER_SINUSOID_ALPHAS, PAPER_SINUSOID_BETAS, SweepConfig
+from mamlconv.numerics.tasks import Problem
+
+PROBLEMS: tuple[str, ...] = ("sinusoid", "omniglot", "miniimagenet")
+PRESETS: tuple[str, ...] = ("paper", "smoke")
+_FEWSHOT = {"omniglot": "omniglot_problem", "miniimagenet": "miniimagenet_problem"}
+
+
+MEMORY_PREFIX = "memory:"
+_LIVE: dict[str, Problem] = {}
+_BUILT: dict[tuple[str, str], Problem] = {}
+
+
+class ProblemSpecError(ProblemError, ValueError):
+    """A ``module:factory`` spec that does not resolve; the message is one line."""
+
+
+def is_spec(name: str) -> bool:
+    """True for ``module:factory`` / ``file.py:factory`` (not a built-in or in-memory name)."""
+    return ":" in name and not name.startswith(MEMORY_PREFIX)
+
+
+def normalize_spec(spec: str) -> str:
+    """The spec as recorded in a result: a file path made absolute, a module name kept."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ProblemSpecError(f"expected MODULE:FACTORY or FILE.py:FACTORY, got {spec!r}")
+    if _is_file(target):
+        return f"{Path(target).expanduser().resolve()}:{attr}"
+    return spec
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
+def _import_target(spec: str) -> Any:
+    target, _, _ = spec.rpartition(":")
+    if _is_file(target):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise ProblemSpecError(f"problem {spec}: no file {path} (cwd {Path.cwd()})")
+        module_name = "mamlconv_user_" + path.stem
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+            return loaded
+        # like `python path/to/file.py`: the file's folder comes first, for its own imports
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        file_spec = importlib.util.spec_from_file_location(module_name, path)
+        assert file_spec is not None and file_spec.loader is not None
+        module = importlib.util.module_from_spec(file_spec)
+        sys.modules[module_name] = module
+        try:
+            file_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ProblemSpecError(
+                f"problem {spec}: importing {path} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        return module
+    # like `python -m`: the current directory is searched first
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (target == exc.name or target.startswith(exc.name + ".")):
+            searched = [p or cwd for p in sys.path][:3]
+            raise ProblemSpecError(
+                f"problem {spec}: cannot import {target!r}: no module {exc.name!r} in the "
+                f"current directory {cwd} or on "
+                f"sys.path ({len(sys.path)} entries, first {searched}); run from the folder "
+                "that holds it, or give path/to/file.py:FACTORY"
+            ) from None
+        raise ProblemSpecError(
+            f"problem {spec}: importing {target!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise ProblemSpecError(
+            f"problem {spec}: importing {target!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def load_spec(spec: str, **options: Any) -> Problem:
+    """``factory(**options)`` of ``module:factory`` or ``file.py:factory``, checked for the
+    ``Problem`` protocol. Built once per process and options; the factory runs with torch's
+    global RNG seeded 0 (restored afterwards), so a model it constructs has the same initial
+    weights in every process (sweep workers, a later ``compare``)."""
+    spec = normalize_spec(spec)
+    key = (spec, repr(sorted(options.items())))
+    if key in _BUILT:
+        return _BUILT[key]
+    module = _import_target(spec)
+    attr = spec.rpartition(":")[2]
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        where = getattr(module, "__file__", None) or module.__name__
+        raise ProblemSpecError(f"problem {spec}: {where} has no callable {attr!r}")
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            problem = factory(**options)
+    except ValueError as exc:  # e.g. ModuleProblemError: already one line with the fix
+        raise ProblemSpecError(f"problem {spec}: {exc}") from None
+    except Exception as exc:  # the user's code: report it in one line
+        raise ProblemSpecError(
+            f"problem {spec}: the factory raised {type(exc).__name__}: {exc}"
+        ) from None
+    missing = [m for m in ("init_params", "loss", "sample_tasks") if not hasattr(problem, m)]
+    if missing:
+        raise ProblemSpecError(
+            f"problem {spec}: {attr}() returned a {type(problem).__name__} without "
+            f"{', '.join(missing)} (the Problem protocol of mamlconv.numerics.tasks; build it "
+            "with mamlconv.problem_from_module)"
+        )
+    _BUILT[key] = problem
+    return problem
+
+
+def register_problem(problem: Problem) -> str:
+    """Register an in-memory problem for this process; returns its key ``memory:<name>``."""
+    for m in ("init_params", "loss", "sample_tasks"):
+        if not hasattr(problem, m):
+            raise ValueError(
+                f"{type(problem).__name__} has no {m}: not a Problem (mamlconv.numerics.tasks)"
+            )
+    base = MEMORY_PREFIX + str(getattr(problem, "name", type(problem).__name__))
+    key, n = base, 1
+    while key in _LIVE and _LIVE[key] is not problem:  # another object of the same name
+        n += 1
+        key = f"{base}-{n}"
+    _LIVE[key] = problem
+    return key
+
+
+def get_problem(name: str, **options: Any) -> Problem:
+    """The problem called ``name`` built with ``options`` (ValueError naming a bad name):
+    a built-in name, a ``module:factory`` spec or a registered ``memory:<name>``."""
+    if name.startswith(MEMORY_PREFIX):
+        if name in _LIVE:
+            return _LIVE[name]
+        raise ProblemSpecError(
+            f"problem {name!r} was built in another Python session; pass the object "
+            "(mamlconv.compare(result, problem=...)) or give --problem MODULE:FACTORY"
+        )
+    if is_spec(name):
+        return load_spec(name, **options)
+    if name == "sinusoid":
+        from mamlconv.experiments.problems.sinusoid import SinusoidProblem
+
+        try:
+            return SinusoidProblem(**options)
+        except TypeError as exc:  # an unknown option
+            raise ValueError(f"bad sinusoid option: {exc}") from None
+    if name in _FEWSHOT:
+        fewshot = importlib.import_module("mamlconv.experiments.problems.fewshot")
+        return getattr(fewshot, _FEWSHOT[name])(**options)
+    raise ValueError(f"unknown problem {name!r}; choose one of {PROBLEMS} or give MODULE:FACTORY")
+
+
+def sinusoid_preset(preset: str) -> SweepConfig:
+    """Section 4.1 settings (``paper``) or a seconds-long run of the same code (``smoke``)."""
+    paper = SweepConfig(
+        problem="sinusoid",
+        variant="exact",
+        alphas=PAPER_SINUSOID_ALPHAS,  # Sec. 4.1 range, 20 log-spaced (grid size ours)
+        betas=PAPER_SINUSOID_BETAS,  # Sec. 4.1 range, 20 log-spaced (grid size ours)
+        alpha_zero_row=True,  # Fig. 4's dashed alpha = 0 line
+        iters=500,  # Sec. 4.1
+        tasks_per_batch=100,  # Sec. 4.1 "the number of tasks was 100"
+        steps=1,  # Sec. 4.1
+        outer="sgd",  # Sec. 4.1 "trained with SGD"
+        divergence_level=1e3,  # paper silent; see SweepConfig.divergence_level
+        task_source="pool",  # paper ambiguous; see SweepConfig.task_source
+        pool_size=100,
+        record_every=10,
+        seed=0,
+        dtype="float32",
+        problem_options={
+            "k_support": 10,  # Sec. 4.1 "the batch size of data was 10"
+            "k_query": 10,  # paper silent on query size; Finn et al. use K for both
+            "init": "torch_default",  # paper silent; see SinusoidProblem
+        },
+    )
+    if preset == "paper":
+        return paper
+    if preset == "smoke":
+        return paper.replace(
+            alphas=tuple(np.geomspace(1e-3, 0.5, 3)),
+            betas=tuple(np.geomspace(1e-2, 9.0, 4)),
+            iters=20,
+            tasks_per_batch=8,
+            pool_size=8,
+            record_every=5,
+        )
+    raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+
+
+def get_preset(problem: str, preset: str) -> SweepConfig:
+    """The ``preset`` configuration of ``problem`` (ValueError naming a bad name).
+
+    A user's problem (``module:factory`` spec or ``memory:<name>``) gets the sinusoid protocol
+    of Section 4.1 (``paper``) or its seconds-long version (``smoke``), without options."""
+    if is_spec(problem) or problem.startswith(MEMORY_PREFIX):
+        name = normalize_spec(problem) if is_spec(problem) else problem
+        return sinusoid_preset(preset).replace(problem=name, problem_options={})
+    if problem == "sinusoid":
+        return sinusoid_preset(preset)
+    if problem in _FEWSHOT:
+        fewshot = importlib.import_module("mamlconv.experiments.problems.fewshot")
+        try:
+            return fewshot.FEWSHOT_PRESETS[(problem, preset)]
+        except KeyError:
+            known = sorted(p for (n, p) in fewshot.FEWSHOT_PRESETS if n == problem)
+            raise ValueError(
+                f"unknown preset {preset!r} for {problem}; choose one of {known}"
+            ) from None
+    raise ValueError(f"unknown problem {problem!r}; choose one of {PROBLEMS}")
