@@ -14,7 +14,7 @@ import torch
 from shipped_data import needs_shipped, use_shipped_root
 
 from mamlconv.cli import describe_error, main
-from mamlconv.cli._outputs import check_output_dir, check_output_file, describe_os_error
+from mamlconv.cli._args import check_output_dir, check_output_file, describe_os_error
 from mamlconv.errors import OutputError, ProblemError, ResultFileError
 from mamlconv.experiments.problems.registry import get_preset
 from mamlconv.experiments.sweep.results import load_result

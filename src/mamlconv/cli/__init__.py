@@ -23,8 +23,7 @@ from mamlconv.cli import (
     sweep,
     thresholds,
 )
-from mamlconv.cli._args import Parser, cli_logging
-from mamlconv.cli._outputs import describe_os_error
+from mamlconv.cli._args import Parser, cli_logging, describe_os_error
 from mamlconv.errors import MamlconvError
 
 # Order is the order in `mamlconv --help`.

@@ -97,7 +97,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mamlconv.cli._outputs import check_output_dir
+    from mamlconv.cli._args import check_output_dir
     from mamlconv.errors import ResultFileError
     from mamlconv.experiments.analysis.comparison import compare
     from mamlconv.experiments.figures.comparison import write_comparison

@@ -128,7 +128,7 @@ def _fig4(args: argparse.Namespace) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mamlconv.cli._outputs import check_output_dir
+    from mamlconv.cli._args import check_output_dir
 
     check_output_dir(args.out)  # before minutes of training
     name = args.name

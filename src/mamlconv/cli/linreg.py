@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     from mamlconv.util.provenance import describe
 
     if args.plot is not None:
-        from mamlconv.cli._outputs import check_output_file
+        from mamlconv.cli._args import check_output_file
 
         check_output_file(args.plot, flag="--plot", suffixes=PLOT_SUFFIXES)
     # The grid is thousands of tiny ops: one thread is as fast and leaves the other core free.

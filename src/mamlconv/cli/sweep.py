@@ -322,7 +322,7 @@ def _from_saved(args: argparse.Namespace) -> Any:
 def _check_out(args: argparse.Namespace, config: Any) -> bool:
     """Everything about ``--out`` that can be known before work: True when a resumed
     sweep is already complete."""
-    from mamlconv.cli._outputs import check_output_file
+    from mamlconv.cli._args import check_output_file
     from mamlconv.experiments.sweep import storage as sweep_files
 
     sweep_files.check_suffix(args.out, bisect=args.bisect)
