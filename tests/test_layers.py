@@ -17,6 +17,9 @@ Two rules, both over all edges alike (module-level and function-level):
 The table is written for the target layout (base layer ``errors`` + ``util/``, then theory,
 numerics, the experiments subpackages in data-flow order, paper_checks, the top). A failure
 lists exactly what stands against it, file:line for every edge: the to-do list.
+
+A size guard stands beside them: no package module over 600 lines (pytest test modules,
+``test_*.py``, excepted) and no package folder with more than 12 ``.py`` modules.
 """
 
 from __future__ import annotations
@@ -471,3 +474,91 @@ def test_the_checker_fails_on_an_unplaced_module(tmp_path: Path) -> None:
     assert [m.rpartition(": ")[2] for m in unplaced(modules, "toy", TOY_LAYERS)] == ["toy.stray"]
     assert unit_of("toy", "toy", TOY_LAYERS) == 2  # "$" alone: the root __init__ only
     assert unit_of("toy.low.base", "toy", TOY_LAYERS) == 0
+
+
+# --- the size guard -------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 600
+MAX_MODULES_PER_FOLDER = 12
+# Folders under the package-dir folders that hold no package modules to size (relative to the
+# repository root): the test suite and the shipped result files.
+SIZE_EXEMPT = ("tests", "experiments/results")
+
+
+def sized_files(repo: Path) -> list[Path]:
+    """Every ``.py`` file under pyproject's package-dir folders, except ``SIZE_EXEMPT``.
+
+    Unlike :func:`discover_modules` this walks folders without ``__init__.py`` too: a script
+    folder inside a package still counts."""
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+    package_dir: dict[str, str] = pyproject["tool"]["setuptools"]["package-dir"]
+    exempt = {(repo / rel).resolve() for rel in SIZE_EXEMPT}
+    found: set[Path] = set()
+    for folder in package_dir.values():
+        for dirpath, dirnames, filenames in os.walk(repo / folder):
+            here = Path(dirpath).resolve()
+            if here in exempt:
+                dirnames.clear()
+                continue
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            found.update(here / name for name in filenames if name.endswith(".py"))
+    return sorted(found)
+
+
+def oversized(
+    files: Sequence[Path],
+    max_lines: int = MAX_MODULE_LINES,
+    max_modules: int = MAX_MODULES_PER_FOLDER,
+) -> list[str]:
+    """The files longer than ``max_lines`` lines (pytest test modules, ``test_*.py``, excepted)
+    and the folders holding more than ``max_modules`` ``.py`` modules, one line each."""
+    wrong = []
+    for path in files:
+        if path.name.startswith("test_"):
+            continue
+        with path.open(encoding="utf-8") as handle:
+            lines = sum(1 for _ in handle)
+        if lines > max_lines:
+            wrong.append(f"{_shown(path)}: {lines} lines (at most {max_lines})")
+    per_folder: dict[Path, int] = {}
+    for path in files:
+        per_folder[path.parent] = per_folder.get(path.parent, 0) + 1
+    for folder, count in sorted(per_folder.items()):
+        if count > max_modules:
+            wrong.append(f"{_shown(folder)}/: {count} modules (at most {max_modules})")
+    return wrong
+
+
+def test_no_module_or_folder_is_too_big() -> None:
+    """No package module has more than MAX_MODULE_LINES lines and no package folder holds more
+    than MAX_MODULES_PER_FOLDER ``.py`` modules (``__init__.py`` counted).
+
+    The files are those of pyproject's package-dir folders, without ``tests/`` and
+    ``experiments/results/``. Files named ``test_*.py`` (the audit's pytest test modules in
+    ``paper_checks/``) are test code and exempt from the line limit, not from the folder count.
+    A module past the limit is split by idea, a crowded folder becomes subpackages."""
+    files = sized_files(REPO)
+    assert len(files) > 20, f"package files not found: {files}"
+    wrong = oversized(files)
+    if wrong:
+        pytest.fail(
+            f"{len(wrong)} module(s) or folder(s) over the size limits:\n" + "\n".join(wrong),
+            pytrace=False,
+        )
+
+
+def test_the_size_guard_on_a_planted_tree(tmp_path: Path) -> None:
+    files = []
+    for i in range(4):
+        path = tmp_path / "pkg" / f"m{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x = 1\n" * (3 if i else 6), encoding="utf-8")
+        files.append(path)
+    long_test = tmp_path / "pkg" / "test_long.py"
+    long_test.write_text("x = 1\n" * 9, encoding="utf-8")
+    files.append(long_test)
+    wrong = oversized(files, max_lines=5, max_modules=4)
+    assert len(wrong) == 2
+    assert wrong[0].endswith("pkg/m0.py: 6 lines (at most 5)")
+    assert wrong[1].endswith("pkg/: 5 modules (at most 4)")
+    assert oversized(files, max_lines=6, max_modules=5) == []
