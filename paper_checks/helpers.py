@@ -3,7 +3,6 @@ flattening, and log-log slopes. Nothing here computes a claim; it only prepares 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -104,18 +103,6 @@ def committed_entries(
             f"a new file with `{manifest.COMMAND} add FILE`)"
         )
     return found
-
-
-def committed_files(
-    audit: ClaimAudit, *, kind: str = "data", claim: str | None = None, what: str, make: str
-) -> list[Path]:
-    """The verified files of ``kind`` serving ``claim`` that MANIFEST.json lists (NOT-RUN when
-    none), e.g. files registered with ``python -m mamlconv.paper_checks.manifest add FILE
-    --claims S4-1``; a changed or missing one is an error naming it."""
-    from mamlconv.paper_checks.manifest import verify
-
-    entries = committed_entries(audit, kind=kind, claim=claim, what=what, make=make)
-    return [verify(audit.results_dir, e) for e in entries]
 
 
 def find_sweeps(
@@ -276,74 +263,6 @@ def cite_sweep(audit: ClaimAudit, path: Path, result: Any) -> None:
         commit=result.provenance.get("git_commit"),
         device=result.provenance.get("device"),
     )
-
-
-def edge_near_divergence(result: Any) -> dict[str, Any]:
-    """Fig. 4's claim recomputed from a sweep's raw numbers (its diverged cells).
-
-    The measured edge per alpha is the package's ``SweepResult.boundary()`` (the upper edge of
-    the non-diverged betas). The reference is the alpha = 0 row when the sweep ran it (Fig. 4's
-    dashed line), else the smallest alpha. "Near the divergence alpha": the stable rows within
-    one decade below alpha_div, the smallest alpha above which every row diverged (the last
-    stable row when the grid is coarser than a decade there). The claim holds
-    when the largest stable beta there is at or above the first diverged beta of the
-    reference, i.e. larger beyond the grid's resolution; ``margin_cells`` counts by how many
-    grid cells (a float32 edge is fuzzy by about one cell, docs/engine.md);
-    ``holds_at_last_stable`` reads "close to" strictly, at the last row before alpha_div.
-    """
-    b = result.boundary()
-    alphas = np.asarray(b.alphas, dtype=float)
-    ref = result.alpha0_boundary()
-    ref_label = "alpha = 0 row"
-    if ref is None:
-        ref, ref_label = b, f"smallest alpha {alphas[0]:.3g}"
-        ref_lo, ref_hi = float(b.beta_lo[0]), float(b.beta_hi[0])
-    else:
-        ref_lo, ref_hi = float(ref.beta_lo[0]), float(ref.beta_hi[0])
-    stable_rows = ~np.isnan(b.beta_lo)
-    out: dict[str, Any] = {
-        "reference": ref_label,
-        "reference_bracket": [ref_lo, ref_hi],
-        "edge_per_alpha": {
-            f"{a:.4g}": [float(f"{lo:.4g}"), float(f"{hi:.4g}")]
-            for a, lo, hi in zip(alphas, b.beta_lo, b.beta_hi, strict=True)
-        },
-    }
-    if not stable_rows.any():
-        out.update(decidable=False, why="every row of the grid diverged")
-        return out
-    last_stable = int(np.flatnonzero(stable_rows).max())
-    alpha_div = float(alphas[last_stable + 1]) if last_stable + 1 < alphas.size else math.inf
-    top = alpha_div if math.isfinite(alpha_div) else float(alphas[-1])
-    near = stable_rows & (alphas >= top / 10)
-    if not near.any():  # a grid coarser than a decade: the last stable row is the nearest
-        near = np.arange(alphas.size) == last_stable
-    best = int(np.flatnonzero(near)[np.argmax(b.beta_lo[near])])
-    out.update(
-        alpha_div=alpha_div,
-        alpha_div_inside_grid=math.isfinite(alpha_div),
-        alpha_near=float(alphas[best]),
-        beta_max_near=float(b.beta_lo[best]),
-        beta_max_ratio_to_reference=float(b.beta_lo[best] / ref_lo) if ref_lo > 0 else math.inf,
-        alpha_last_stable=float(alphas[last_stable]),
-        beta_max_last_stable=float(b.beta_lo[last_stable]),
-        profile_near={
-            f"{a:.4g}": float(v) for a, v in zip(alphas[near], b.beta_lo[near], strict=True)
-        },
-    )
-    if np.isnan(ref_lo) or math.isinf(ref_hi):
-        out.update(decidable=False, why=f"the {ref_label} edge is outside the beta grid")
-        return out
-    betas = np.asarray(result.betas, dtype=float)
-    margin = int(np.searchsorted(betas, b.beta_lo[best]) - np.searchsorted(betas, ref_lo))
-    out.update(
-        decidable=True,
-        holds=bool(b.beta_lo[best] >= ref_hi),
-        holds_at_last_stable=bool(b.beta_lo[last_stable] >= ref_hi),
-        margin_cells=margin,
-        grid_step_decades=float(np.log10(betas[1] / betas[0])) if betas.size > 1 else math.nan,
-    )
-    return out
 
 
 @lru_cache(maxsize=2)

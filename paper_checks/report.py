@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
-from mamlconv.paper_checks.verdicts import _PRIORITY, VERDICTS, Record, combine, fmt, jsonable
+from mamlconv.paper_checks.verdicts import ORDER, VERDICTS, Record, combine, fmt, jsonable
 
 SCHEMA_ID = "mamlconv-audit-report/1"
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -34,24 +34,9 @@ PAPER = (
 )
 
 
-EMPIRICAL: frozenset[str] = frozenset(
-    {"S2-7", "S3-2", "S3-8", "S4-1", "S4-2", "S4-3", "S5-1", "X-5"}
-)
-"""Claims about experiments (training runs, measured boundaries); every other row of
-docs/CLAIMS.md is a formal claim about an equation or a derivation, checked symbolically or by
-exact computation. (Used where the claim registry has no ``kind``.)"""
-
-ORDER = " > ".join(sorted(_PRIORITY, key=_PRIORITY.__getitem__))
-"""How the verdicts of a claim's tests combine (``verdicts.combine``): the most consequential."""
-
-
 def claim_kind(claim_id: str) -> str:
-    """'empirical' or 'formal': the registry's ``Claim.kind`` where it has one, else
-    :data:`EMPIRICAL`."""
-    kind = getattr(BY_ID.get(claim_id), "kind", None)
-    if kind in ("formal", "empirical"):
-        return kind
-    return "empirical" if claim_id in EMPIRICAL else "formal"
+    """'empirical' or 'formal': the registry's ``Claim.kind`` (docs/CLAIMS.md)."""
+    return BY_ID[claim_id].kind
 
 
 def _provenance() -> dict[str, Any]:
@@ -69,7 +54,6 @@ def build_report(
     *,
     tiers: dict[str, bool],
     duration_s: float,
-    report_dir: Path | None = None,
     results: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict: every docs/CLAIMS.md row with a verdict and its evidence.
@@ -79,9 +63,7 @@ def build_report(
     ("no test collected"), so a partial run still accounts for every claim. ``results`` is
     :func:`mamlconv.paper_checks.manifest.survey` of the results folder (files read, ignored).
     Figure paths stay as recorded; :func:`write_report` copies them into the report's folder.
-    ``report_dir`` is accepted for compatibility and unused.
     """
-    del report_dir
     by_claim: dict[str, list[dict[str, Any]]] = {c.id: [] for c in CLAIMS}
     for nodeid, claim_id in collected.items():
         rec = records.get(nodeid)

@@ -43,7 +43,7 @@ VERDICTS: tuple[str, ...] = (
 
 # Which verdict speaks for a claim whose tests disagree: the most consequential one.
 # A named limitation (HOLDS-FOR) outranks "cannot tell" (INCONCLUSIVE), which outranks agreement.
-_PRIORITY = {
+PRIORITY: dict[str, int] = {
     "ERROR": 0,
     "FAILS": 1,
     "HOLDS-FOR": 2,
@@ -52,6 +52,10 @@ _PRIORITY = {
     "HOLDS": 5,
     "NOT-RUN": 6,
 }
+"""Rank of each verdict in :func:`combine` (lowest first)."""
+
+ORDER = " > ".join(sorted(PRIORITY, key=PRIORITY.__getitem__))
+"""How the verdicts of a claim's tests combine, as text for the report."""
 
 
 def jsonable(value: Any) -> Any:
@@ -107,7 +111,7 @@ def combine(verdicts: list[str]) -> str:
     """One verdict for a claim from those of its tests (NOT-RUN only when nothing ran)."""
     if not verdicts:
         return "NOT-RUN"
-    return min(verdicts, key=lambda v: _PRIORITY[v])
+    return min(verdicts, key=lambda v: PRIORITY[v])
 
 
 class VerdictAlreadyRecorded(RuntimeError):

@@ -244,7 +244,6 @@ def _minimal_report() -> dict:
         {rec.nodeid: "S2-1"},
         tiers={"slow": False, "gpu": False},
         duration_s=1.0,
-        report_dir=Path.cwd(),
     )
 
 

@@ -296,7 +296,6 @@ def test_schema_accepts_inconclusive_only_with_its_reason() -> None:
         {rec.nodeid: "S4-1"},
         tiers={"slow": False, "gpu": False},
         duration_s=1.0,
-        report_dir=Path.cwd(),
     )
     jsonschema.validate(report, schema)
     report["claims"][15]["tests"][0]["setting"] = None

@@ -20,9 +20,8 @@ from urllib.parse import unquote, urlparse
 import markdown as markdown_lib
 import pytest
 
-from mamlconv.paper_checks.claims import CLAIMS
+from mamlconv.paper_checks.claims import CLAIMS, EMPIRICAL
 from mamlconv.paper_checks.report import (
-    EMPIRICAL,
     build_report,
     markdown,
     validate,
