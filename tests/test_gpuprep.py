@@ -491,15 +491,20 @@ def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
     ]
 
 
-def test_fewshot_matrix_plan_and_bad_input():
+def _exit_code(main, argv: list[str]) -> int:
+    """``main(argv)``, or the code of the SystemExit that argparse raises on bad input."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def test_fewshot_matrix_plan_and_bad_input(capsys):
+    from mamlconv.cli import main
     from mamlconv.experiments.readings import fewshot as fm
 
-    text = subprocess.run(
-        [sys.executable, "-m", "mamlconv.experiments.readings.fewshot", "--plan", "--rate", "50"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    assert main(["readings", "fewshot", "--plan", "--rate", "50"]) == 0
+    text = capsys.readouterr().out
     assert "omniglot/exact-torch_default-seed2" in text and "total <=" in text
     preset = fm.PRESETS["paper"]()
     omni = preset.problems["omniglot"].config
@@ -511,10 +516,17 @@ def test_fewshot_matrix_plan_and_bad_input():
         "exact-finn",
         "first_order-torch_default",
     }
-    assert fm.main(["--preset", "huge"]) == 2
-    assert fm.main(["--problems", "cifar"]) == 2
-    assert fm.main(["--deadline", "-1"]) == 2
-    assert fm.main(["--points", "0"]) == 2
+    job = fm.jobs_in_order(preset, Path("unused"), ("omniglot",))[1]
+    assert job.config.problem_options["init"] == job.reading.init == "finn"
+    for bad, message in (
+        (["--preset", "huge"], "--preset 'huge' unknown"),
+        (["--problems", "cifar"], "--problems 'cifar': choose from"),
+        (["--deadline", "-1"], "--deadline"),
+        (["--points", "0"], "--points"),
+    ):
+        assert _exit_code(main, ["readings", "fewshot", "--plan", *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------ benchmarks

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The few-shot evidence (Fig. 4b/4c) in one time-boxed, resumable run; see docs/gpu.md.
 #
-#   experiments/gpu/fewshot_matrix.sh [PRESET] [DEADLINE_S] [extra fewshot_matrix options]
+#   experiments/gpu/fewshot_matrix.sh [PRESET] [DEADLINE_S] [OPTIONS of mamlconv readings fewshot]
 #
 # PRESET: paper (default) | tiny (the CPU smoke run of the tests). DEADLINE_S: seconds of
 # training before the run stops itself (default 510, inside a 9-minute command).
@@ -24,5 +24,5 @@ pack() {
 }
 trap pack EXIT
 
-"$PYTHON" -m mamlconv.experiments.readings.fewshot --preset "$PRESET" --out "$MATRIX_OUT" \
+"$PYTHON" -m mamlconv readings fewshot --preset "$PRESET" --out "$MATRIX_OUT" \
     --deadline "$DEADLINE" "$@"

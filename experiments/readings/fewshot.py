@@ -15,10 +15,9 @@ without TF32; :data:`mamlconv.experiments.problems.fewshot.FEWSHOT_PRESETS`):
    paper's "coloured" cells; non-finite or above the preset's divergence level = diverged).
 
 Cells of a job share seed, variant and initialisation, so they run batched
-(:func:`mamlconv.experiments.engine.loop.train_cells`, ``chunk`` cells per call: on CUDA the memory
-model's :func:`mamlconv.experiments.engine.memory.cuda_chunk_size`); different jobs cannot share a
-call
-(the engine draws one initialisation and one task stream per call).
+(:func:`mamlconv.experiments.engine.loop.train_cells`, ``chunk`` cells per call: on CUDA the
+memory model's :func:`mamlconv.experiments.engine.memory.cuda_chunk_size`); different jobs
+cannot share a call (the engine draws one initialisation and one task stream per call).
 
 Resuming: every finished chunk is stored at once in the job's state file
 ``<out>/<problem>/<reading>-seed<k>.json``; the search is deterministic, so a rerun asks for
@@ -28,18 +27,15 @@ cells are not stored); the summary says what is left. ``<out>/summary.json`` hol
 job's brackets, alpha_div bracket, cells, cell-iterations, wall time, configuration and
 provenance (commit: ``MAMLCONV_COMMIT`` where the tree has no ``.git``).
 
-    python -m mamlconv.experiments.readings.fewshot --preset paper --out DIR --deadline 510
-    python -m mamlconv.experiments.readings.fewshot --preset tiny --out DIR --device cpu
-    python -m mamlconv.experiments.readings.fewshot --preset paper --plan --rate 16.6
+    mamlconv readings fewshot --preset paper --out DIR --deadline 510
+    mamlconv readings fewshot --preset tiny --out DIR --device cpu
+    mamlconv readings fewshot --preset paper --plan --rate 16.6
 """
 
 from __future__ import annotations
 
-import argparse
-import inspect
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +43,14 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import UsageError
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.util.files import atomic_write_text
 
 PROBLEMS = ("omniglot", "miniimagenet")
 INITS = ("torch_default", "finn")
-"""PyTorch's default initialisation of Conv2d/Linear, and Finn et al.'s: the names of the
-problem option ``init`` that the readings work adds to the CNN (:mod:`.cnn`)."""
+"""PyTorch's default initialisation of Conv2d/Linear, and Finn et al.'s: values of the
+problem option ``init`` of the CNN (:data:`mamlconv.experiments.problems.cnn.INITS`)."""
 
 
 @dataclass(frozen=True)
@@ -152,20 +149,6 @@ def _tiny_preset() -> MatrixPreset:
 PRESETS = {"paper": _paper_preset, "tiny": _tiny_preset}
 
 
-# ------------------------------------------------------------------------------ readings
-
-
-def init_options(problem: str, init: str) -> dict[str, Any] | None:
-    """Problem options selecting initialisation ``init``, or None where the problem builder
-    has no such option yet (then only the package's own initialisation exists)."""
-    from mamlconv.experiments.problems import fewshot
-
-    builder = {"omniglot": fewshot.omniglot_problem, "miniimagenet": fewshot.miniimagenet_problem}
-    if "init" in inspect.signature(builder[problem]).parameters:
-        return {"init": init}
-    return None
-
-
 # ------------------------------------------------------------------------------ one job
 
 
@@ -194,12 +177,14 @@ class Job:
         )
         self.name = f"{problem}/{reading.name}-seed{seed}"
         self.path = out / problem / f"{reading.name}-seed{seed}.json"
-        opts = init_options(problem, reading.init)
-        self.init_available = opts is not None
         self.config = plan.config.replace(
             variant=reading.variant,
             seed=seed,
-            problem_options={**plan.config.problem_options, **(opts or {}), **preset.options},
+            problem_options={
+                **plan.config.problem_options,
+                "init": reading.init,
+                **preset.options,
+            },
         )
         self.cells: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
@@ -291,7 +276,6 @@ class Job:
             "reading": self.reading.name,
             "variant": self.reading.variant,
             "init": self.reading.init,
-            "init_option_available": self.init_available,
             "seed": self.seed,
             "complete": True,
             "coarse": [
@@ -451,81 +435,65 @@ def plan_text(jobs: list[Job], rate: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mamlconv.experiments.readings.fewshot",
-        description="Fig. 4b/4c evidence: beta edges by bisection per reading and seed.",
-    )
-    parser.add_argument("--preset", default="paper", help=f"one of {sorted(PRESETS)}")
-    parser.add_argument("--out", type=Path, default=Path("fewshot-matrix"), help="state folder")
-    parser.add_argument("--problems", default="omniglot,miniimagenet", help="comma list")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--deadline", type=float, default=None, help="seconds for this run")
-    parser.add_argument("--chunk", type=int, default=None, help="cells per call (default: model)")
-    parser.add_argument("--check-every", type=int, default=None, help="host checks every k")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC episode images")
-    parser.add_argument(
-        "--points", type=int, default=None, help="betas per bracket per round (preset: 7)"
-    )
-    parser.add_argument("--plan", action="store_true", help="print the work bound and exit")
-    parser.add_argument("--rate", type=float, default=16.6, help="cell-it/s for --plan")
-    args = parser.parse_args(argv)
-
-    def bad(msg: str) -> int:
-        sys.stderr.write(f"fewshot_matrix: error: {msg}\n")
-        return 2
-
-    if args.preset not in PRESETS:
-        return bad(f"--preset {args.preset!r} unknown; choose one of {sorted(PRESETS)}")
-    problems = tuple(p for p in args.problems.split(",") if p)
+def run_matrix(
+    preset_name: str,
+    out: Path,
+    *,
+    problems: tuple[str, ...] = PROBLEMS,
+    device: str = "auto",
+    deadline: float | None = None,
+    chunk: int | None = None,
+    check_every: int | None = None,
+    channels_last: bool = False,
+    points: int | None = None,
+    plan_rate: float | None = None,
+    log=print,
+) -> dict[str, Any] | None:
+    """Run (or resume) the matrix of preset ``preset_name`` into ``out`` and write
+    ``out/summary.json``; return its record. With ``plan_rate`` (cell-iterations per second),
+    log the work bound of :func:`plan_text` instead and return None. Bad settings raise
+    :class:`mamlconv.errors.UsageError`."""
+    if preset_name not in PRESETS:
+        raise UsageError(f"--preset {preset_name!r} unknown; choose one of {sorted(PRESETS)}")
     if not problems or set(problems) - set(PROBLEMS):
-        return bad(f"--problems {args.problems!r}: choose from {','.join(PROBLEMS)}")
-    for flag, value in (
-        ("--chunk", args.chunk),
-        ("--check-every", args.check_every),
-        ("--points", args.points),
-    ):
+        raise UsageError(f"--problems {','.join(problems)!r}: choose from {','.join(PROBLEMS)}")
+    for flag, value in (("--chunk", chunk), ("--check-every", check_every), ("--points", points)):
         if value is not None and value < 1:
-            return bad(f"{flag} {value} must be >= 1")
-    if args.deadline is not None and args.deadline <= 0:
-        return bad(f"--deadline {args.deadline} must be > 0 seconds")
-    if args.rate <= 0:
-        return bad(f"--rate {args.rate} must be > 0")
+            raise UsageError(f"{flag} {value} must be >= 1")
+    if deadline is not None and deadline <= 0:
+        raise UsageError(f"--deadline {deadline} must be > 0 seconds")
+    if plan_rate is not None and plan_rate <= 0:
+        raise UsageError(f"--rate {plan_rate} must be > 0")
 
-    preset = PRESETS[args.preset]()
-    if args.channels_last:
+    preset = PRESETS[preset_name]()
+    if channels_last:
         preset = MatrixPreset(**{**vars(preset), "options": {"channels_last": True}})
-    if args.points is not None:
-        preset = MatrixPreset(**{**vars(preset), "points": args.points})
-    jobs = jobs_in_order(preset, args.out, problems)
-    if args.plan:
-        print(plan_text(jobs, args.rate))
-        return 0
+    if points is not None:
+        preset = MatrixPreset(**{**vars(preset), "points": points})
+    jobs = jobs_in_order(preset, out, problems)
+    if plan_rate is not None:
+        log(plan_text(jobs, plan_rate))
+        return None
 
     import torch
 
     from mamlconv.experiments.engine.state import resolve_device
     from mamlconv.util.provenance import describe
 
-    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 (issue 14)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        device = str(resolve_device(args.device))
+        device = str(resolve_device(device))
     except ValueError as exc:
-        return bad(f"{exc} (use --device cpu)")
-    chunk = args.chunk or (preset.chunk_cpu if not device.startswith("cuda") else None)
+        raise UsageError(f"{exc} (use --device cpu)") from None
+    chunk = chunk or (preset.chunk_cpu if not device.startswith("cuda") else None)
     runner = Runner(
         device=device,
-        deadline=args.deadline,
+        deadline=deadline,
         chunk=chunk,
-        check_every=args.check_every or preset.check_every,
+        check_every=check_every or preset.check_every,
+        log=log,
     )
-    missing_init = sorted({j.reading.init for j in jobs if not j.init_available})
-    if missing_init:
-        print(
-            f"note: the problem builders have no `init` option yet: readings "
-            f"{missing_init} run the package's own initialisation (recorded per job)"
-        )
     summaries, left = [], []
     for job in jobs:
         if left or not runner.run(job):
@@ -533,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         summaries.append(job.summary())
     record = {
-        "preset": args.preset,
+        "preset": preset_name,
         "device": device,
         "complete": not left,
         "jobs_left": left,
@@ -543,15 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         "chunk": chunk,
         "provenance": describe(device),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "summary.json", json.dumps(record, indent=1) + "\n")
-    done = len(summaries)
-    print(
-        f"{done} of {len(jobs)} jobs complete in {runner.elapsed():.0f} s"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.json", json.dumps(record, indent=1) + "\n")
+    log(
+        f"{len(summaries)} of {len(jobs)} jobs complete in {runner.elapsed():.0f} s"
         + (f"; rerun to resume: {', '.join(left)}" if left else "")
     )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return record

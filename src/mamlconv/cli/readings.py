@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from mamlconv.cli._args import UsageError, device_spec
+from mamlconv.cli._args import UsageError, device_spec, positive_float, positive_int
 
 DEFAULT_OUT = Path("experiments/results/readings")
 CLAIM_FAMILY = {"S4-1": "sinusoid", "S5-1": "sinusoid"}
@@ -80,6 +80,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p_judge.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p_judge.add_argument("--json", action="store_true", help="print one JSON object")
     p_judge.set_defaults(func=run_judge)
+
+    p_few = sub.add_parser(
+        "fewshot",
+        help="Fig. 4b/4c: beta edges of the few-shot problems per reading and seed (resumable)",
+        description=(
+            "For each few-shot problem, reading (variant x initialisation) and seed, locate the "
+            "divergence edge beta_c(alpha) by a k-ary search on log(beta); every finished chunk "
+            "is stored, so a rerun resumes (docs/gpu.md)."
+        ),
+    )
+    p_few.add_argument("--preset", default="paper", help="paper (default) | tiny")
+    p_few.add_argument("--out", type=Path, default=Path("fewshot-matrix"), help="state folder")
+    p_few.add_argument(
+        "--problems", default="omniglot,miniimagenet", help="comma list (default: both)"
+    )
+    p_few.add_argument("--device", type=device_spec, default="auto", help="auto | cpu | cuda")
+    p_few.add_argument("--deadline", type=positive_float, default=None, help="seconds for this run")
+    p_few.add_argument(
+        "--chunk", type=positive_int, default=None, help="cells per call (default: model)"
+    )
+    p_few.add_argument(
+        "--check-every",
+        type=positive_int,
+        default=None,
+        help="host divergence checks every k iterations",
+    )
+    p_few.add_argument("--channels-last", action="store_true", help="NHWC episode images")
+    p_few.add_argument(
+        "--points", type=positive_int, default=None, help="betas per bracket per round (preset: 7)"
+    )
+    p_few.add_argument("--plan", action="store_true", help="print the work bound and exit")
+    p_few.add_argument("--rate", type=positive_float, default=16.6, help="cell-it/s for --plan")
+    p_few.set_defaults(func=run_fewshot)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -195,4 +228,23 @@ def run_judge(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable(summary), indent=1))
         return 0
     print(summary["text"])
+    return 0
+
+
+def run_fewshot(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.readings.fewshot import run_matrix
+
+    run_matrix(
+        args.preset,
+        args.out,
+        problems=tuple(p for p in args.problems.split(",") if p),
+        device=args.device,
+        deadline=args.deadline,
+        chunk=args.chunk,
+        check_every=args.check_every,
+        channels_last=args.channels_last,
+        points=args.points,
+        plan_rate=args.rate if args.plan else None,
+        log=lambda s: print(s, flush=True),
+    )
     return 0
