@@ -1,13 +1,17 @@
-"""Measurement against prediction: numbers, no drawing.
+"""Measurement against prediction, numbers only (drawing is in
+:mod:`mamlconv.experiments.figures`): the stability edges read from a sweep result, the
+measured edge against three predictions of beta_c at a parameter point (claim X-5,
+``mamlconv compare``), and the learning-rate advisor that turns the paper's guideline into
+(alpha, beta) for a user's problem (``mamlconv advise``).
 
-Modules:
+Modules, in data-flow order:
 
-- :mod:`.advisor`: A learning-rate advisor: recommended (alpha, beta) for any problem at a given
-  point.
-- :mod:`.comparison`: Measured stability boundaries against three predictions of beta_c
-  (docs/MATH.md section 8,
-- :mod:`.edges`: Stability edges read from a sweep result: per alpha, the largest stable beta, and
-  the
+- :mod:`.edges`: per alpha the largest stable beta of a result, and the edge near the
+  divergence alpha against the alpha = 0 edge.
+- :mod:`.comparison`: the measured boundary against the formula, the meta-Hessian and the
+  surrogate predictions of beta_c (docs/MATH.md section 8), with their spectra and tables.
+- :mod:`.advisor`: recommended (alpha, beta) at a given point from the measured curvatures,
+  optionally verified by short training runs.
 """
 
 from __future__ import annotations
@@ -44,31 +48,32 @@ from mamlconv.experiments.analysis.edges import (
 )
 
 __all__ = [
-    # comparison
+    # edges: read from a sweep result
+    "boundary_summary",
+    # comparison: the predictions of beta_c
     "Prediction",
-    "predictions_from_json",
     "PREDICTIONS",
+    "predictions_from_json",
     "POINTS",
     "LABELS",
     "PointSpectra",
-    "Comparison",
-    "log10_error",
     "hessian_extremes",
     "top_meta_curvatures",
     "point_spectra",
+    # comparison: measured against predicted
+    "Comparison",
+    "log10_error",
     "compare",
     "comparison_record",
     "markdown_table",
-    # advisor
+    # advisor: recommended rates and their verification
     "ALPHA_FRACTIONS",
-    "CAVEAT",
-    "GOVERNING",
     "SOURCES",
-    "Advice",
+    "GOVERNING",
+    "CAVEAT",
     "Candidate",
     "Verification",
-    "advise",
+    "Advice",
     "verify",
-    # edges
-    "boundary_summary",
+    "advise",
 ]

@@ -1,18 +1,21 @@
-"""The data sets: locating, verifying, loading and importing Omniglot and MiniImagenet.
+"""The data sets: where Omniglot and MiniImagenet live on this machine, whether their files are
+intact, and how they are loaded (arrays and the paper's splits) or rebuilt from the official
+downloads. A problem of :mod:`mamlconv.experiments.problems.fewshot` asks here for its arrays;
+every failure the user can fix is a one-line :class:`~mamlconv.experiments.data.store.DataError`.
 
-Modules:
+Modules, in data-flow order:
 
+- :mod:`.integrity`: cheap integrity checks: stat-and-content file keys, checksummed decoded
+  arrays, clean-up of temporary files left by killed writers.
+- :mod:`.store`: the data roots (``MAMLCONV_DATA``), the table of shipped files, sha256
+  verification remembered per file version, the cache folder, the ``.npz`` writer.
+- :mod:`.shards`: data files split into sha256-checked shards (for the 64 MiB transfer limit),
+  reassembled on load; ``mamlconv data shard``.
+- :mod:`.omniglot`: the Omniglot archive, the paper's train/test split of characters, and its
+  byte-for-byte import from the official zips.
+- :mod:`.miniimagenet`: a MiniImagenet split (JPEGs decoded once into a memory-mapped cache)
+  and its import from the Ravi & Larochelle JPEGs and CSVs.
 - :mod:`.check`: ``mamlconv data check``: verify an installation's data files and decoded caches.
-- :mod:`.integrity`: Cheap integrity checks for data files and their caches: stat-and-content keys,
-  checksummed
-- :mod:`.miniimagenet`: MiniImagenet: loading a split (JPEG bytes decoded once with Pillow into a
-  memory-mapped,
-- :mod:`.omniglot`: Omniglot: loading the shipped archive, the paper's train/test split of
-  characters, and
-- :mod:`.shards`: Data files split into shards with their own sha256, reassembled transparently on
-  load.
-- :mod:`.store`: Where the data files are and whether they are intact: the data roots, the table of
-  shipped
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from mamlconv.experiments.data.store import (
 )
 
 __all__ = [
-    # store
+    # store: where the files are and whether they are intact
     "DATA_ENV",
     "CACHE_ENV",
     "USER_DATA_ROOT",
@@ -79,21 +82,21 @@ __all__ = [
     "verify_file",
     "dataset_file",
     "write_npz",
-    # omniglot
+    # omniglot: loading, the paper's split, the import from the official zips
     "Omniglot",
     "load_omniglot",
     "OMNIGLOT_SCHEMES",
     "omniglot_split",
     "omniglot_arrays",
     "import_omniglot",
-    # miniimagenet
+    # miniimagenet: loading through the decoded cache, the import from the JPEGs
     "MiniImagenetSplit",
     "decode_jpegs",
     "load_miniimagenet",
     "decoded_cache",
     "miniimagenet_arrays",
     "import_miniimagenet",
-    # check
+    # check: ``mamlconv data check``
     "CheckResult",
     "check_installation",
     "check_decoded",

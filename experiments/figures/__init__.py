@@ -1,17 +1,20 @@
-"""The paper's figures: tables in, Figure out.
+"""The paper's figures and the package's own: numbers in (a sweep result, a comparison, trained
+checkpoints), a matplotlib Figure and its PNG/PDF/JSON files out (``mamlconv figure``,
+``mamlconv compare``). Matplotlib is imported only when a figure is drawn
+(:mod:`mamlconv.util.plotting`).
 
-Modules:
+Modules, in data-flow order:
 
-- :mod:`.comparison`: The comparison figure and files of ``mamlconv compare``: the Fig. 4 panel of a
-  sweep with
-- :mod:`.figure1`: Fig. 1 (Section 2.2): the per-task gradient norm (norm per task, then the task
-  average) and
-- :mod:`.figure4`: Fig. 4 for any sweep result: final training loss over the alpha x beta grid, one
-  style.
-- :mod:`.figure5`: Fig. 5 (Appendix B): the largest and second-largest eigenvalues of Tg, H^2 and Tg
-  + H^2 and
-- :mod:`.reading_maps`: One Fig. 4-style heat map per run reading of the sinusoid reading matrix, in
-  one figure.
+- :mod:`.figure1`: Fig. 1 (Section 2.2): per-task gradient norms and inner products along
+  training, joint training against MAML.
+- :mod:`.figure4`: Fig. 4 for any sweep result: the final loss over the alpha x beta grid,
+  diverged cells blank, the alpha = 0 edge dashed; one style for every panel.
+- :mod:`.figure5`: Fig. 5 (Appendix B): the top eigenvalues of Tg, H^2 and Tg + H^2 and their
+  Frobenius norms at checkpoints along training.
+- :mod:`.comparison`: the figure and files of ``mamlconv compare``: a Fig. 4 panel with the
+  predicted beta_c(alpha) curves over it.
+- :mod:`.reading_maps`: one Fig. 4-style heat map per run reading of the sinusoid reading
+  matrix, in one figure.
 """
 
 from __future__ import annotations
@@ -57,22 +60,22 @@ from mamlconv.experiments.figures.reading_maps import (
 )
 
 __all__ = [
-    # figure1
-    "truncate_fig1",
-    "fig1_records",
+    # figure1: Fig. 1, gradient norms and inner products
     "PAPER_ITERS",
     "FIG1_DEFAULT_ITERS",
     "FIG1_ALPHAS",
     "FIG1_BETA",
+    "fig1_records",
+    "truncate_fig1",
     "fig1_data",
     "fig1",
-    # figure4
+    # figure4: Fig. 4, one panel per sweep result
     "loss_norm",
     "draw_panel",
     "colorbar",
     "describe_run",
     "fig4",
-    # figure5
+    # figure5: Fig. 5, curvature along training
     "FIG5_DEFAULT_ITERS",
     "FIG5_ALPHA",
     "FIG5_BETA",
@@ -83,12 +86,12 @@ __all__ = [
     "fig5_figure",
     "redraw_fig5",
     "fig5",
-    # comparison
+    # comparison: measured against predicted, drawn
     "prediction_curves",
     "heatmap",
     "draw_comparison",
     "comparison_figure",
     "write_comparison",
-    # reading_maps
+    # reading_maps: the sinusoid reading matrix at a glance
     "plot_reading_maps",
 ]

@@ -1,17 +1,22 @@
-"""The problems a sweep trains: a registry from name or spec to a Problem, and the problems
-themselves.
+"""The problems a sweep trains, each an object with the ``Problem`` protocol of
+:mod:`mamlconv.numerics.tasks` (sample tasks, a model, a loss), and the registry where a
+problem name or a ``MODULE:FACTORY`` spec becomes one. The engine, the curvature code and the
+figures treat every problem alike. Only the registry is re-exported here; the problems are
+imported from their modules (the registry imports the few-shot ones lazily, so the sinusoid
+path never imports them).
 
-Modules:
+Modules, in data-flow order:
 
-- :mod:`.cnn`: The 4-block CNN of Vinyals et al. (2016) / Finn et al. (2017), as a pure function of
-  a dict.
-- :mod:`.fewshot`: N-way K-shot classification on Omniglot and MiniImagenet (paper Section 4.2, Fig.
-  4b/4c).
-- :mod:`.module_problem`: A user's ``nn.Module``, loss and task sampler as a
-  :class:`~mamlconv.numerics.tasks.Problem`.
-- :mod:`.registry`: Problem registry and sweep presets: the one place a problem name becomes code.
-- :mod:`.sinusoid`: Sinusoid regression (Finn et al. 2017, Section 5.1; Takagi et al. 2019, Section
-  4.1).
+- :mod:`.sinusoid`: sinusoid regression (paper Section 4.1): the 1-40-40-1 ReLU MLP as a pure
+  function and the task sampler.
+- :mod:`.cnn`: the 4-block CNN of Vinyals et al. / Finn et al. as a pure function of a
+  parameter dict, with per-task batch norm.
+- :mod:`.fewshot`: N-way K-shot Omniglot and MiniImagenet episodes on that CNN (Section 4.2,
+  Fig. 4b/4c) and their presets.
+- :mod:`.module_problem`: a user's ``nn.Module``, loss and task sampler as a ``Problem``
+  (:func:`~mamlconv.experiments.problems.module_problem.problem_from_module`).
+- :mod:`.registry`: the one place a problem name becomes code: ``get_problem``, specs, and the
+  named sweep presets (``get_preset``).
 """
 
 from __future__ import annotations
@@ -31,9 +36,8 @@ from mamlconv.experiments.problems.registry import (
 )
 
 __all__ = [
-    # registry
+    # the registry: names and specs to problems
     "PROBLEMS",
-    "PRESETS",
     "MEMORY_PREFIX",
     "ProblemSpecError",
     "is_spec",
@@ -41,6 +45,8 @@ __all__ = [
     "load_spec",
     "register_problem",
     "get_problem",
+    # the sweep presets of a problem
+    "PRESETS",
     "sinusoid_preset",
     "get_preset",
 ]

@@ -1,20 +1,25 @@
-"""alpha x beta sweeps: chunked, resumable, local or on Ray, with bisection of the edge.
+"""alpha x beta sweeps: the grid of a :class:`~mamlconv.experiments.config.SweepConfig` trained by
+the engine a chunk of cells at a time, in worker processes here or as Ray tasks on a cluster,
+resumable from its finished chunks, merged into one self-describing result file; and the
+stability edge beta_c(alpha) located by bisection instead of a full grid. What is read from a
+result lives in :mod:`mamlconv.experiments.analysis`.
 
-Modules:
+Modules, in data-flow order:
 
-- :mod:`.bisection`: The stability edge beta_c(alpha) by bisection on log(beta) for all alphas at
-  once
-- :mod:`.chunks`: Cells and chunks of an alpha x beta sweep: the grid's cells, the chunk plan, the
-  chunk size
-- :mod:`.estimate`: How big a long command is, and how long and how much memory it will take, from a
-  short
-- :mod:`.ray_backend`: How a chunk reaches a Ray worker: one Ray task per sweep chunk (or bisection
-  alpha column).
-- :mod:`.results`: Sweep result files: one self-describing ``.npz`` per sweep (plus a readable JSON
-  sidecar).
-- :mod:`.run`: Running a sweep: the local executor (a pool of worker processes over chunks), the
-- :mod:`.storage`: Where a sweep keeps its files, and the guards that keep a result from being lost:
-  the
+- :mod:`.chunks`: the grid's cells, the chunk plan (every n-th cell), the chunk size per device
+  and problem, and ``run_chunk``, which trains and writes one chunk.
+- :mod:`.run`: ``run_sweep``: the local executor (a pool of workers that die with their
+  parent), the choice of the Ray executor, the merge of the chunks.
+- :mod:`.ray_backend`: how a chunk (or a bisection column) reaches a Ray worker and its file
+  comes back (``--backend ray``, docs/cluster.md).
+- :mod:`.storage`: where a sweep keeps its files and the guards of a result: suffixes, no
+  replacing a finished result, the chunk layout record, the ``--out`` lock.
+- :mod:`.results`: the result file: one ``.npz`` with its metadata (``SweepResult``,
+  ``save_result``, ``load_result``) and a readable JSON sidecar.
+- :mod:`.bisection`: the edge beta_c(alpha) by bisection on log(beta) for all alphas at once,
+  and the recheck of a grid's boundary cells.
+- :mod:`.estimate`: how long and how much memory a long command will take, from a short
+  measured probe, and the refusal above a limit without ``--yes``.
 """
 
 from __future__ import annotations
@@ -48,27 +53,27 @@ from mamlconv.experiments.sweep.run import (
 )
 
 __all__ = [
-    # chunks
+    # chunks: the grid's cells, the chunk plan and size, one chunk trained
+    "grid_rows",
+    "sweep_cells",
+    "plan_chunks",
     "CHUNK_TASK_BUDGET",
     "DEFAULT_CHUNK_GENERIC",
     "DEFAULT_CHUNK_CUDA",
     "CNN_CHUNK_CPU",
     "FEWSHOT_PROBLEMS",
-    "grid_rows",
-    "sweep_cells",
-    "plan_chunks",
     "default_chunk_size",
-    "load_finished_chunks",
     "run_chunk",
-    # run
-    "PR_SET_PDEATHSIG",
-    "POLL_S",
-    "die_with_parent",
-    "start_worker",
-    "Progress",
+    "load_finished_chunks",
+    # run: the sweep, its local executor and its workers
     "run_sweep",
     "resume_chunk_size",
-    # bisection
+    "Progress",
+    "POLL_S",
+    "PR_SET_PDEATHSIG",
+    "die_with_parent",
+    "start_worker",
+    # bisection: the edge without a full grid
     "BisectSweep",
     "bisect_sweep",
     "recheck_boundary",

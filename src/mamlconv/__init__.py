@@ -1,14 +1,18 @@
 """mamlconv: checks, derivations and experiments for Takagi et al. (2019),
 "On the conditions of MAML convergence".
 
-Layers (each importable on its own; heavy imports stay inside them):
+Layers, lowest first; a layer imports only itself and the layers listed before it, never one
+listed after it (tests/test_layers.py enforces the order), and heavy imports stay inside them:
 
+- ``mamlconv.errors``, ``mamlconv.util``  the base layer: the error types, result files,
+  progress, provenance, plot helpers; imports nothing above it
 - ``mamlconv.theory``       SymPy derivations and the numeric thresholds alpha_c / beta_c
 - ``mamlconv.numerics``     MAML steps, exact dynamics on quadratics, curvature spectra
-- ``mamlconv.experiments``  batched MAML training sweeps on sinusoid, Omniglot, MiniImagenet
-- ``mamlconv.paper_checks`` the claims audit (pytest)
-- ``mamlconv.cli``          the ``mamlconv`` command, a thin layer over the above
+- ``mamlconv.experiments``  batched MAML training sweeps on sinusoid, Omniglot, MiniImagenet,
+  in subpackages by data flow: data, problems, engine, sweep, readings, analysis, figures
+- ``mamlconv.paper_checks`` the claims audit (pytest) and its judging rules
 - ``mamlconv.api``          the small Python API, also reachable as ``mamlconv.sweep`` etc.
+- ``mamlconv.cli``          the ``mamlconv`` command, a thin layer over the above
 """
 
 import logging

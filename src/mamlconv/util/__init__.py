@@ -1,14 +1,15 @@
-"""The base layer: files, progress, provenance and plotting helpers. It imports nothing else of
-mamlconv but :mod:`mamlconv.errors`.
+"""The base layer: the small helpers every other layer shares (result files, progress reports,
+provenance records, plot helpers, the version). It imports nothing else of mamlconv but
+:mod:`mamlconv.errors`, which stands beside it in the base layer, and this ``__init__`` imports
+nothing at all: import the module you need (``from mamlconv.util.files import dumps``).
 
 Modules:
 
-- :mod:`.files`: Writing result files, shared by every layer: strict JSON from NumPy/torch values,
-  and
-- :mod:`.plotting`: Plot helpers shared by the figure modules (matplotlib is imported only when
-  called).
-- :mod:`.progress`: Progress with an estimated time to completion, for commands that run longer than
-  a moment.
-- :mod:`.provenance`: What a result file records about how it was made: versions, commit, device,
-  time.
+- :mod:`.version`: the installed version, ``__version__`` (``0+unknown`` in a never-installed tree).
+- :mod:`.provenance`: what a result file records about how it was made (versions, commit,
+  device, time).
+- :mod:`.files`: strict JSON from NumPy/torch values and atomic writes of result files.
+- :mod:`.progress`: progress reports with an estimated time to completion, through ``logging``;
+  :func:`~mamlconv.util.progress.show_on_stderr` prints them for the command line.
+- :mod:`.plotting`: matplotlib on demand (``pyplot``), log-scale cell edges and ``save_figure``.
 """
