@@ -21,6 +21,15 @@ from mamlconv.experiments.engine.loop import train_cells
 from mamlconv.experiments.engine.reference import train_cell_loop
 from mamlconv.experiments.problems import cnn, fewshot
 
+
+def _exit_code(main, argv: list[str]) -> int:
+    """``main(argv)``, or the code of the SystemExit that argparse raises on bad input."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 # ------------------------------------------------------------------------------ a tiny problem
 
 
@@ -374,15 +383,28 @@ def test_a_corrupt_shard_is_named_in_one_line(tmp_path, monkeypatch):
         data.load_miniimagenet("val", tmp_path / "sharded", cache=tmp_path / "c", specs=specs)
 
 
-def test_shard_command_line_bad_input_exits_2(tmp_path, capsys):
+def test_shard_command_writes_the_parts_and_rejects_bad_input_in_one_line(tmp_path, capsys):
+    from mamlconv.cli import main
     from mamlconv.experiments.data import shards
 
-    assert shards.main([str(tmp_path / "missing.npz"), str(tmp_path)]) == 2
-    assert "missing.npz is not a file" in capsys.readouterr().err
     f = tmp_path / "x.bin"
-    f.write_bytes(b"0" * 10)
-    assert shards.main([str(f), str(tmp_path / "o"), "--max-mib", "64"]) == 2
-    assert "--max-mib 64.0 must be in (0, 60)" in capsys.readouterr().err
+    f.write_bytes(bytes(range(256)) * 10_000)  # 2.44 MiB
+    assert main(["data", "shard", str(f), str(tmp_path / "o"), "--max-mib", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "x.bin.shards.json: 3 parts of x.bin" in out
+    manifest = shards.Manifest.read(tmp_path / "o" / "x.bin.shards.json")
+    joined = b"".join((tmp_path / "o" / p.name).read_bytes() for p in manifest.parts)
+    assert joined == f.read_bytes()
+
+    for argv, message in (
+        ([str(tmp_path / "missing.npz"), str(tmp_path)], "missing.npz is not a file"),
+        ([str(f), str(tmp_path / "p"), "--max-mib", "0.01"], "more than 99 parts"),
+        ([str(f), str(tmp_path / "p"), "--max-mib", "0"], "--max-mib: must be > 0"),
+    ):
+        assert _exit_code(main, ["data", "shard", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "p").exists()
 
 
 SHIPPED_MINI = (DATA_ROOT or Path("/nonexistent")) / "miniimagenet"
@@ -489,14 +511,6 @@ def test_fewshot_matrix_script_smoke_resume_and_deadline(tmp_path):
     assert json.loads((tmp_path / "matrix" / "summary.json").read_text())["jobs"] == [
         {**j} for j in summary["jobs"]
     ]
-
-
-def _exit_code(main, argv: list[str]) -> int:
-    """``main(argv)``, or the code of the SystemExit that argparse raises on bad input."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code)
 
 
 def test_fewshot_matrix_plan_and_bad_input(capsys):

@@ -1,30 +1,28 @@
 """Data files split into shards with their own sha256, reassembled transparently on load.
 
-The GPU machine receives at most 64 MiB per call, working tree included, and MiniImagenet's
-training archive is 99 MB, so it travels in shards (issue 14). A shard set of
+A data file too large for one transfer (MiniImagenet's training archive is 99 MB) can be
+copied as shards (``mamlconv data shard``) and used as is. A shard set of
 ``miniimagenet/miniimagenet_train.npz`` is, in the same folder of a data root:
 
 * ``miniimagenet_train.npz.shards.json``: the manifest -- the whole file's name, size and
   sha256, and per part its name, size and sha256;
 * ``miniimagenet_train.npz.part-KK-of-NN``: the parts, consecutive byte ranges of the file.
 
-:func:`locate_split` (what :func:`mamlconv.experiments.data.miniimagenet.load_miniimagenet` calls)
-returns
-the whole file when a data root holds it, else reassembles the shards: every part is checked
+:func:`locate_split` (what :func:`mamlconv.experiments.data.miniimagenet.load_miniimagenet`
+calls) returns the whole file when a data root holds it, else reassembles the shards: every
+part is checked
 against the manifest (size, sha256), the parts are concatenated into
 ``<cache>/shards/<name>``, and the result is verified against the shipped size and sha256
 like any data file. The arrays are therefore those of the unsharded file, byte for byte.
 
-    python -m mamlconv.experiments.data.shards SRC.npz OUT_DIR [--max-mib 48]
+    mamlconv data shard SRC.npz OUT_DIR [--max-mib 48]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,8 +33,8 @@ from mamlconv.util.files import atomic_write_text
 
 MANIFEST_SUFFIX = ".shards.json"
 DEFAULT_MAX_MIB = 48
-"""Shard size bound: under the 60 MiB the issue allows, leaving room in one 64 MiB transfer
-for the working tree (about 8 MiB)."""
+"""Default largest part, MiB: one part and a working tree of a few MiB fit a 64 MiB
+transfer."""
 
 
 @dataclass(frozen=True)
@@ -167,31 +165,3 @@ def locate_split(
         if manifest.is_file():
             return assemble(manifest, spec, cache=cache)
     return store.dataset_file(key, root, cache=cache, specs=specs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mamlconv.experiments.data.shards",
-        description="Split a data file into sha256-checked shards (see the module docstring).",
-    )
-    parser.add_argument("src", type=Path, help="the file to split, e.g. miniimagenet_train.npz")
-    parser.add_argument("out_dir", type=Path, help="folder for the parts and the manifest")
-    parser.add_argument(
-        "--max-mib", type=float, default=DEFAULT_MAX_MIB, help="largest part, MiB (default 48)"
-    )
-    args = parser.parse_args(argv)
-    if not args.src.is_file():
-        sys.stderr.write(f"shards: error: {args.src} is not a file; pass the archive to split\n")
-        return 2
-    if not 0 < args.max_mib < 60:
-        sys.stderr.write(f"shards: error: --max-mib {args.max_mib} must be in (0, 60)\n")
-        return 2
-    manifest = shard_file(args.src, args.out_dir, max_bytes=int(args.max_mib * 2**20))
-    for part in manifest.parts:
-        print(f"{part.name}  {part.size} bytes  sha256 {part.sha256}")
-    print(f"{manifest.name}{MANIFEST_SUFFIX}: {len(manifest.parts)} parts of {manifest.name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

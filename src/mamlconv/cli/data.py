@@ -4,6 +4,7 @@ official inputs (never a download).
     mamlconv data check [--root DIR] [--rehash] [--decode]
     mamlconv data import-omniglot DIR [--out-root ROOT]
     mamlconv data import-miniimagenet IMAGES_DIR CSV_DIR [--out-root ROOT] [--splits train,val]
+    mamlconv data shard SRC OUT_DIR [--max-mib N]
 
 The data root (a folder holding ``omniglot/`` and ``miniimagenet/``) is ``--root`` when given;
 otherwise the files are looked up in ``MAMLCONV_DATA`` (if set), then in the user cache
@@ -13,6 +14,10 @@ otherwise the files are looked up in ``MAMLCONV_DATA`` (if set), then in the use
 A verified file is hashed in full once; later runs re-hash it only when its size, mtime, ctime
 or the sha256 of its first and last MiB change. ``check --rehash`` hashes every file (and, with
 ``--decode``, every decoded MiniImagenet cache) in full again.
+
+``shard`` splits a data file into sha256-checked parts of at most ``--max-mib`` MiB with a
+manifest beside them; a data root holding the parts instead of the file is read as if it held
+the file (:mod:`mamlconv.experiments.data.shards`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-from mamlconv.cli._args import UsageError
+from mamlconv.cli._args import UsageError, positive_float
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +81,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated subset of train,val,test (default: all three)",
     )
     mini.set_defaults(func=run)
+
+    shard = sub.add_parser(
+        "shard",
+        help="split a data file into sha256-checked parts (read back transparently on load)",
+    )
+    shard.add_argument(
+        "src", type=Path, metavar="SRC", help="the file, e.g. miniimagenet_train.npz"
+    )
+    shard.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for parts + manifest")
+    shard.add_argument(
+        "--max-mib",
+        type=positive_float,
+        default=None,
+        metavar="N",
+        help="largest part in MiB (default 48)",
+    )
+    shard.set_defaults(func=run)
     parser.set_defaults(func=_no_action, _data_parser=parser)
 
 
@@ -130,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
                 (path,) = data.import_miniimagenet(args.images, args.csvs, out_dir, splits=[split])
                 ok &= _report_written(path, f"miniimagenet_{split}")
             return 0 if ok else 1
+        if args.data_command == "shard":
+            return _shard(args)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     raise AssertionError(f"unknown data action {args.data_command!r}")
@@ -156,4 +180,28 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     decoded = f", {len(data.MINIIMAGENET_SPLITS)} decoded caches verified" if args.decode else ""
     print(f"all {len(results)} data files verified{decoded}")
+    return 0
+
+
+MAX_SHARDS = 99
+"""Most parts `data shard` writes (their names count to two digits)."""
+
+
+def _shard(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.data import shards
+
+    if not args.src.is_file():
+        raise UsageError(f"{args.src} is not a file; pass the data file to split")
+    max_mib = shards.DEFAULT_MAX_MIB if args.max_mib is None else args.max_mib
+    max_bytes = max(1, int(max_mib * 2**20))
+    if -(-args.src.stat().st_size // max_bytes) > MAX_SHARDS:
+        raise UsageError(
+            f"--max-mib {max_mib:g} would split {args.src} into more than {MAX_SHARDS} parts; "
+            "choose a larger size"
+        )
+    manifest = shards.shard_file(args.src, args.out_dir, max_bytes=max_bytes)
+    for part in manifest.parts:
+        print(f"{part.name}  {part.size} bytes  sha256 {part.sha256}")
+    n = len(manifest.parts)
+    print(f"{manifest.name}{shards.MANIFEST_SUFFIX}: {n} parts of {manifest.name}")
     return 0
