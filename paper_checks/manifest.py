@@ -10,11 +10,11 @@ file under the folder is ignored by the audit and listed as such in its report
 
 Command line (one command per change; run from a checkout, it edits the checkout's manifest)::
 
-    python -m mamlconv.paper_checks.manifest add FILE... [--kind K] [--claims S4-1,S5-1] [--what T]
-    python -m mamlconv.paper_checks.manifest exclude FILE... --why "what it is"
-    python -m mamlconv.paper_checks.manifest update     # re-hash listed files after a rerun
-    python -m mamlconv.paper_checks.manifest remove FILE...
-    python -m mamlconv.paper_checks.manifest check      # exit 1 on a mismatch or unlisted file
+    mamlconv manifest add FILE... [--kind K] [--claims S4-1,S5-1] [--what T]
+    mamlconv manifest exclude FILE... --why "what it is"
+    mamlconv manifest update     # re-hash listed files after a rerun
+    mamlconv manifest remove FILE...
+    mamlconv manifest check      # exit 1 on a mismatch or unlisted file
 
 ``add`` recognises sweep results (``.npz`` of ``mamlconv sweep``; claims S4-* by problem and
 S5-1), figure records (``fig1.json``/``fig5.json`` of ``mamlconv figure``), comparisons
@@ -27,11 +27,9 @@ PDFs, sidecars), so that ``check`` accepts it. ``--results DIR`` works on anothe
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -41,7 +39,8 @@ from mamlconv.errors import ResultFileError  # a committed file the audit cannot
 
 MANIFEST_NAME = "MANIFEST.json"
 SCHEMA_ID = "mamlconv-results-manifest/1"
-COMMAND = "python -m mamlconv.paper_checks.manifest"
+COMMAND = "mamlconv manifest"
+"""The command that edits the manifest, as named in messages."""
 KINDS = ("sweep", "figure-record", "comparison", "figure", "data")
 _FIGURE_CLAIMS = {"fig1": ("S2-7",), "fig5": ("S3-2",)}
 _SWEEP_CLAIMS = {"sinusoid": "S4-1", "omniglot": "S4-2", "miniimagenet": "S4-3"}
@@ -479,83 +478,3 @@ def check(results: Path) -> list[str]:
                 f"by the audit) or `{COMMAND} exclude {row['path']} --why ...` (not read)"
             )
     return problems
-
-
-# ----------------------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mamlconv.paper_checks.manifest``: add / exclude / remove / update / check."""
-    from mamlconv.paper_checks import results_dir
-
-    parser = argparse.ArgumentParser(
-        prog=COMMAND,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Maintain experiments/results/MANIFEST.json: the result files the claims audit\n"
-            "reads (and only these), each with its sha256.\n\n"
-            "  add FILE...                 register files (sweeps, fig1/fig5 records, compare\n"
-            "                              JSONs are recognised; others need --claims)\n"
-            "  exclude FILE... --why TEXT  a committed file the audit does not read\n"
-            "  update                      re-hash the listed files after a deliberate rerun\n"
-            "  check                       exit 1 on a changed, missing or unlisted file"
-        ),
-    )
-    parser.add_argument("--results", metavar="DIR", help="results folder (default: the package's)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_add = sub.add_parser("add", help="register files the audit reads (and their figures)")
-    p_add.add_argument("files", nargs="+", metavar="FILE")
-    p_add.add_argument("--kind", choices=KINDS, help="override the detected kind")
-    p_add.add_argument("--claims", help="comma-separated claim IDs (e.g. S4-1,S5-1)")
-    p_add.add_argument("--what", help="one line: what the file is")
-    p_ex = sub.add_parser("exclude", help="list committed files the audit does not read")
-    p_ex.add_argument("files", nargs="+", metavar="FILE")
-    p_ex.add_argument("--why", required=True, help="one line: what the file is")
-    p_rm = sub.add_parser("remove", help="drop files from the manifest")
-    p_rm.add_argument("files", nargs="+", metavar="FILE")
-    sub.add_parser("update", help="re-hash every listed file (after a deliberate rerun)")
-    sub.add_parser("check", help="verify every listed file; exit 1 on a problem")
-    args = parser.parse_args(argv)
-    results = Path(args.results) if args.results else results_dir()
-    if not results.is_dir():
-        print(f"{COMMAND}: error: no results folder {results} (--results DIR)", file=sys.stderr)
-        return 2
-    try:
-        if args.command == "add":
-            claims = None
-            if args.claims:
-                from mamlconv.paper_checks.claims import BY_ID
-
-                claims = tuple(c.strip() for c in args.claims.split(",") if c.strip())
-                bad = [c for c in claims if c not in BY_ID]
-                if bad:
-                    raise ValueError(f"--claims {','.join(bad)}: not a claim ID of docs/CLAIMS.md")
-            for e in add(results, args.files, kind=args.kind, claims=claims, what=args.what):
-                extra = f" (with {', '.join(e.figures)})" if e.figures else ""
-                print(f"added {e.path}: {e.kind} for {', '.join(e.claims) or '-'}{extra}")
-        elif args.command == "exclude":
-            exclude(results, args.files, why=args.why)
-            print(f"excluded {len(args.files)} file(s): listed as not read by the audit")
-        elif args.command == "remove":
-            remove(results, args.files)
-            print(f"removed {len(args.files)} file(s)")
-        elif args.command == "update":
-            changed = update(results)
-            print(
-                f"updated {MANIFEST_NAME}: {len(changed)} file(s) changed"
-                + (": " + ", ".join(changed) if changed else "")
-            )
-        else:
-            problems = check(results)
-            for line in problems:
-                print(f"{COMMAND} check: error: {line}", file=sys.stderr)
-            n = len(load_manifest(results).files) if not problems else None
-            if problems:
-                return 1
-            print(f"{MANIFEST_NAME}: {n} files verified, nothing unlisted")
-    except (ValueError, ResultFileError) as exc:
-        print(f"{COMMAND} {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

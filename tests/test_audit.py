@@ -523,8 +523,7 @@ def test_manifest_command_line(tmp_path: Path) -> None:
 
     def cli(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "mamlconv.paper_checks.manifest", "--results", str(results)]
-            + list(argv),
+            [sys.executable, "-m", "mamlconv", "manifest", "--results", str(results), *argv],
             capture_output=True,
             text=True,
             timeout=120,

@@ -19,6 +19,7 @@ from mamlconv.cli import (
     derive,
     figure,
     linreg,
+    manifest,
     readings,
     sweep,
     thresholds,
@@ -27,7 +28,19 @@ from mamlconv.cli._args import Parser, cli_logging, describe_os_error
 from mamlconv.errors import MamlconvError
 
 # Order is the order in `mamlconv --help`.
-SUBCOMMANDS = (audit, derive, thresholds, linreg, figure, sweep, compare, advise, data, readings)
+SUBCOMMANDS = (
+    audit,
+    manifest,
+    derive,
+    thresholds,
+    linreg,
+    figure,
+    sweep,
+    compare,
+    advise,
+    data,
+    readings,
+)
 
 
 def build_parser() -> Parser:

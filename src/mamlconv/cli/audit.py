@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "figures in DIR/audit-report.files/ (a self-contained folder). The default tier "
             "recomputes the empirical claims from the committed result files that "
             "experiments/results/MANIFEST.json lists (verified by sha256; add a file with "
-            "`python -m mamlconv.paper_checks.manifest add FILE`)."
+            "`mamlconv manifest add FILE`)."
         ),
     )
     parser.add_argument(
