@@ -184,3 +184,99 @@ def bisect_boundary(
         hi[idx[~ok]] = mid[~ok]
         rounds += 1
     return BisectionResult(alphas, lo, hi, inside, ends[n:].copy(), rounds, n_runs)
+
+
+# ------------------------------------------------------- near the divergence alpha vs alpha = 0
+TIE_CELLS = 1
+"""Two grid edges differ when their largest stable betas are more than this many grid cells
+apart: a float32 edge is fuzzy by about one grid cell (docs/engine.md), so a margin of at most
+one cell is within the grid's resolution."""
+
+
+def largest_stable(stable: np.ndarray) -> np.ndarray:
+    """Index of the largest stable beta per row of an (n_alpha, n_beta) mask (-1 when none)."""
+    stable = np.asarray(stable, dtype=bool)
+    top = stable.shape[1] - 1 - np.argmax(stable[:, ::-1], axis=1)
+    return np.where(stable.any(axis=1), top, -1)
+
+
+def near_divergence_rows(alphas: np.ndarray, stable: np.ndarray) -> dict[str, object]:
+    """The rows that read "alpha close to the value above which the losses diverge" (Fig. 4).
+
+    ``alphas`` ascend; ``stable`` is (n_alpha, n_beta) or per row (n_alpha,). Rows with
+    alpha <= 0 are the reference, never near. The divergence alpha ``alpha_div`` is the first grid
+    alpha above ``last_stable``, the last row with alpha > 0 and a stable cell (None when that is
+    the last grid row). ``near``: the rows with alpha > 0, a stable cell and
+    alpha >= alpha_div / 10 (one decade below; the last stable alpha / 10 when alpha_div is
+    None), and always ``last_stable`` itself (the nearest row when the grid is coarser than a
+    decade there). No stable row: last_stable None, near [].
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    stable = np.asarray(stable, dtype=bool)
+    has = (stable.any(axis=1) if stable.ndim == 2 else stable) & (alphas > 0)
+    rows = np.flatnonzero(has)
+    if rows.size == 0:
+        return {"alpha_div": None, "last_stable": None, "near": []}
+    last = int(rows.max())
+    alpha_div = float(alphas[last + 1]) if last + 1 < alphas.size else None
+    top = alpha_div if alpha_div is not None else float(alphas[last])
+    near = sorted({int(i) for i in rows if alphas[i] >= top / 10} | {last})
+    return {"alpha_div": alpha_div, "last_stable": last, "near": near}
+
+
+def edge_outcome(margin_cells: int, tie_cells: int = TIE_CELLS) -> str:
+    """'above' when an edge is more than ``tie_cells`` grid cells above the reference edge,
+    'below' when more than that below, else 'tie' (within the grid's resolution)."""
+    if margin_cells > tie_cells:
+        return "above"
+    if margin_cells < -tie_cells:
+        return "below"
+    return "tie"
+
+
+def near_edge_vs_reference(
+    alphas: np.ndarray,
+    betas: np.ndarray,
+    stable: np.ndarray,
+    stable0: np.ndarray,
+    *,
+    divergence: np.ndarray | None = None,
+) -> dict[str, object]:
+    """Fig. 4's claim on one grid: is the edge near the divergence alpha above the reference's?
+
+    ``stable`` (n_alpha, n_beta) says which cells count (not diverged, or also learned);
+    ``stable0`` (n_beta,) the same for the reference row (alpha = 0). The divergence alpha and
+    the near rows come from ``divergence`` (the not-diverged mask; default ``stable``), see
+    :func:`near_divergence_rows`; of those, the rows with a cell in ``stable`` are compared.
+    The edge of a row is its largest stable beta; the best near row's edge against the
+    reference's, in grid cells, is :func:`edge_outcome`. ``outcome`` is 'undecided' (with
+    ``why``) when no near row has a counted cell or the reference edge is not inside the grid.
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    betas = np.asarray(betas, dtype=float)
+    top = largest_stable(stable)
+    top0 = int(largest_stable(np.asarray(stable0, dtype=bool)[None, :])[0])
+    rule = near_divergence_rows(alphas, stable if divergence is None else divergence)
+    out: dict[str, object] = {
+        "alpha_div": rule["alpha_div"],
+        "alpha_last_stable": None
+        if rule["last_stable"] is None
+        else float(alphas[rule["last_stable"]]),
+        "edge_per_alpha": {
+            f"{a:.4g}": (None if t < 0 else float(betas[t]))
+            for a, t in zip(alphas, top, strict=True)
+        },
+        "edge_reference": None if top0 < 0 else float(betas[top0]),
+    }
+    near = [i for i in rule["near"] if top[i] >= 0]
+    if not near:
+        out.update(outcome="undecided", why="no such cell near the divergence alpha")
+        return out
+    best = max(near, key=lambda i: top[i])
+    out.update(alpha_near=float(alphas[best]), edge_near=float(betas[top[best]]))
+    if top0 < 0 or top0 == betas.size - 1:
+        out.update(outcome="undecided", why="no reference edge inside the grid")
+        return out
+    margin = int(top[best] - top0)
+    out.update(margin_cells=margin, outcome=edge_outcome(margin))
+    return out

@@ -16,6 +16,12 @@ import numpy as np
 from mamlconv.experiments.criteria import diverged, learned
 from mamlconv.experiments.readings.matrix import ReadingMatrix, reading_name
 from mamlconv.experiments.readings.run import _num, grid_bracket, load_runs
+from mamlconv.numerics.boundary import (
+    TIE_CELLS,
+    edge_outcome,
+    near_divergence_rows,
+    near_edge_vs_reference,
+)
 
 PER_READING = ("HOLDS", "FAILS", "INCONCLUSIVE")
 
@@ -128,11 +134,19 @@ def _by_reading(runs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return out
 
 
+def _near_rule(grid: Mapping[str, Any], criterion: str) -> dict[str, Any]:
+    """:func:`near_divergence_rows` of a reading run's coarse grid under ``criterion`` (the
+    rows its bisections were run at, :func:`mamlconv.experiments.readings.run.deciding_alphas`)."""
+    stable = ~diverged(criterion, max_loss=grid["max_loss"], initial_loss=grid["initial_loss"])
+    return near_divergence_rows(np.asarray(grid["alphas"]), stable)
+
+
 def judge_edges(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> Judged:
     """S4-1 per reading x criterion: is the edge near the divergence alpha above alpha = 0's?
 
-    Per seed, the near edge is the highest bisected bracket among the stable alphas within a
-    decade below alpha_div; it is compared with alpha = 0's bracket (above / below / tie).
+    Per seed, the near edge is the highest bisected bracket among the near-divergence rows
+    (:func:`mamlconv.numerics.boundary.near_divergence_rows`); it is compared with alpha = 0's
+    bracket (above / below / tie).
     Evaluated on all non-diverged cells and on cells that learned.
     """
     judged = Judged("S4-1")
@@ -142,8 +156,9 @@ def judge_edges(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> Judg
             for rec in recs:
                 b = rec["bisections"][criterion]
                 rows = {r["row"]: r for r in b["rows"]}
-                near_rows = [rows[i] for i in b["decide"]["near"] if i in rows]
-                entry: dict[str, Any] = {"seed": rec["seed"], "alpha_div": b["decide"]["alpha_div"]}
+                rule = _near_rule(rec["grid"], criterion)
+                near_rows = [rows[i] for i in rule["near"] if i in rows]
+                entry: dict[str, Any] = {"seed": rec["seed"], "alpha_div": rule["alpha_div"]}
                 for pop, fn, outs in (
                     ("all", _bracket, out_all),
                     (
@@ -242,7 +257,7 @@ def judge_guideline(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> 
                 g = rec["grid"]
                 b = rec["bisections"][criterion]
                 rows = {r["row"]: r for r in b["rows"]}
-                star = b["decide"]["last_stable"]
+                star = _near_rule(g, criterion)["last_stable"]
                 stable = ~diverged(
                     criterion, max_loss=g["max_loss"], initial_loss=g["initial_loss"]
                 )
@@ -467,31 +482,16 @@ def judge_fig1(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-TIE_CELLS = 1
-"""A committed sweep's edge is a grid bracket, and a float32 edge is fuzzy by about one grid
-cell (docs/engine.md; the committed notes see it move a step between alpha = 0 and 3e-3): a
-margin of at most this many cells is within the resolution."""
-
-
 MIN_GRID = 3
 """A committed sweep with fewer alphas or betas than this is a smoke test, not evidence."""
-
-
-def _row_edges(stable: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """Index of the largest stable beta per row (-1 when none)."""
-    top = np.full(stable.shape[0], -1)
-    for i, row in enumerate(stable):
-        if row.any():
-            top[i] = int(np.flatnonzero(row).max())
-    return top
 
 
 def judge_committed_edge(result: Any) -> dict[str, Any]:
     """Fig. 4's claim on one committed sweep, on all non-diverged cells and on learned cells.
 
-    Edge per alpha row: the index of the largest stable beta. Reference: the alpha = 0 row (or
-    the smallest alpha). Near: the stable rows within one decade below alpha_div. The margin is
-    counted in grid cells; 'above' when > TIE_CELLS, 'below' when < -TIE_CELLS, else 'tie'.
+    The rule is :func:`mamlconv.numerics.boundary.near_edge_vs_reference`: the largest stable
+    beta of the near-divergence rows against the reference's, 'above' / 'below' by more than
+    TIE_CELLS grid cells, else 'tie'. Reference: the alpha = 0 row (or the smallest alpha).
     A cell *learned* when its final loss is below LEARNED_FRACTION of the reference row's
     loss at iteration 0 (:func:`reference_loss`; needs the sweep's loss trajectories).
     """
@@ -526,39 +526,42 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
             ref = float(np.nanmedian(np.asarray(ref_init, dtype=float)))
             ok &= learned(final_loss=final, initial_loss=ref)
             ok0 &= learned(final_loss=ref_final, initial_loss=ref)
-        top = _row_edges(ok, betas)
-        top0 = _row_edges(ok0[None, :], betas)[0]
-        rows = np.flatnonzero(~np.asarray(result.diverged).all(axis=1))
-        entry: dict[str, Any] = {
-            "edge_per_alpha": {
-                f"{a:.4g}": (None if t < 0 else float(betas[t]))
-                for a, t in zip(alphas, top, strict=True)
-            },
-            "edge_reference": None if top0 < 0 else float(betas[top0]),
-        }
-        if rows.size == 0 or top0 < 0 or top0 == betas.size - 1:
-            entry.update(outcome="undecided", why="no reference edge inside the grid")
-            out[pop] = entry
-            continue
-        last = int(rows.max())
-        alpha_div = float(alphas[last + 1]) if last + 1 < alphas.size else math.inf
-        limit = alpha_div if math.isfinite(alpha_div) else float(alphas[last])
-        near = [i for i in range(alphas.size) if alphas[i] >= limit / 10 and i <= last]
-        near = [i for i in near if top[i] >= 0]
-        if not near:
-            entry.update(outcome="undecided", why="no such cell near the divergence alpha")
-            out[pop] = entry
-            continue
-        best = max(near, key=lambda i: top[i])
-        margin = int(top[best] - top0)
-        outcome = "above" if margin > TIE_CELLS else "below" if margin < -TIE_CELLS else "tie"
-        entry.update(
-            alpha_div=alpha_div,
-            alpha_near=float(alphas[best]),
-            edge_near=float(betas[top[best]]),
-            margin_cells=margin,
-            margin_decades=margin * step,
-            outcome=outcome,
-        )
+        entry = near_edge_vs_reference(alphas, betas, ok, ok0, divergence=stable)
+        if "margin_cells" in entry:
+            entry["margin_decades"] = entry["margin_cells"] * step
         out[pop] = entry
     return out
+
+
+def judge_committed_guideline(result: Any) -> dict[str, Any]:
+    """S5-1 on one committed sweep (one seed, one reading) at its grid's resolution.
+
+    alpha* is the last grid row with a stable cell (``last_stable`` of
+    :func:`mamlconv.numerics.boundary.near_divergence_rows`). (a) its edge against alpha = 0's in
+    grid cells, :func:`mamlconv.numerics.boundary.edge_outcome`; (b) 'yes' when the lowest
+    stable final loss at alpha* is no worse than at alpha = 0, else 'no'. Both 'undecided', with
+    ``why``, when the sweep has no alpha = 0 row or no stable cell there or at any alpha > 0.
+    """
+    stable = ~np.asarray(result.diverged)
+    betas = np.asarray(result.betas, dtype=float)
+    star = near_divergence_rows(result.alphas, stable)["last_stable"]
+    st0 = None if result.alpha0 is None else np.asarray(result.alpha0["diverged_at"]) < 0
+    if st0 is None or star is None or not st0.any():
+        why = "no stable cell at both alpha = 0 and some alpha > 0"
+        return {"a_outcome": "undecided", "b_outcome": "undecided", "why": why}
+    top0 = int(np.flatnonzero(st0).max())
+    top = int(np.flatnonzero(stable[star]).max())
+    loss_star = float(np.nanmin(np.where(stable[star], result.final_loss[star], np.nan)))
+    loss0 = float(np.nanmin(np.where(st0, result.alpha0["final_loss"], np.nan)))
+    return {
+        "variant": result.config.variant,
+        "alpha_star": float(result.alphas[star]),
+        "beta_max_alpha_star": float(betas[top]),
+        "beta_max_alpha0": float(betas[top0]),
+        "margin_cells": top - top0,
+        "grid_step_decades": float(np.log10(betas[1] / betas[0])),
+        "a_outcome": edge_outcome(top - top0),
+        "best_loss_alpha_star": loss_star,
+        "best_loss_alpha0": loss0,
+        "b_outcome": "yes" if loss_star <= loss0 else "no",
+    }

@@ -633,8 +633,7 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
 
 def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
     """Few-shot: from the committed sweeps (one seed, one reading each), at the grid's
-    resolution: (a) the edge at the largest stable alpha vs alpha = 0 (margin in cells, a tie
-    within one cell); (b) the lowest stable final loss there vs at alpha = 0."""
+    resolution, :func:`judging.judge_committed_guideline`."""
     sweeps: list[tuple[Path, Any]] = []
     for variant in VARIANTS:
         sweeps += find_sweeps(audit, problem=problem, variant=variant, required=False)
@@ -643,36 +642,14 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
     rows, out_a, out_b = {}, [], []
     for path, result in sweeps:
         cite_sweep(audit, path, result)
-        stable = ~result.diverged
-        betas = np.asarray(result.betas, dtype=float)
-        has = stable.any(axis=1)
-        if result.alpha0 is None or not has.any() or min(stable.shape) < judging.MIN_GRID:
-            continue  # no reference row, nothing stable, or a smoke-test grid
-        st0 = result.alpha0["diverged_at"] < 0
-        if not st0.any():
+        if min(result.diverged.shape) < judging.MIN_GRID:
+            continue  # a smoke-test grid
+        judged = judging.judge_committed_guideline(result)
+        if judged["a_outcome"] == "undecided":
             continue
-        star = int(np.flatnonzero(has).max())
-        top0 = int(np.flatnonzero(st0).max())
-        top = int(np.flatnonzero(stable[star]).max())
-        margin = top - top0
-        a = "above" if margin > 1 else "below" if margin < -1 else "tie"
-        loss_star = float(np.nanmin(np.where(stable[star], result.final_loss[star], np.nan)))
-        loss0 = float(np.nanmin(np.where(st0, result.alpha0["final_loss"], np.nan)))
-        b = "yes" if loss_star <= loss0 else "no"
-        out_a.append(a)
-        out_b.append(b)
-        rows[path.name] = {
-            "variant": result.config.variant,
-            "alpha_star": float(result.alphas[star]),
-            "beta_max_alpha_star": float(betas[top]),
-            "beta_max_alpha0": float(betas[top0]),
-            "margin_cells": margin,
-            "grid_step_decades": float(np.log10(betas[1] / betas[0])),
-            "a_outcome": a,
-            "best_loss_alpha_star": loss_star,
-            "best_loss_alpha0": loss0,
-            "b_outcome": b,
-        }
+        out_a.append(judged["a_outcome"])
+        out_b.append(judged["b_outcome"])
+        rows[path.name] = judged
     if not rows:
         audit.inconclusive(
             why="the grid cannot decide: no sweep has a stable cell at both alpha = 0 and "

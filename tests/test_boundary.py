@@ -71,3 +71,60 @@ def test_bisection_finds_a_known_edge_and_flags_out_of_range_columns() -> None:
     assert np.isnan(b.beta_lo[3]) and b.beta_hi[3] == 0.01
     # alpha = 1e-3: the edge (1000) lies above the range -> [beta_max, inf)
     assert b.beta_lo[4] == 100.0 and np.isinf(b.beta_hi[4])
+
+
+# ------------------------------------------------------- near the divergence alpha vs alpha = 0
+def test_near_divergence_rows_one_decade_below_the_divergence_alpha() -> None:
+    from mamlconv.numerics.boundary import near_divergence_rows
+
+    alphas = np.array([0.0, 1e-3, 1e-2, 0.03, 0.1, 0.2, 0.35, 0.6, 0.9])
+    has = np.array([True, True, True, True, True, True, True, False, False])
+    rule = near_divergence_rows(alphas, has)
+    # alpha_div = 0.6: the stable rows with alpha >= 0.06
+    assert rule == {"alpha_div": 0.6, "last_stable": 6, "near": [4, 5, 6]}
+    # the decade is inclusive: alpha_div = 0.1 takes alpha = 0.01 in
+    has = np.array([True, True, True, True, False, False, False, False, False])
+    assert near_divergence_rows(alphas, has)["near"] == [2, 3]
+    # the last row stable: the decade below the last stable alpha, no divergence alpha
+    rule = near_divergence_rows(alphas, np.ones(9, dtype=bool))
+    assert rule["alpha_div"] is None and rule["near"] == [4, 5, 6, 7, 8]
+    # a grid coarser than a decade: the last stable row is the nearest
+    rule = near_divergence_rows(np.array([1e-3, 1e-1, 1.0]), np.array([True, False, False]))
+    assert rule == {"alpha_div": 0.1, "last_stable": 0, "near": [0]}
+    # alpha = 0 alone stable: nothing is near
+    assert near_divergence_rows(alphas, np.eye(9, dtype=bool)[0])["near"] == []
+    # a 2-D mask reads per row
+    grid = np.zeros((3, 4), dtype=bool)
+    grid[0, :2] = grid[1, 0] = True
+    assert near_divergence_rows(np.array([0.01, 0.1, 1.0]), grid)["near"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("margin", "outcome"),
+    [(-3, "below"), (-2, "below"), (-1, "tie"), (0, "tie"), (1, "tie"), (2, "above")],
+)
+def test_edge_outcome_ties_within_one_cell(margin: int, outcome: str) -> None:
+    from mamlconv.numerics.boundary import TIE_CELLS, edge_outcome
+
+    assert TIE_CELLS == 1
+    assert edge_outcome(margin) == outcome
+
+
+def test_near_edge_vs_reference_counts_cells_and_names_undecided() -> None:
+    from mamlconv.numerics.boundary import near_edge_vs_reference
+
+    alphas, betas = np.array([0.01, 0.1, 1.0]), np.array([0.1, 1.0, 10.0, 100.0])
+    stable = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]], dtype=bool)
+    out = near_edge_vs_reference(alphas, betas, stable, np.array([1, 0, 0, 0], dtype=bool))
+    assert (out["alpha_div"], out["alpha_near"], out["margin_cells"]) == (1.0, 0.1, 2)
+    assert out["outcome"] == "above"
+    # the reference stable up to the largest beta: undecided, the near edge still reported
+    out = near_edge_vs_reference(alphas, betas, stable, np.ones(4, dtype=bool))
+    assert out["outcome"] == "undecided" and out["edge_near"] == 10.0
+    # the counted population empty near the divergence alpha (alpha_div from `divergence`)
+    counted = stable.copy()
+    counted[1] = False
+    out = near_edge_vs_reference(
+        alphas, betas, counted, np.array([1, 0, 0, 0], dtype=bool), divergence=stable
+    )
+    assert out["outcome"] == "undecided" and "near the divergence" in out["why"]

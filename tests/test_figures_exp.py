@@ -186,8 +186,21 @@ T, F = True, False
 FIG4_CASES = {
     # the edge moves right as alpha grows, alpha = 1 still has a stable cell: holds
     "holds": ([[T, F, F, F], [T, T, F, F], [T, T, T, F]], [T, F, F, F], True, 1.0, 10.0),
-    # the largest alpha has a lower edge than alpha = 0: fails
-    "fails": ([[T, T, F, F], [T, T, F, F], [T, F, F, F]], [T, T, F, F], False, 1.0, 1.0),
+    # every alpha near the divergence has an edge two cells below alpha = 0's: fails
+    "fails": ([[T, T, T, F], [T, F, F, F], [T, F, F, F]], [T, T, T, F], False, 1.0, 0.1),
+    # the best near edge equals alpha = 0's, within TIE_CELLS: undecided
+    "tie": ([[T, T, F, F], [T, T, F, F], [T, F, F, F]], [T, T, F, F], None, 1.0, 1.0),
+    # one cell above alpha = 0's edge is within the grid's resolution: undecided
+    "one cell above": ([[T, F, F, F], [T, T, F, F], [T, F, F, F]], [T, F, F, F], None, 1.0, 1.0),
+    # the only row within a decade of the divergence alpha (the last stable one) decides,
+    # not the smaller alpha with the larger edge
+    "near rows only": (
+        [[T, T, T, F], [T, F, F, F], [F, F, F, F]],
+        [T, F, F, F],
+        None,
+        0.1,
+        0.1,
+    ),
     # alpha = 0 stable over the whole grid, no alpha better: undecided
     "undecided": ([[T, T, T, T], [T, T, T, T], [F, F, F, F]], [T, T, T, T], None, 0.1, 100.0),
 }

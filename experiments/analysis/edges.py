@@ -19,10 +19,18 @@ def boundary_summary(
     coloured cell: by default not diverged within the run; ``stable`` (n_alpha, n_beta) and
     ``stable0`` (n_beta,) replace it (another criterion, see
     :func:`mamlconv.experiments.criteria.criteria`).
-    The paper's claim (Sec. 4, Fig. 4): the maximum stable beta near the largest usable alpha
-    (alpha_c, estimated as the largest grid alpha with a stable cell) exceeds the one at alpha = 0.
+    The paper's claim (Sec. 4, Fig. 4): the maximum stable beta near the divergence alpha
+    exceeds the one at alpha = 0, judged by
+    :func:`mamlconv.numerics.boundary.near_edge_vs_reference` (more than TIE_CELLS grid cells
+    above: ``claim_holds`` True, below: False, within: None). ``alpha_c_estimate`` is the
+    largest grid alpha with a stable cell.
     """
-    from mamlconv.numerics.boundary import extract_boundary
+    from mamlconv.numerics.boundary import (
+        TIE_CELLS,
+        extract_boundary,
+        near_divergence_rows,
+        near_edge_vs_reference,
+    )
 
     if stable is None:
         b = result.boundary()
@@ -57,38 +65,45 @@ def boundary_summary(
             row["beta_learned_max"] = float(result.betas[mask].max()) if mask.any() else None
         stuck = result.stable & ~learned
         summary_chance = {"chance_loss": chance, "n_stable_at_chance": int(stuck.sum())}
-    usable = np.flatnonzero(np.isfinite(b.beta_lo))
     out: dict[str, Any] = {"per_alpha": rows}
     if ways:
         out.update(summary_chance)
     beta0 = float(b0.beta_lo[0]) if b0 is not None else math.nan
     out["alpha0_beta_stable_max"] = _number(beta0)
     out["alpha0_beta_next"] = _number(b0.beta_hi[0]) if b0 is not None else None
-    if usable.size:
-        i_c = int(usable[-1])
-        # "near alpha_c": the stable alphas within one decade below the estimate
-        near = usable[b.alphas[usable] >= b.alphas[i_c] / 10]
-        i_best = int(near[np.argmax(b.beta_lo[near])])
-        out["alpha_c_estimate"] = float(b.alphas[i_c])
-        out["beta_stable_max_at_alpha_c"] = float(b.beta_lo[i_c])
-        out["best_alpha_near_alpha_c"] = float(b.alphas[i_best])
-        out["beta_stable_max_near_alpha_c"] = float(b.beta_lo[i_best])
-        best = float(b.beta_lo[i_best])
+    mask = ~result.diverged if stable is None else np.asarray(stable, dtype=bool)
+    last = near_divergence_rows(result.alphas, mask)["last_stable"]
+    if last is None:
+        return out
+    out["alpha_c_estimate"] = float(b.alphas[last])
+    out["beta_stable_max_at_alpha_c"] = float(b.beta_lo[last])
+    if b0 is None:
+        return out
+    mask0 = np.asarray(result.alpha0["diverged_at"]) < 0 if stable is None else stable0
+    near = near_edge_vs_reference(result.alphas, result.betas, mask, mask0)
+    out["alpha_div"] = near["alpha_div"]
+    if "edge_near" not in near:
+        return out
+    best, alpha_best = near["edge_near"], near["alpha_near"]
+    out["best_alpha_near_alpha_c"] = alpha_best
+    out["beta_stable_max_near_alpha_c"] = best
+    if near["outcome"] == "undecided":
         if math.isfinite(beta0):
-            out["ratio_near_alpha_c_vs_alpha0"] = best / beta0
-            alpha0_open = b0 is not None and not bool(b0.inside_grid[0])
-            if best > beta0:
-                out["claim_holds"] = True
-                verdict = "holds: the max stable beta near alpha_c exceeds the alpha = 0 one"
-            elif alpha0_open:
-                out["claim_holds"] = None
-                verdict = "undecided: alpha = 0 is stable up to the largest grid beta"
-            else:
-                out["claim_holds"] = False
-                verdict = "fails: no alpha near alpha_c allows a larger stable beta than 0"
-            out["claim"] = (
-                f"{verdict} ({best:.3g} at alpha {b.alphas[i_best]:.3g} vs {beta0:.3g} at 0)"
-            )
+            out["claim_holds"] = None
+            out["claim"] = f"undecided: {near['why']} ({best:.3g} at alpha {alpha_best:.3g})"
+        return out
+    out["ratio_near_alpha_c_vs_alpha0"] = best / beta0
+    out["margin_cells"] = near["margin_cells"]
+    out["claim_holds"] = {"above": True, "below": False, "tie": None}[near["outcome"]]
+    verdict = {
+        "above": "holds: the max stable beta near the divergence alpha exceeds the alpha = 0 one",
+        "below": "fails: the max stable beta near the divergence alpha is below the alpha = 0 one",
+        "tie": f"undecided: within {TIE_CELLS} grid cell of the alpha = 0 one",
+    }[near["outcome"]]
+    out["claim"] = (
+        f"{verdict} ({best:.3g} at alpha {alpha_best:.3g} vs {beta0:.3g} at 0, "
+        f"{near['margin_cells']:+d} cell(s))"
+    )
     return out
 
 

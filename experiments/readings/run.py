@@ -64,26 +64,16 @@ def eval_inputs(config) -> np.ndarray:
 
 
 def deciding_alphas(alphas: np.ndarray, stable: np.ndarray) -> dict[str, Any]:
-    """alpha = 0 (row 0) and the stable alphas within one decade below the divergence alpha.
+    """The rows a run bisects: alpha = 0 (row 0) and the near-divergence rows of
+    :func:`mamlconv.numerics.boundary.near_divergence_rows` (``alpha_div``, ``last_stable``,
+    ``near``; ``rows`` = [0, *near]).
 
-    ``alphas`` ascending with alphas[0] == 0; ``stable`` (n_alpha, n_beta). The divergence
-    alpha is the first grid alpha above the last row with a stable cell (None when the last
-    grid alpha still has one; the decade is then counted below the last stable alpha).
+    ``alphas`` ascending with alphas[0] == 0; ``stable`` (n_alpha, n_beta).
     """
-    has = stable.any(axis=1)
-    rows = np.flatnonzero(has[1:]) + 1
-    if rows.size == 0:
-        return {"alpha_div": None, "last_stable": None, "near": [], "rows": [0]}
-    last = int(rows.max())
-    alpha_div = float(alphas[last + 1]) if last + 1 < alphas.size else None
-    top = alpha_div if alpha_div is not None else float(alphas[last])
-    near = [int(i) for i in rows if alphas[i] > top / 10 and alphas[i] < top or i == last]
-    return {
-        "alpha_div": alpha_div,
-        "last_stable": last,
-        "near": sorted(set(near)),
-        "rows": [0, *sorted(set(near))],
-    }
+    from mamlconv.numerics.boundary import near_divergence_rows
+
+    rule = near_divergence_rows(alphas, stable)
+    return {**rule, "rows": [0, *rule["near"]]}
 
 
 def grid_bracket(betas: np.ndarray, row: np.ndarray) -> tuple[float | None, float]:
