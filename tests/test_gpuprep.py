@@ -572,6 +572,25 @@ def test_omniglot_benchmark_reports_tflops_and_writes_provenance(tmp_path):
     assert record["provenance"]["git_commit"]
 
 
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("flops_count.py", ["--problems", "cifar"], "flops_count: error: --problems 'cifar'"),
+        ("memory_model.py", ["--tasks", "0"], "memory_model: error: --tasks 0 must be >= 1"),
+        ("memory_model.py", ["--free-gib", "0"], "memory_model: error: --free-gib 0.0 must be"),
+    ],
+)
+def test_memory_and_flop_scripts_reject_bad_input_in_one_line(script, argv, message):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
 def test_benchmark_bad_input_is_one_line_exit_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "miniimagenet_bench.py"), "--cells", "0"],

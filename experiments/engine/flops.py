@@ -116,34 +116,3 @@ def count_loop_flops(
     with mode:
         train_cell_loop(problem, config, alpha=alpha, beta=beta, iters=0)
     return int(mode.get_total_flops())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mamlconv.experiments.engine.flops``: GFLOP per cell-iteration at the paper
-    presets,
-    counted on the CPU for one task and multiplied by the tasks per meta-step (the count is
-    linear in the tasks: tests/test_gpuprep.py)."""
-    import argparse
-
-    from mamlconv.experiments.problems.registry import get_preset, get_problem
-
-    parser = argparse.ArgumentParser(prog="python -m mamlconv.experiments.engine.flops")
-    parser.add_argument("--problems", default="omniglot,miniimagenet", help="comma list")
-    parser.add_argument("--variant", default="exact", choices=("exact", "first_order"))
-    args = parser.parse_args(argv)
-    for name in [p for p in args.problems.split(",") if p]:
-        if name not in ("omniglot", "miniimagenet"):
-            parser.exit(2, f"flops: error: unknown problem {name!r}: omniglot or miniimagenet\n")
-        paper = get_preset(name, "paper")
-        config = paper.replace(tasks_per_batch=1, pool_size=1, device="cpu", variant=args.variant)
-        count = count_step_flops(get_problem(name, **paper.problem_options), config)
-        total = count["flops"] * paper.tasks_per_batch
-        print(
-            f"{name} paper, {args.variant}: {count['flops'] / 1e9:.2f} GFLOP per task x "
-            f"{paper.tasks_per_batch} tasks = {total / 1e9:.1f} GFLOP per cell-iteration"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
