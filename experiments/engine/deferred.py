@@ -12,8 +12,9 @@ reference loop (:mod:`mamlconv.experiments.engine.reference`), final losses equa
   iterations, at recorded iterations and at the end. A diverged cell keeps computing until then
   (cells never interact, so its NaNs reach no other cell) and is dropped with exactly the
   iteration, loss and parameters the per-iteration check gives.
-* ``channels_last`` (an option of the few-shot problems of :mod:`.fewshot`): the episode
-  images are stored in NHWC memory order, the layout tensor cores read natively.
+* ``channels_last`` (an option of the few-shot problems of
+  :mod:`mamlconv.experiments.problems.fewshot`): the episode images are stored in NHWC memory
+  order, the layout tensor cores read natively.
 * ``compile`` (an argument of ``train_cells``): the step function goes through
   ``torch.compile`` with static shapes. NOT verified: with ``dynamic=True`` torch 2.13 fails
   (symbolic sizes inside the vmap of ``convolution_backward``); with static shapes the float64

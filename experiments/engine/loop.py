@@ -141,7 +141,7 @@ def train_cells(
     divergence level; ``chunk_size`` is the caller's business (see :mod:`.sweep`): all cells
     given here form one batch. ``save_params``: also return every cell's final parameters.
     ``check_every`` (host looks for diverged cells every k iterations) and ``compile``
-    (``torch.compile`` the step) are the opt-in GPU options of :mod:`.speed`; same numbers.
+    (``torch.compile`` the step) are the opt-in GPU options of :mod:`.deferred`; same numbers.
     """
     alphas = np.asarray(alphas, dtype=float).ravel()
     betas = np.asarray(betas, dtype=float).ravel()
