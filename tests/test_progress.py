@@ -91,10 +91,52 @@ def test_disabled_eta_is_silent(records):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.4, "0 s"), (59.4, "59 s"), (65, "1 min 05 s"), (7260, "2 h 01 min"), (float("inf"), "?")],
+    [
+        (0.4, "0 s"),
+        (59.4, "59 s"),
+        (65, "1 min 05 s"),
+        (7260, "2 h 01 min"),
+        (3 * 86400 + 4 * 3600, "3 days 04 h"),
+        (float("inf"), "forever"),
+        (float("nan"), "?"),
+        (-1.0, "?"),
+    ],
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert progress.format_seconds(seconds) == text
+
+
+def test_chunk_progress_counts_running_chunks_by_iteration(records):
+    """A single running chunk has an ETA from its iterations; finished chunks count whole."""
+    clock = FakeClock()
+    bar = progress.ChunkProgress("sweep s/e", total_cells=8, done_cells=2, iters=10, clock=clock)
+    bar.update(0, 1, 4)  # chunk 0 holds 4 cells: 2.4 of 8 cells' work done
+    assert records[-1] == (
+        "sweep s/e: 2/8 cells (25%), 0 s elapsed, time left not yet known "
+        "(0 diverged; chunk 0 at iteration 1/10, 4 active)"
+    )
+    clock.now += 9.0
+    bar.update(0, 4, 3)  # 3.6 cells done; 1.2 more in 9 s: 7.5 s per cell, 4.4 left
+    assert records[-1] == (
+        "sweep s/e: 2/8 cells (25%), 9 s elapsed, about 33 s left "
+        "(0 diverged; chunk 0 at iteration 4/10, 3 active)"
+    )
+    clock.now += 15.0
+    bar.chunk_done(0, 4, 1)  # 6 cells done, 3.6 more in 24 s: 2 left in about 13 s
+    assert records[-1] == "sweep s/e: 6/8 cells (75%), 24 s elapsed, about 13 s left (1 diverged)"
+    bar.close()
+    assert records[-1] == "sweep s/e: 6/8 cells (75%), 24 s elapsed (1 diverged)"
+
+
+def test_chunk_progress_of_a_short_sweep_prints_nothing(records):
+    clock = FakeClock()
+    bar = progress.ChunkProgress("quick", total_cells=2, iters=3, interval=10.0, clock=clock)
+    for it in (1, 2, 3):
+        clock.now += 1.0
+        bar.update(0, it, 2)
+    bar.chunk_done(0, 2, 0)
+    bar.close()
+    assert records == []
 
 
 def test_show_on_stderr_writes_lines_without_a_terminal(monkeypatch):

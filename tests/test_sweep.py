@@ -17,8 +17,9 @@ from mamlconv.experiments.problems.registry import get_preset, get_problem
 from mamlconv.experiments.sweep.bisection import bisect_sweep
 from mamlconv.experiments.sweep.chunks import plan_chunks, sweep_cells
 from mamlconv.experiments.sweep.results import load_result
-from mamlconv.experiments.sweep.run import Progress, run_sweep
+from mamlconv.experiments.sweep.run import run_sweep
 from mamlconv.experiments.sweep.storage import chunk_dir
+from mamlconv.util.progress import ChunkProgress
 
 # ---- configuration ------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ def test_best_params_are_the_lowest_loss_stable_cell(tmp_path):
         np.testing.assert_array_equal(res.trained_params(i)["w3"], full.params["w3"][i, j])
 
 
-class _StopAfterFirstChunk(Progress):
+class _StopAfterFirstChunk(ChunkProgress):
     def chunk_done(self, chunk, n_cells, n_diverged):
         super().chunk_done(chunk, n_cells, n_diverged)
         raise KeyboardInterrupt
@@ -146,9 +147,7 @@ class _StopAfterFirstChunk(Progress):
 def test_interrupted_sweep_resumes_from_finished_chunks(tmp_path):
     cfg = tiny_config(chunk_size=3)
     out = tmp_path / "r.npz"
-    bar = _StopAfterFirstChunk(
-        total_cells=9, done_cells=0, iters=cfg.iters, label="t", stream=open(tmp_path / "log", "w")
-    )
+    bar = _StopAfterFirstChunk("t", total_cells=9, iters=cfg.iters)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, out, progress=bar)
     kept = list(chunk_dir(out).glob("chunk_*.npz"))
@@ -262,7 +261,7 @@ def test_cli_sweep_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
     ]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "CUDA is not available" in err and err.count("\n") == 1
+    assert "no CUDA device is available" in err and err.count("\n") == 1
 
 
 def test_cli_bisect_writes_json(tmp_path):

@@ -20,8 +20,9 @@ from sweep_helpers import live_descendants, tiny_config
 from mamlconv.cli import main
 from mamlconv.errors import ResultFileError, ResumeMismatch
 from mamlconv.experiments.sweep.results import load_result
-from mamlconv.experiments.sweep.run import Progress, run_sweep
+from mamlconv.experiments.sweep.run import run_sweep
 from mamlconv.experiments.sweep.storage import LAYOUT_FILE, chunk_dir, lock_path
+from mamlconv.util.progress import ChunkProgress
 
 SMOKE = ["sweep", "sinusoid", "--preset", "smoke", "--no-progress", "--device", "cpu"]
 
@@ -34,16 +35,14 @@ def one_line_error(capsys, code, rc):
     return lines[0]
 
 
-class _StopAfterFirstChunk(Progress):
+class _StopAfterFirstChunk(ChunkProgress):
     def chunk_done(self, chunk, n_cells, n_diverged):
         super().chunk_done(chunk, n_cells, n_diverged)
         raise KeyboardInterrupt
 
 
 def interrupted(cfg, out, tmp_path):
-    bar = _StopAfterFirstChunk(
-        total_cells=9, done_cells=0, iters=cfg.iters, label="t", stream=open(tmp_path / "l", "w")
-    )
+    bar = _StopAfterFirstChunk("t", total_cells=9, iters=cfg.iters)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, out, progress=bar)
     assert len(list(chunk_dir(out).glob("chunk_*.npz"))) == 1

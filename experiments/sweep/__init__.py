@@ -45,7 +45,6 @@ from mamlconv.experiments.sweep.chunks import (
 from mamlconv.experiments.sweep.run import (
     POLL_S,
     PR_SET_PDEATHSIG,
-    Progress,
     die_with_parent,
     resume_chunk_size,
     run_sweep,
@@ -68,7 +67,6 @@ __all__ = [
     # run: the sweep, its local executor and its workers
     "run_sweep",
     "resume_chunk_size",
-    "Progress",
     "POLL_S",
     "PR_SET_PDEATHSIG",
     "die_with_parent",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mamlconv.errors import TooLarge
+from mamlconv.util.progress import LOGGER_NAME, format_seconds
 
 PROBE_ITERS = 3
 """Outer iterations of the sweep probe: the first one warms up, the others are timed."""
@@ -87,20 +88,6 @@ def refuse_unless_confirmed(estimate: Estimate, *, yes: bool) -> None:
         )
 
 
-def format_seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "forever"
-    if s < 1:
-        return "1 s"
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 90 * 60:
-        return f"{s / 60:.1f} min"
-    if s < 48 * 3600:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.0f} days"
-
-
 def format_bytes(b: float) -> str:
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if b >= size:
@@ -126,7 +113,7 @@ def available_memory() -> float:
 @contextlib.contextmanager
 def _quiet_progress() -> Iterator[None]:
     """No progress reports from the probe (they would read as the command's own progress)."""
-    log = logging.getLogger("mamlconv.util.progress")
+    log = logging.getLogger(LOGGER_NAME)
     before = log.disabled
     log.disabled = True
     try:

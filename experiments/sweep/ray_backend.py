@@ -336,7 +336,7 @@ def run_chunks_ray(
     """Run the planned chunks as Ray tasks; write each chunk file as its task finishes.
 
     ``plan`` and the returned summaries are those of the local ``_run_chunks``; ``progress`` (a
-    :class:`~mamlconv.experiments.sweep.run.Progress`) hears of each finished chunk."""
+    :class:`~mamlconv.util.progress.ChunkProgress`) hears of each finished chunk."""
     from mamlconv.util.files import atomic_write
 
     summaries: list[dict[str, Any]] = []

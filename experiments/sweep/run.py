@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -25,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +50,7 @@ from mamlconv.experiments.sweep.results import (
     save_result,
 )
 from mamlconv.experiments.sweep.storage import chunk_dir
+from mamlconv.util.progress import ChunkProgress
 
 PR_SET_PDEATHSIG = 1
 """From <linux/prctl.h>."""
@@ -95,67 +95,6 @@ def start_worker(parent_pid: int, init: str, init_args: tuple[object, ...]) -> N
     getattr(importlib.import_module(module), name)(*init_args)
 
 
-class Progress:
-    """A one-line text progress bar on stderr: cells finished and each running chunk's
-    iteration. Redrawn in place on a terminal, a line every ``interval`` seconds otherwise."""
-
-    def __init__(
-        self,
-        *,
-        total_cells: int,
-        done_cells: int,
-        iters: int,
-        label: str,
-        stream: TextIO | None = None,
-        interval: float | None = None,
-    ) -> None:
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = interval if interval is not None else (0.25 if self.tty else 10.0)
-        self.total, self.done, self.iters, self.label = total_cells, done_cells, iters, label
-        self.diverged = 0
-        self.running: dict[int, tuple[int, int]] = {}
-        self.start = time.perf_counter()
-        self.last = -math.inf
-
-    def update(self, chunk: int, iteration: int, n_active: int) -> None:
-        self.running[chunk] = (iteration, n_active)
-        self._draw()
-
-    def chunk_done(self, chunk: int, n_cells: int, n_diverged: int) -> None:
-        self.running.pop(chunk, None)
-        self.done += n_cells
-        self.diverged += n_diverged
-        self._draw(force=True)
-
-    def close(self) -> None:
-        self._draw(force=True)
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
-
-    def _draw(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        width = 20
-        filled = int(width * self.done / max(self.total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        runs = ", ".join(
-            f"it {it}/{self.iters} ({act} active)" for it, act in self.running.values()
-        )
-        line = (
-            f"{self.label} [{bar}] cells {self.done}/{self.total} "
-            f"({self.diverged} diverged) {runs} {now - self.start:.0f}s"
-        )
-        if self.tty:
-            self.stream.write("\r" + line[:200].ljust(120))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def _run_chunks(
     config: SweepConfig,
     plan: list[tuple[int, np.ndarray, Path]],
@@ -163,7 +102,7 @@ def _run_chunks(
     backend: str,
     workers: int,
     threads: int | None,
-    progress: Progress | None,
+    progress: ChunkProgress | None,
     ray: RayOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Run the planned chunks here (workers=1), in ``workers`` spawned processes, or as Ray
@@ -295,7 +234,7 @@ def run_sweep(
     workers: int = 1,
     threads: int | None = None,
     backend: str = "auto",
-    progress: bool | Progress = True,
+    progress: bool | ChunkProgress = True,
     ray: RayOptions | None = None,
 ) -> SweepResult:
     """Train every cell of ``config`` and write the result file ``out`` (see module doc).
@@ -308,7 +247,10 @@ def run_sweep(
     the folder when ``config`` leaves it open). ``<out>.lock`` keeps a second process off the
     same ``out``. ``workers`` > 1 runs chunks in that many spawned processes (at most one per
     chunk) with ``threads`` torch threads each (default 1); ``ray`` runs them as Ray tasks
-    instead (:mod:`.ray_backend`, docs/cluster.md).
+    instead (:mod:`.ray_backend`, docs/cluster.md). ``progress=True`` reports cells finished
+    and the time left through :class:`~mamlconv.util.progress.ChunkProgress` (quiet unless
+    :func:`~mamlconv.util.progress.show_on_stderr` was called, as the command line does); pass a
+    ``ChunkProgress`` to report elsewhere, ``False`` for none.
     """
     out = Path(out)
     storage.check_suffix(out, bisect=False)
@@ -349,7 +291,7 @@ def _run_sweep_locked(
     workers: int,
     threads: int | None,
     backend: str,
-    progress: bool | Progress,
+    progress: bool | ChunkProgress,
     ray: RayOptions | None = None,
 ) -> SweepResult:
     import torch
@@ -401,13 +343,13 @@ def _run_sweep_locked(
     workers = max(1, min(workers, len(plan)))
     directory.mkdir(parents=True, exist_ok=True)
     storage.write_layout(directory, config, layout)
-    bar = progress if isinstance(progress, Progress) else None
+    bar = progress if isinstance(progress, ChunkProgress) else None
     if progress is True:
-        bar = Progress(
+        bar = ChunkProgress(
+            f"sweep {config.problem}/{config.variant}",
             total_cells=alphas_all.size,
             done_cells=int(done.sum()),
             iters=config.iters,
-            label=f"sweep {config.problem}/{config.variant}",
         )
     t0 = time.perf_counter()
     try:
@@ -415,6 +357,8 @@ def _run_sweep_locked(
             config, plan, backend=backend, workers=workers, threads=threads, progress=bar, ray=ray
         )
     except BaseException:
+        if bar is not None:
+            bar.finish(note="stopped")
         storage.clear_if_empty(directory)  # nothing finished: leave nothing behind
         raise
     wall = time.perf_counter() - t0

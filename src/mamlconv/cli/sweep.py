@@ -415,6 +415,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     torch.set_num_threads(args.threads)
     _estimate(args, config)
+    if not args.no_progress:
+        from mamlconv.util.progress import show_on_stderr
+
+        show_on_stderr()  # cells finished and the time left, on stderr
     if args.bisect:
         from mamlconv.experiments.sweep.storage import SweepLock
         from mamlconv.util.provenance import describe

@@ -33,7 +33,10 @@ _interval_s = LOG_INTERVAL_S
 
 
 def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 05 s``, ``2 h 07 min``; ``?`` when unknown."""
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``, ``3 days 04 h``; ``forever`` for infinity, ``?``
+    when unknown (NaN or negative). Used for elapsed times, times left and estimates alike."""
+    if seconds == math.inf:
+        return "forever"
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
     s = int(round(seconds))
@@ -41,7 +44,9 @@ def format_seconds(seconds: float) -> str:
         return f"{s} s"
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s < 48 * 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} days {s % 86400 // 3600:02d} h"
 
 
 class Eta:
@@ -73,7 +78,7 @@ class Eta:
         self.logger = log if logger is None else logger
         self.done = 0
         self.start = self.last = clock()
-        self._first: tuple[float, int] | None = None  # (time, units done) at the first advance
+        self._first: tuple[float, float] | None = None  # (time, work done) at the first report
         self.reported = False
         self.finished = False
 
@@ -84,8 +89,7 @@ class Eta:
     def advance(self, units: int = 1, *, note: str = "") -> None:
         """``units`` more are finished; report if the interval has passed."""
         self.done = min(self.done + int(units), self.total) if self.total else self.done + units
-        if self._first is None:
-            self._first = (self.clock(), self.done)
+        self._mark_first()
         if self.enabled:
             self._report(note=note)
 
@@ -95,6 +99,15 @@ class Eta:
             self.finished = True
             if self.reported:
                 self._report(note=note, force=True)
+
+    def work_done(self) -> float:
+        """Units finished, the measure the time left is extrapolated from (a subclass may
+        count fractions of units in progress)."""
+        return float(self.done)
+
+    def _mark_first(self) -> None:
+        if self._first is None:
+            self._first = (self.clock(), self.work_done())
 
     def __enter__(self) -> Eta:
         return self
@@ -111,9 +124,10 @@ class Eta:
         text = f"{head}, {format_seconds(elapsed)} elapsed"
         if self.finished:
             pass
-        elif self._first is not None and self._first[1] < self.done < self.total:
-            t1, d1 = self._first
-            left = (self.clock() - t1) / (self.done - d1) * (self.total - self.done)
+        elif self._first is not None and self._first[1] < self.work_done() < self.total:
+            t1, w1 = self._first
+            work = self.work_done()
+            left = (self.clock() - t1) / (work - w1) * (self.total - work)
             text += f", about {format_seconds(left)} left"
         elif self.done < self.total:
             text += ", time left not yet known"
@@ -126,6 +140,85 @@ class Eta:
         self.last = now
         self.reported = True
         self.logger.info(self.line(note=note), extra={"progress_final": self.finished})
+
+
+class ChunkProgress(Eta):
+    """:class:`Eta` over the cells of work done in chunks of cells trained together (a sweep):
+    finished cells count whole, a running chunk counts by its iterations, so a sweep of a single
+    chunk has an ETA too. A report reads, e.g.::
+
+        sweep sinusoid/exact: 12/84 cells (14%), 40 s elapsed, about 3 min 20 s left
+        (2 diverged; chunk 3 at iteration 120/500, 10 active)
+
+    ``done_cells`` were finished before (a resumed sweep). Call :meth:`update` as a chunk
+    iterates (``n_active``: its cells still training), :meth:`chunk_done` when it is finished
+    and :meth:`close` at the end.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        total_cells: int,
+        done_cells: int = 0,
+        iters: int,
+        interval: float | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(
+            label,
+            total_cells,
+            unit="cells",
+            interval=interval,
+            enabled=enabled,
+            clock=clock,
+            logger=logger,
+        )
+        self.done = min(max(int(done_cells), 0), self.total)
+        self.iters = max(int(iters), 1)
+        self.diverged = 0
+        self.running: dict[int, tuple[int, int]] = {}  # chunk -> (iteration, cells active)
+        self._sizes: dict[int, int] = {}  # chunk -> most cells seen active (its size)
+
+    def work_done(self) -> float:
+        partial = sum(
+            min(it, self.iters) / self.iters * self._sizes.get(chunk, 0)
+            for chunk, (it, _) in self.running.items()
+        )
+        return min(self.done + partial, float(self.total))
+
+    def update(self, chunk: int, iteration: int, n_active: int) -> None:
+        """Chunk ``chunk`` finished outer iteration ``iteration`` with ``n_active`` cells left."""
+        self.running[chunk] = (int(iteration), int(n_active))
+        self._sizes[chunk] = max(self._sizes.get(chunk, 0), int(n_active))
+        self._mark_first()
+        if self.enabled:
+            self._report(note=self._note())
+
+    def chunk_done(self, chunk: int, n_cells: int, n_diverged: int) -> None:
+        """Chunk ``chunk`` is finished: ``n_cells`` cells, ``n_diverged`` of them diverged."""
+        self.running.pop(chunk, None)
+        self._sizes.pop(chunk, None)
+        self.diverged += int(n_diverged)
+        self.advance(n_cells)
+
+    def advance(self, units: int = 1, *, note: str = "") -> None:
+        super().advance(units, note=note or self._note())
+
+    def close(self) -> None:
+        """The final report (if any came before), as :meth:`Eta.finish`."""
+        self.finish(note=self._note(final=True))
+
+    def _note(self, *, final: bool = False) -> str:
+        parts = [f"{self.diverged} diverged"]
+        if not final:
+            parts += [
+                f"chunk {chunk} at iteration {it}/{self.iters}, {act} active"
+                for chunk, (it, act) in sorted(self.running.items())
+            ]
+        return "; ".join(parts)
 
 
 class _StderrHandler(logging.Handler):
@@ -166,4 +259,4 @@ def show_on_stderr(stream: TextIO | None = None) -> None:
 
 log.addHandler(logging.NullHandler())
 
-__all__ = ["Eta", "format_seconds", "show_on_stderr"]
+__all__ = ["ChunkProgress", "Eta", "format_seconds", "show_on_stderr"]
