@@ -4,6 +4,7 @@ stderr in library code."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -177,8 +178,7 @@ LIBRARY = ("theory", "numerics", "experiments", "paper_checks", "src/mamlconv")
 
 def test_library_code_reports_through_logging_or_warnings():
     """No module outside the CLI writes to stderr itself; messages go through ``logging`` (one
-    logger per module) or ``warnings``. Exempt: progress bars, which own their line, and the
-    one-line ``PROG: error: ...`` of a module's own command-line entry point."""
+    logger per module) or ``warnings``. Exempt: progress bars, which own their line."""
     offenders = []
     for root in LIBRARY:
         for path in sorted((REPO / root).rglob("*.py")):
@@ -187,8 +187,41 @@ def test_library_code_reports_through_logging_or_warnings():
                 continue
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if re.search(r"sys\.stderr\.write|print\(.*file=sys\.stderr", line):
-                    if "progress bar" not in line and ": error: " not in line:
+                    if "progress bar" not in line:
                         offenders.append(f"{rel}:{n}")
+    assert not offenders, offenders
+
+
+def _has_main_guard(source: str) -> bool:
+    """Whether a module has an ``if __name__ == "__main__":`` block at its top level."""
+    for node in ast.parse(source).body:
+        test = getattr(node, "test", None)
+        if isinstance(node, ast.If) and isinstance(test, ast.Compare):
+            names = [test.left, *test.comparators]
+            if any(isinstance(x, ast.Name) and x.id == "__name__" for x in names) and any(
+                isinstance(x, ast.Constant) and x.value == "__main__" for x in names
+            ):
+                return True
+    return False
+
+
+def test_main_guard_detection():
+    assert _has_main_guard('import sys\nif __name__ == "__main__":\n    sys.exit(0)\n')
+    assert _has_main_guard("if '__main__' == __name__:\n    pass\n")
+    assert not _has_main_guard('def f():\n    return __name__ == "mamlconv"\n')
+
+
+def test_entry_points_are_cli_subcommands_only():
+    """A command line lives in src/mamlconv/cli/ (a ``mamlconv`` subcommand) or in
+    benchmarks/; no library module runs as ``python -m`` (``mamlconv/__main__.py`` excepted)."""
+    offenders = []
+    for root in LIBRARY:
+        for path in sorted((REPO / root).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if rel.startswith("src/mamlconv/cli/") or rel == "src/mamlconv/__main__.py":
+                continue
+            if _has_main_guard(path.read_text()):
+                offenders.append(rel)
     assert not offenders, offenders
 
 

@@ -1,8 +1,9 @@
 """The ``mamlconv`` command: a thin dispatcher over one module per subcommand.
 
-Each subcommand module defines ``add_parser(subparsers)`` (registering its parser and
-setting ``func``) and keeps its imports of heavy layers inside the function it runs, so that
-``mamlconv --help`` and ``mamlconv thresholds`` start fast.
+Each subcommand module defines ``add_parser(subparsers)`` (registering its parsers, one
+subcommand or a few related ones, and setting ``func``) and keeps its imports of heavy layers
+inside the function it runs, so that ``mamlconv --help`` and ``mamlconv thresholds`` start
+fast.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from mamlconv.cli import (
     manifest,
     readings,
     sweep,
-    thresholds,
 )
 from mamlconv.cli._args import Parser, cli_logging, describe_os_error
 from mamlconv.errors import MamlconvError
@@ -31,8 +31,7 @@ from mamlconv.errors import MamlconvError
 SUBCOMMANDS = (
     audit,
     manifest,
-    derive,
-    thresholds,
+    derive,  # derive and thresholds
     linreg,
     figure,
     sweep,
