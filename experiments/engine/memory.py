@@ -198,7 +198,7 @@ def measure_model(config: SweepConfig, cells: tuple[int, ...] = (1, 2, 4)) -> Me
     """Measure (1) on the config's device (CUDA or CPU) and fit it."""
     from mamlconv.experiments.engine.state import resolve_device
 
-    device = resolve_device(config.device)
+    device = torch.device(resolve_device(config.device))
     if device.type == "cuda":
         peaks = measure_cuda(config, cells)
     else:

@@ -8,20 +8,36 @@ from typing import Any
 
 import torch
 
+from mamlconv.errors import UsageError
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is a ValueError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
+def resolve_device(spec: str) -> str:
+    """The torch device a device setting (``--device``, ``SweepConfig.device``) means here:
+    ``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; ``cpu``, ``cuda`` and
+    ``cuda:N`` as they are. :class:`~mamlconv.errors.UsageError` (one line; exit 2 on the command
+    line) for another spelling, or when CUDA or device N is not present."""
+    spec = str(spec)
+    if spec == "cpu":
+        return spec
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec != "cuda" and not (spec.startswith("cuda:") and spec[5:].isdigit()):
+        raise UsageError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: no CUDA device is available (use auto or cpu)")
+    index = int(spec[5:]) if ":" in spec else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(
+            f"--device {spec}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    return spec
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:
+    """``float32`` or ``float64`` (``SweepConfig.dtype``) as a torch dtype."""
     return {"float32": torch.float32, "float64": torch.float64}[dtype]
 
 

@@ -86,7 +86,7 @@ def default_chunk_size(config: SweepConfig, backend: str = "auto") -> int:
         return config.chunk_size
     from mamlconv.experiments.engine.state import resolve_device
 
-    on_cuda = resolve_device(config.device).type == "cuda"
+    on_cuda = resolve_device(config.device).startswith("cuda")
     if config.problem in FEWSHOT_PROBLEMS:
         if on_cuda:  # as many cells as the device's free memory holds (measured per config)
             from mamlconv.experiments.engine.memory import cuda_chunk_size

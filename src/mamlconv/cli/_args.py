@@ -156,25 +156,15 @@ def add_device_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
     parser.add_argument("--device", type=device_spec, default="auto", help=f"{what}: {DEVICE_HELP}")
 
 
-def resolve_device(spec: str) -> str:
-    """The torch device a ``--device`` value means here, e.g. ``auto`` -> ``cuda`` or ``cpu``;
-    UsageError (one line, exit 2) when CUDA or the numbered device is not present."""
-    import torch
+def __getattr__(name: str) -> Any:
+    """``resolve_device``: the library's one device rule
+    (:func:`mamlconv.experiments.engine.state.resolve_device`, raising :class:`UsageError`),
+    imported when a subcommand first asks for it, so that parsing does not import torch."""
+    if name == "resolve_device":
+        from mamlconv.experiments.engine.state import resolve_device
 
-    spec = device_spec(spec)
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cpu":
-        return spec
-    if not torch.cuda.is_available():
-        raise UsageError(f"--device {spec}: no CUDA device is available (use auto or cpu)")
-    index = int(spec[5:]) if ":" in spec else 0
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise UsageError(
-            f"--device {spec}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
-        )
-    return spec
+        return resolve_device
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def float_list(text: str) -> list[float]:

@@ -15,7 +15,6 @@ from mamlconv.cli._args import (
     add_device_argument,
     add_problem_argument,
     positive_int,
-    resolve_device,
     resolve_problem,
 )
 
@@ -127,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             "use --points init"
         )
     import torch
+
+    from mamlconv.experiments.engine.state import resolve_device
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

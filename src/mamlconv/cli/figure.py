@@ -18,7 +18,6 @@ from mamlconv.cli._args import (
     add_device_argument,
     nonnegative_int,
     positive_int,
-    resolve_device,
 )
 
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5")
@@ -159,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             paths = figures.fig3(args.out, seed=args.seed, iters=args.iters)
     else:
         from mamlconv.experiments import figures
+        from mamlconv.experiments.engine.state import resolve_device
 
         func = {"fig1": figures.fig1, "fig5": figures.fig5}[name]
         kwargs: dict[str, Any] = {"device": resolve_device(args.device), "seed": args.seed}
