@@ -98,20 +98,61 @@ def per_reading_verdict(outcomes: Sequence[str]) -> str:
     return "INCONCLUSIVE"
 
 
-def claim_verdict(per_reading: Mapping[str, str]) -> tuple[str, list[str]]:
-    """One verdict for a claim from its per-reading verdicts.
+READING_TABLE: dict[tuple[bool, bool, bool], str] = {
+    # (holds under some reading, fails under some, undecided under some): the claim's verdict
+    (True, False, False): "HOLDS",
+    (True, True, False): "HOLDS-FOR",
+    (True, False, True): "HOLDS-FOR",
+    (True, True, True): "HOLDS-FOR",
+    (False, True, False): "FAILS",
+    (False, True, True): "INCONCLUSIVE",
+    (False, False, True): "INCONCLUSIVE",
+    (False, False, False): "INCONCLUSIVE",
+}
+"""How a claim's readings combine into its verdict (docs/CLAIMS.md, "How readings combine",
+holds the same table; tests/test_readings.py compares the two). A claim FAILS only when every
+reading fails; failing under some readings and undecided under the rest is INCONCLUSIVE, with
+the failing readings named. A reading that is itself HOLDS-FOR (it holds for some of its
+settings only) counts as holding under some and failing under others."""
 
-    HOLDS: under every reading. HOLDS-FOR: under some (returned, by name). FAILS: under none,
-    and at least one reading decides against it. INCONCLUSIVE: no reading decides.
-    """
-    holds = [r for r, v in per_reading.items() if v == "HOLDS"]
-    if per_reading and len(holds) == len(per_reading):
-        return "HOLDS", holds
-    if holds:
-        return "HOLDS-FOR", holds
-    if any(v == "FAILS" for v in per_reading.values()):
-        return "FAILS", []
-    return "INCONCLUSIVE", []
+
+def combine_readings(per_reading: Mapping[str, str]) -> dict[str, Any]:
+    """The claim verdict of :data:`READING_TABLE` from per-reading verdicts (HOLDS, HOLDS-FOR,
+    FAILS, INCONCLUSIVE), with the readings that hold, fail and are undecided, in the order
+    given (callers give the literal reading of the paper's sentence first), and ``text``
+    naming them in that order."""
+    holds = [r for r, v in per_reading.items() if v in ("HOLDS", "HOLDS-FOR")]
+    fails = [r for r, v in per_reading.items() if v == "FAILS"]
+    undecided = [r for r, v in per_reading.items() if v == "INCONCLUSIVE"]
+    partial = any(v == "HOLDS-FOR" for v in per_reading.values())
+    verdict = READING_TABLE[(bool(holds), bool(fails) or partial, bool(undecided))]
+    names = {
+        r: ("holds" if r in holds else "fails" if r in fails else "undecided") for r in per_reading
+    }
+    return {
+        "verdict": verdict,
+        "holds_for": holds,
+        "fails_for": fails,
+        "undecided": undecided,
+        "text": "; ".join(f"{r}: {v}" for r, v in names.items()),
+    }
+
+
+def claim_verdict(per_reading: Mapping[str, str]) -> tuple[str, list[str]]:
+    """(verdict, readings that hold) of :func:`combine_readings`."""
+    combined = combine_readings(per_reading)
+    return combined["verdict"], combined["holds_for"]
+
+
+def why_inconclusive(outcomes: Sequence[str]) -> str:
+    """Which cause of INCONCLUSIVE applies to a reading's per-seed (or per-sweep) outcomes."""
+    pos = {"yes", "above"} & set(outcomes)
+    neg = {"no", "below"} & set(outcomes)
+    if pos and neg:
+        return "within the seed spread: the seeds disagree"
+    if "tie" in outcomes:
+        return "within the measurement's resolution for some seed"
+    return "no seed decides"
 
 
 @dataclass
@@ -470,15 +511,17 @@ def judge_fig1(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         seeds.append(entry)
     per_reading = {r: per_reading_verdict(o) for r, o in outcomes.items()}
     per_part = {k: per_reading_verdict(v) for k, v in parts.items()}
-    verdict, holds = claim_verdict(per_reading)
+    combined = combine_readings(per_reading)
     return {
         "statistic": f"median over the last {TAIL_FRACTION:.0%} of the records; resolution: "
         "its interquartile range",
         "seeds": seeds,
         "per_reading": per_reading,
         "per_part": per_part,
-        "verdict": verdict,
-        "holds_for": holds,
+        "verdict": combined["verdict"],
+        "holds_for": combined["holds_for"],
+        "fails_for": combined["fails_for"],
+        "readings_text": combined["text"],
     }
 
 

@@ -42,17 +42,6 @@ PAPER_FIG1_ITERS = 50_000
 FIG1_MIN_SEEDS = 3
 
 
-def _why_inconclusive(outcomes: list[str]) -> str:
-    """Which of the two causes of INCONCLUSIVE applies to a reading's per-seed outcomes."""
-    pos = {"yes", "above"} & set(outcomes)
-    neg = {"no", "below"} & set(outcomes)
-    if pos and neg:
-        return "within the seed spread: the seeds disagree"
-    if "tie" in outcomes:
-        return "within the measurement's resolution for some seed"
-    return "no seed decides"
-
-
 def _fig1_claim(audit: ClaimAudit, groups: dict[int, list[dict[str, Any]]]) -> None:
     """S2-7 from Fig. 1 records of several seeds (grouped by training length), both readings.
 
@@ -112,8 +101,12 @@ def _fig1_claim(audit: ClaimAudit, groups: dict[int, list[dict[str, Any]]]) -> N
             evidence=evidence,
         )
     else:
-        outs = [s[r] for s in j["seeds"] for r in ("a_literal", "b_contrast")]
-        audit.inconclusive(why=_why_inconclusive(outs), key=key, evidence=evidence)
+        undecided = [r for r in j["per_reading"] if r not in j["fails_for"]]
+        outs = [s[r] for s in j["seeds"] for r in undecided]
+        why = f"{', '.join(undecided)}: {judging.why_inconclusive(outs)}"
+        if j["fails_for"]:
+            why += f"; fails under {', '.join(j['fails_for'])}"
+        audit.inconclusive(why=why, key=key, evidence=evidence)
 
 
 @pytest.mark.claim("S2-7")
@@ -569,21 +562,7 @@ def test_claim_S4_3_miniimagenet_paper_size(audit: ClaimAudit, variant: str) -> 
 
 
 # ------------------------------------------------------------------------ guideline, S5-1
-def _combine_interpretations(verdicts: dict[str, str]) -> str:
-    """One verdict from those of the claim's interpretations ((a) rationale, (b) outcome)."""
-    vs = list(verdicts.values())
-    if all(v == "HOLDS" for v in vs):
-        return "HOLDS"
-    if any(v in ("HOLDS", "HOLDS-FOR") for v in vs):
-        return "HOLDS-FOR"
-    if any(v == "FAILS" for v in vs):
-        return "FAILS"
-    return "INCONCLUSIVE"
-
-
 def _guideline_sinusoid(audit: ClaimAudit) -> None:
-    from mamlconv.paper_checks.judging import claim_verdict
-
     summary = _readings_summary(audit)
     results = {}
     for reading in ("S5-1a", "S5-1b"):
@@ -598,7 +577,7 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
             },
             "table": table,
         }
-    verdict = _combine_interpretations({k: v["verdict"] for k, v in results.items()})
+    verdict = judging.combine_readings({k: v["verdict"] for k, v in results.items()})["verdict"]
     ratios = [
         s["ratio_to_grid_best"]
         for r in results["S5-1b"]["table"]
@@ -627,7 +606,10 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
         statement="choosing the largest possible alpha first allows a larger beta and a "
         "training loss no worse than at alpha = 0",
         key=key,
-        evidence={"interpretations": results, "combined_by": claim_verdict.__doc__},
+        evidence={
+            "interpretations": results,
+            "combined_by": "judging.READING_TABLE (docs/CLAIMS.md)",
+        },
     )
 
 
@@ -660,7 +642,7 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         return
     va = judging.per_reading_verdict(out_a)
     vb = judging.per_reading_verdict(out_b)
-    verdict = _combine_interpretations({"a": va, "b": vb})
+    verdict = judging.combine_readings({"a": va, "b": vb})["verdict"]
     key = f"{problem}: (a) {va}, (b) {vb}: " + "; ".join(
         f"{n}: alpha* {r['alpha_star']:.3g} beta_max {fmt(r['beta_max_alpha_star'])} vs "
         f"{fmt(r['beta_max_alpha0'])} at alpha = 0 ({r['margin_cells']} cell(s) of "

@@ -160,17 +160,54 @@ def test_per_reading_verdict(outcomes, verdict) -> None:
     assert judging.per_reading_verdict(outcomes) == verdict
 
 
-@pytest.mark.parametrize(
-    ("per", "verdict", "holds"),
-    [
-        ({"r1": "HOLDS", "r2": "HOLDS"}, "HOLDS", ["r1", "r2"]),
-        ({"r1": "HOLDS", "r2": "FAILS"}, "HOLDS-FOR", ["r1"]),
-        ({"r1": "FAILS", "r2": "INCONCLUSIVE"}, "FAILS", []),
-        ({"r1": "INCONCLUSIVE", "r2": "INCONCLUSIVE"}, "INCONCLUSIVE", []),
-    ],
-)
-def test_claim_verdict(per, verdict, holds) -> None:
-    assert judging.claim_verdict(per) == (verdict, holds)
+def _doc_reading_table() -> dict[tuple[bool, bool, bool], str]:
+    """The table of docs/CLAIMS.md's "How readings combine", parsed."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "CLAIMS.md").read_text()
+    section = text.split("### How readings combine", 1)[1].split("\n\n| ", 1)[1]
+    rows = ("| " + section).split("\n\n", 1)[0].splitlines()[2:]
+    out = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        key = tuple(c == "yes" for c in cells[:3])
+        out[key] = cells[3].split(" (", 1)[0]
+    return out
+
+
+def test_reading_table_is_the_documented_one() -> None:
+    from mamlconv.paper_checks.verdicts import ORDER
+
+    assert _doc_reading_table() == judging.READING_TABLE
+    assert len(judging.READING_TABLE) == 8  # every combination of the three
+    text = (Path(__file__).resolve().parents[1] / "docs" / "CLAIMS.md").read_text()
+    assert ORDER in " ".join(text.split())
+
+
+_PER_READING = {"holds": "HOLDS", "fails": "FAILS", "undecided": "INCONCLUSIVE"}
+
+
+@pytest.mark.parametrize("key", sorted(_doc_reading_table()), ids=str)
+def test_combine_readings_every_combination(key: tuple[bool, bool, bool]) -> None:
+    # the literal reading first, as the claim tests give them
+    kinds = [k for k, present in zip(_PER_READING, key, strict=True) if present]
+    per = {f"({chr(97 + i)}) {k}": _PER_READING[k] for i, k in enumerate(kinds)}
+    out = judging.combine_readings(per)
+    assert out["verdict"] == _doc_reading_table()[key]
+    assert out["holds_for"] == [r for r in per if r.endswith("holds")]
+    assert out["fails_for"] == [r for r in per if r.endswith("fails")]
+    assert out["text"].split("; ")[0].startswith("(a)") or not per
+    assert judging.claim_verdict(per) == (out["verdict"], out["holds_for"])
+
+
+def test_combine_readings_cases() -> None:
+    # FAILS only when every reading fails
+    assert judging.combine_readings({"a": "FAILS", "b": "FAILS"})["verdict"] == "FAILS"
+    # the S2-7 shape: literal undecided, the implied contrast fails
+    out = judging.combine_readings({"a_literal": "INCONCLUSIVE", "b_contrast": "FAILS"})
+    assert (out["verdict"], out["fails_for"]) == ("INCONCLUSIVE", ["b_contrast"])
+    assert out["text"] == "a_literal: undecided; b_contrast: fails"
+    # a reading that holds for some settings only: the claim holds for some only
+    assert judging.combine_readings({"a": "HOLDS-FOR", "b": "HOLDS"})["verdict"] == "HOLDS-FOR"
+    assert judging.combine_readings({"a": "HOLDS", "b": "HOLDS"})["verdict"] == "HOLDS"
 
 
 # ------------------------------------------------------------------ one reading, small
