@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -29,10 +29,11 @@ TaskSource = Literal["pool", "fresh"]
 DType = Literal["float32", "float64"]
 SaveParams = Literal["none", "best", "all"]
 
-OUTER_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-TASK_SOURCES: tuple[str, ...] = ("pool", "fresh")
-DTYPES: tuple[str, ...] = ("float32", "float64")
-SAVE_PARAMS: tuple[str, ...] = ("none", "best", "all")
+# The allowed values, checked in SweepConfig.__post_init__: the same lists as the field types.
+OUTER_OPTIMIZERS: tuple[str, ...] = get_args(OuterOptimizer)
+TASK_SOURCES: tuple[str, ...] = get_args(TaskSource)
+DTYPES: tuple[str, ...] = get_args(DType)
+SAVE_PARAMS: tuple[str, ...] = get_args(SaveParams)
 
 PAPER_SINUSOID_ALPHAS = tuple(float(a) for a in np.geomspace(1e-4, 9e-1, 20))
 """Section 4.1: "alpha in the range of [1e-4, 9e-1]"; the grid size (20, log-spaced) is ours."""
@@ -86,7 +87,7 @@ class SweepConfig:
     steps: int = 1
     """Inner steps. Section 4.1: "1 step was taken for update"."""
 
-    outer: str = "sgd"
+    outer: OuterOptimizer = "sgd"
     """Outer optimizer. Section 4.1: "trained with SGD" (also what the theory assumes);
     ``adam`` (functional, per cell, betas 0.9/0.999, eps 1e-8) is for Fig. 1."""
 
@@ -96,7 +97,7 @@ class SweepConfig:
     250 times the sinusoid loss at initialisation (about 4), far above anything a converging
     run visits, so the level only decides *when* a divergence is noticed, not whether."""
 
-    task_source: str = "pool"
+    task_source: TaskSource = "pool"
     """``pool``: a fixed pool of ``pool_size`` tasks (amplitude, phase AND data points) drawn
     once from the seed; each iteration uses ``tasks_per_batch`` of them (all, in order, when the
     two are equal), so training is full-batch gradient descent on one fixed MAML objective --
@@ -114,7 +115,7 @@ class SweepConfig:
     seed: int = 0
     """Seeds the initial parameters and the task samples (one torch.Generator on the CPU)."""
 
-    dtype: str = "float32"
+    dtype: DType = "float32"
     """Training precision. float32 as in the paper's era of MAML code; float64 on request."""
 
     device: str = "auto"
@@ -124,7 +125,7 @@ class SweepConfig:
     """Cells trained together in one batched computation; None lets the engine choose. Does
     not change the numbers (up to float rounding of batched kernels)."""
 
-    save_params: str = "best"
+    save_params: SaveParams = "best"
     """Final parameters stored in the result: none | best (per alpha row, the non-diverged
     cell with the lowest final loss: the "trained point" of the comparison) | all."""
 
