@@ -48,9 +48,6 @@ from mamlconv.experiments.config import SweepConfig
 from mamlconv.util.files import atomic_write_text
 
 PROBLEMS = ("omniglot", "miniimagenet")
-INITS = ("torch_default", "finn")
-"""PyTorch's default initialisation of Conv2d/Linear, and Finn et al.'s: values of the
-problem option ``init`` of the CNN (:data:`mamlconv.experiments.problems.cnn.INITS`)."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +250,6 @@ class Job:
                     hi[i] = float(pts[i][first_bad])
         self.summary_edges = {int(i): (lo[i], hi[i], done[i]) for i in targets}
         self.first_div = first_div
-        self.grid = grid
 
     def summary(self) -> dict[str, Any]:
         grid, at_min, at_max = self.summary_ends
