@@ -529,6 +529,33 @@ MIN_GRID = 3
 """A committed sweep with fewer alphas or betas than this is a smoke test, not evidence."""
 
 
+def why_sweep_cannot_decide(result: Any) -> str | None:
+    """Why a sweep result cannot decide an edge claim (S4-1..S4-3, S5-1), or None when it can.
+
+    The one evidence-sufficiency rule, the same for every claim that reads the sweep: a grid
+    with fewer than MIN_GRID alphas or betas is a smoke test; a run trained shorter, or on
+    smaller task batches, than the paper's protocol (the problem's ``paper`` preset) is
+    reduced: where a cell diverges depends on how long and on what it trained, so its edges
+    are not the paper's. A coarser grid at the paper's protocol still decides, at its
+    resolution (a margin within TIE_CELLS is a tie).
+    """
+    from mamlconv.experiments.problems.registry import get_preset
+
+    cfg = result.config
+    n_alpha, n_beta = np.asarray(result.diverged).shape
+    if min(n_alpha, n_beta) < MIN_GRID:
+        return f"a {n_alpha} x {n_beta} grid is a smoke test"
+    paper = get_preset(cfg.problem, "paper")
+    short = []
+    if cfg.iters < paper.iters:
+        short.append(f"{cfg.iters} of the paper's {paper.iters} iterations")
+    if cfg.tasks_per_batch < paper.tasks_per_batch:
+        short.append(f"task batch {cfg.tasks_per_batch} of the paper's {paper.tasks_per_batch}")
+    if short:
+        return f"a reduced run ({', '.join(short)}): its edges are not the paper's"
+    return None
+
+
 def judge_committed_edge(result: Any) -> dict[str, Any]:
     """Fig. 4's claim on one committed sweep, on all non-diverged cells and on learned cells.
 
@@ -558,9 +585,10 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
         "grid_step_decades": step,
         "resolution": f"+-{TIE_CELLS} grid cell ({TIE_CELLS * step:.2f} decades)",
     }
-    if min(alphas.size, betas.size) < MIN_GRID:
+    why = why_sweep_cannot_decide(result)
+    if why is not None:
         for pop in ("all", "learned"):
-            out[pop] = {"outcome": "undecided", "why": f"a {out['grid']} grid is a smoke test"}
+            out[pop] = {"outcome": "undecided", "why": why}
         return out
     for pop in ("all", "learned"):
         ok = stable.copy()
@@ -583,8 +611,12 @@ def judge_committed_guideline(result: Any) -> dict[str, Any]:
     :func:`mamlconv.numerics.boundary.near_divergence_rows`). (a) its edge against alpha = 0's in
     grid cells, :func:`mamlconv.numerics.boundary.edge_outcome`; (b) 'yes' when the lowest
     stable final loss at alpha* is no worse than at alpha = 0, else 'no'. Both 'undecided', with
-    ``why``, when the sweep has no alpha = 0 row or no stable cell there or at any alpha > 0.
+    ``why``, when the sweep cannot decide (:func:`why_sweep_cannot_decide`), has no alpha = 0
+    row, or no stable cell there or at any alpha > 0.
     """
+    why = why_sweep_cannot_decide(result)
+    if why is not None:
+        return {"a_outcome": "undecided", "b_outcome": "undecided", "why": why}
     stable = ~np.asarray(result.diverged)
     betas = np.asarray(result.betas, dtype=float)
     star = near_divergence_rows(result.alphas, stable)["last_stable"]

@@ -621,23 +621,22 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         sweeps += find_sweeps(audit, problem=problem, variant=variant, required=False)
     if not sweeps:
         audit.not_run(f"result file missing: no {problem} sweep under experiments/results/")
-    rows, out_a, out_b = {}, [], []
+    rows, out_a, out_b, undecided = {}, [], [], {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
-        if min(result.diverged.shape) < judging.MIN_GRID:
-            continue  # a smoke-test grid
         judged = judging.judge_committed_guideline(result)
         if judged["a_outcome"] == "undecided":
+            undecided[path.name] = judged["why"]
             continue
         out_a.append(judged["a_outcome"])
         out_b.append(judged["b_outcome"])
         rows[path.name] = judged
     if not rows:
         audit.inconclusive(
-            why="the grid cannot decide: no sweep has a stable cell at both alpha = 0 and "
-            "some alpha > 0",
-            key=f"{problem}: no committed sweep decides",
-            evidence={"kind": "empirical"},
+            why="no committed sweep can decide",
+            key=f"{problem}: no committed sweep decides: "
+            + "; ".join(f"{name}: {why}" for name, why in undecided.items()),
+            evidence={"kind": "empirical", "undecided": undecided},
         )
         return
     va = judging.per_reading_verdict(out_a)
@@ -659,7 +658,7 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         statement="choosing the largest possible alpha first allows a larger beta and a "
         "training loss no worse than at alpha = 0",
         key=key,
-        evidence={"sweeps": rows, "a": va, "b": vb},
+        evidence={"sweeps": rows, "undecided": undecided, "a": va, "b": vb},
     )
 
 

@@ -428,3 +428,30 @@ def test_bisection_with_a_range_per_alpha() -> None:
         assert lo[k] <= res.beta_lo[k] < 1 / alphas[k] <= res.beta_hi[k] <= hi[k]
     with pytest.raises(ValueError, match="beta_min < beta_max"):
         bisect_boundary(is_stable, alphas, beta_min=hi, beta_max=lo)
+
+
+# ------------------------------------------------------------------ evidence sufficiency
+def test_why_sweep_cannot_decide_is_one_rule_for_every_edge_claim() -> None:
+    from types import SimpleNamespace
+
+    from mamlconv.experiments.problems.registry import get_preset
+
+    paper = get_preset("miniimagenet", "paper")
+
+    def result(n: int, **changes: int) -> SimpleNamespace:
+        cfg = SimpleNamespace(
+            problem="miniimagenet", iters=paper.iters, tasks_per_batch=paper.tasks_per_batch
+        )
+        cfg.__dict__.update(changes)
+        return SimpleNamespace(config=cfg, diverged=np.zeros((n, n), dtype=bool), alpha0=None)
+
+    assert judging.why_sweep_cannot_decide(result(4)) is None
+    assert "smoke test" in judging.why_sweep_cannot_decide(result(judging.MIN_GRID - 1))
+    short = judging.why_sweep_cannot_decide(result(4, iters=paper.iters - 1))
+    assert short.startswith("a reduced run") and f"of the paper's {paper.iters}" in short
+    small = judging.why_sweep_cannot_decide(result(4, tasks_per_batch=paper.tasks_per_batch - 1))
+    assert "task batch" in small
+    # the Fig. 4 claims and the guideline read it alike
+    reduced = result(4, iters=paper.iters - 1)
+    assert judging.judge_committed_guideline(reduced)["why"] == short
+    assert judging.judge_committed_guideline(reduced)["a_outcome"] == "undecided"
