@@ -128,6 +128,16 @@ def test_chunk_progress_counts_running_chunks_by_iteration(records):
     assert records[-1] == "sweep s/e: 6/8 cells (75%), 24 s elapsed (1 diverged)"
 
 
+def test_chunk_progress_counts_a_planned_chunk_whole(records):
+    """With the plan's chunk sizes, cells that diverged before the first report still count."""
+    clock = FakeClock()
+    bar = progress.ChunkProgress("s", total_cells=4, iters=10, chunk_cells={0: 4}, clock=clock)
+    bar.update(0, 1, 1)  # 3 of 4 cells diverged at once: 0.4 cells' work done
+    clock.now += 10.0
+    bar.update(0, 6, 1)  # 2.4 cells: 2 more in 10 s, 1.6 left
+    assert records[-1].startswith("s: 0/4 cells (0%), 10 s elapsed, about 8 s left")
+
+
 def test_chunk_progress_of_a_short_sweep_prints_nothing(records):
     clock = FakeClock()
     bar = progress.ChunkProgress("quick", total_cells=2, iters=3, interval=10.0, clock=clock)

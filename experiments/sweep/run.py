@@ -350,6 +350,7 @@ def _run_sweep_locked(
             total_cells=alphas_all.size,
             done_cells=int(done.sum()),
             iters=config.iters,
+            chunk_cells={k: cells.size for k, cells, _ in plan},
         )
     t0 = time.perf_counter()
     try:

@@ -18,7 +18,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 LOGGER_NAME = "mamlconv.util.progress"
@@ -150,7 +150,9 @@ class ChunkProgress(Eta):
         sweep sinusoid/exact: 12/84 cells (14%), 40 s elapsed, about 3 min 20 s left
         (2 diverged; chunk 3 at iteration 120/500, 10 active)
 
-    ``done_cells`` were finished before (a resumed sweep). Call :meth:`update` as a chunk
+    ``done_cells`` were finished before (a resumed sweep); ``chunk_cells`` maps each chunk to
+    come to its number of cells (without it a chunk counts the most cells it reported active,
+    which misses cells that diverged before its first report). Call :meth:`update` as a chunk
     iterates (``n_active``: its cells still training), :meth:`chunk_done` when it is finished
     and :meth:`close` at the end.
     """
@@ -162,6 +164,7 @@ class ChunkProgress(Eta):
         total_cells: int,
         done_cells: int = 0,
         iters: int,
+        chunk_cells: Mapping[int, int] | None = None,
         interval: float | None = None,
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
@@ -180,7 +183,7 @@ class ChunkProgress(Eta):
         self.iters = max(int(iters), 1)
         self.diverged = 0
         self.running: dict[int, tuple[int, int]] = {}  # chunk -> (iteration, cells active)
-        self._sizes: dict[int, int] = {}  # chunk -> most cells seen active (its size)
+        self._sizes: dict[int, int] = dict(chunk_cells or {})  # chunk -> its cells
 
     def work_done(self) -> float:
         partial = sum(
