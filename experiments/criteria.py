@@ -65,9 +65,17 @@ def reference_loss(alphas: np.ndarray, initial_loss: np.ndarray) -> float:
     return float(np.nanmedian(base))
 
 
+def chance_loss(ways: int) -> float:
+    """The cross-entropy of a uniform guess over ``ways`` classes, ln(ways): the reference of
+    :func:`learned` for classification (a network stuck at chance level keeps about it)."""
+    return math.log(ways)
+
+
 def learned(*, final_loss, initial_loss) -> np.ndarray:
-    """final loss < LEARNED_FRACTION * reference (both finite); ``initial_loss`` is the
-    reference, :func:`reference_loss` for reading runs."""
+    """The one "learned" rule: final loss < LEARNED_FRACTION * reference (both finite).
+
+    ``initial_loss`` is the reference: :func:`reference_loss` (the plain loss at the initial
+    parameters) for regression reading runs, :func:`chance_loss` for classification."""
     f = np.asarray(final_loss, dtype=float)
     i = np.asarray(initial_loss, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -123,7 +131,7 @@ def criteria(result: Any) -> dict[str, Criterion]:
     ``diverged`` (every result): stable = not diverged within the run, the sweep's own record
     (non-finite loss, or loss above ``config.divergence_level``) -- the paper's "the area with no
     color represents the diverged losses". ``learned`` (classification results, which carry
-    ``ways``): stable = not diverged and final loss below 0.9 ln(ways).
+    ``ways``): stable = not diverged and :func:`learned` against :func:`chance_loss`.
     """
     cfg = result.config
     div0 = None if result.alpha0 is None else np.asarray(result.alpha0["diverged_at"]) >= 0
@@ -137,17 +145,19 @@ def criteria(result: Any) -> dict[str, Criterion]:
     }
     ways = cfg.problem_options.get("ways")
     if ways:
-        level = LEARNED_FRACTION * math.log(ways)
-        with np.errstate(invalid="ignore"):
-            learned = ~result.diverged & (result.final_loss < level)
-            learned0 = (
-                None if div0 is None else ~div0 & (np.asarray(result.alpha0["final_loss"]) < level)
-            )
+        chance = chance_loss(ways)
+        ok = ~result.diverged & learned(final_loss=result.final_loss, initial_loss=chance)
+        ok0 = (
+            None
+            if div0 is None
+            else ~div0 & learned(final_loss=result.alpha0["final_loss"], initial_loss=chance)
+        )
         out["learned"] = Criterion(
             "learned",
-            f"blank: diverged or not learned (loss >= {level:.3g} = 0.9 ln {ways})",
-            learned,
-            learned0,
+            f"blank: diverged or not learned (loss >= {LEARNED_FRACTION * chance:.3g} = "
+            f"{LEARNED_FRACTION:g} ln {ways})",
+            ok,
+            ok0,
         )
     return out
 

@@ -239,7 +239,7 @@ def test_boundary_summary_separates_learning_from_chance_level():
     # alpha row 1: stable at beta 0.1 and 1, but only beta 0.1 learned; row 2 stuck at chance.
     res.final_loss = np.where(res.diverged_at < 0, chance, 1e4)
     res.final_loss[1, 0] = 0.5
-    res.final_loss[0, 0] = 0.9 * chance + 1e-9  # not below 0.9 ln 5: at chance
+    res.final_loss[0, 0] = criteria.LEARNED_FRACTION * chance + 1e-9  # not below the learned level
     summary = edges.boundary_summary(res)
     assert summary["chance_loss"] == pytest.approx(chance)
     learned = [row["beta_learned_max"] for row in summary["per_alpha"]]

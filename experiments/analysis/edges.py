@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.experiments.criteria import chance_loss, learned
+
 
 def boundary_summary(
     result: Any, *, stable: np.ndarray | None = None, stable0: np.ndarray | None = None
@@ -58,12 +60,12 @@ def boundary_summary(
     if ways:
         # Classification: a cell that did not diverge may still sit at chance level (loss
         # ln(ways), e.g. a network whose units died); report the largest beta that LEARNED
-        # (final loss below 0.9 ln(ways)) beside Fig. 4's not-diverged edge.
-        chance = math.log(ways)
-        learned = result.stable & (result.final_loss < 0.9 * chance)
-        for row, mask in zip(rows, learned, strict=True):
+        # (criteria.learned against the chance-level loss) beside Fig. 4's not-diverged edge.
+        chance = chance_loss(ways)
+        learned_cells = result.stable & learned(final_loss=result.final_loss, initial_loss=chance)
+        for row, mask in zip(rows, learned_cells, strict=True):
             row["beta_learned_max"] = float(result.betas[mask].max()) if mask.any() else None
-        stuck = result.stable & ~learned
+        stuck = result.stable & ~learned_cells
         summary_chance = {"chance_loss": chance, "n_stable_at_chance": int(stuck.sum())}
     out: dict[str, Any] = {"per_alpha": rows}
     if ways:
