@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mamlconv.cli import build_parser, main
-from mamlconv.cli._args import Parser, UsageError, float_list, resolve_device
+from mamlconv.cli._args import Parser, UsageError, float_list
+from mamlconv.experiments.engine.state import resolve_device
 from mamlconv.util.files import dumps, jsonable, read_json, restore_nonfinite
 
 REPO = Path(__file__).resolve().parents[1]

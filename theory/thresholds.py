@@ -16,7 +16,7 @@ below equal ``conditions.alpha_turning_point``. A mode of eigenvalue lambda > 0 
 at alpha = 1/lambda when the power is odd (surrogate; first-order with odd K; paper Eq. 10-11)
 and never when it is even (exact MAML; first-order with even K).
 
-Definitions (issue 2; paper Sec. 3):
+Definitions (paper Sec. 3):
 
 - beta_c(alpha) = sup{beta > 0 : gradient descent on the model's objective converges locally}
   = 2 / max_i lambda~_i over the modes of positive curvature (Eq. 12-14 over the whole spectrum);

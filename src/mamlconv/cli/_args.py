@@ -156,17 +156,6 @@ def add_device_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
     parser.add_argument("--device", type=device_spec, default="auto", help=f"{what}: {DEVICE_HELP}")
 
 
-def __getattr__(name: str) -> Any:
-    """``resolve_device``: the library's one device rule
-    (:func:`mamlconv.experiments.engine.state.resolve_device`, raising :class:`UsageError`),
-    imported when a subcommand first asks for it, so that parsing does not import torch."""
-    if name == "resolve_device":
-        from mamlconv.experiments.engine.state import resolve_device
-
-        return resolve_device
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def float_list(text: str) -> list[float]:
     """'0.5,1,2' -> [0.5, 1.0, 2.0]; every entry finite."""
     parts = [p.strip() for p in text.split(",")]
