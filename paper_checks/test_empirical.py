@@ -30,6 +30,7 @@ from mamlconv.paper_checks.helpers import (
     find_sweeps,
     linreg_study_paper,
 )
+from mamlconv.paper_checks.judging import committed
 from mamlconv.paper_checks.manifest import shown
 from mamlconv.paper_checks.verdicts import ClaimAudit, fmt
 from mamlconv.theory import thresholds
@@ -428,13 +429,13 @@ def test_claim_S4_1_sinusoid(audit: ClaimAudit) -> None:
 
 def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: str) -> None:
     """Fig. 4's claim on committed sweeps (one seed, one reading each) at their grid's
-    resolution (``judging.judge_committed_edge``): above / below by more than one grid cell,
+    resolution (``committed.judge_committed_edge``): above / below by more than one grid cell,
     else a tie; over the sweeps HOLDS / FAILS / INCONCLUSIVE, on all non-diverged cells and on
     cells that learned."""
     per_file = {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
-        per_file[path.name] = judging.judge_committed_edge(result)
+        per_file[path.name] = committed.judge_committed_edge(result)
         png = path.with_suffix(".png")
         if png.is_file():
             audit.attach(png, f"{path.name}: committed heatmap")
@@ -615,7 +616,7 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
 
 def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
     """Few-shot: from the committed sweeps (one seed, one reading each), at the grid's
-    resolution, :func:`judging.judge_committed_guideline`."""
+    resolution, :func:`committed.judge_committed_guideline`."""
     sweeps: list[tuple[Path, Any]] = []
     for variant in VARIANTS:
         sweeps += find_sweeps(audit, problem=problem, variant=variant, required=False)
@@ -624,7 +625,7 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
     rows, out_a, out_b, undecided = {}, [], [], {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
-        judged = judging.judge_committed_guideline(result)
+        judged = committed.judge_committed_guideline(result)
         if judged["a_outcome"] == "undecided":
             undecided[path.name] = judged["why"]
             continue

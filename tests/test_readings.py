@@ -20,6 +20,7 @@ from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine.loop import train_cells
 from mamlconv.experiments.problems.sinusoid import SinusoidProblem, mlp_forward
 from mamlconv.paper_checks import judging
+from mamlconv.paper_checks.judging import committed
 
 PROBLEM = SinusoidProblem(k_support=6, k_query=5)
 # Cells: quiet, joint training, near the edge, fast divergence, slow blow-up.
@@ -320,7 +321,7 @@ def test_schema_accepts_inconclusive_only_with_its_reason() -> None:
     from mamlconv.paper_checks.report import build_report
     from mamlconv.paper_checks.verdicts import Record
 
-    schema = json.loads((Path(judging.__file__).parent / "report_schema.json").read_text())
+    schema = json.loads((Path(judging.__file__).parents[1] / "report_schema.json").read_text())
     rec = Record(
         nodeid="x::test_claim_S4_1_a",
         claim_id="S4-1",
@@ -445,13 +446,13 @@ def test_why_sweep_cannot_decide_is_one_rule_for_every_edge_claim() -> None:
         cfg.__dict__.update(changes)
         return SimpleNamespace(config=cfg, diverged=np.zeros((n, n), dtype=bool), alpha0=None)
 
-    assert judging.why_sweep_cannot_decide(result(4)) is None
-    assert "smoke test" in judging.why_sweep_cannot_decide(result(judging.MIN_GRID - 1))
-    short = judging.why_sweep_cannot_decide(result(4, iters=paper.iters - 1))
+    assert committed.why_sweep_cannot_decide(result(4)) is None
+    assert "smoke test" in committed.why_sweep_cannot_decide(result(committed.MIN_GRID - 1))
+    short = committed.why_sweep_cannot_decide(result(4, iters=paper.iters - 1))
     assert short.startswith("a reduced run") and f"of the paper's {paper.iters}" in short
-    small = judging.why_sweep_cannot_decide(result(4, tasks_per_batch=paper.tasks_per_batch - 1))
+    small = committed.why_sweep_cannot_decide(result(4, tasks_per_batch=paper.tasks_per_batch - 1))
     assert "task batch" in small
     # the Fig. 4 claims and the guideline read it alike
     reduced = result(4, iters=paper.iters - 1)
-    assert judging.judge_committed_guideline(reduced)["why"] == short
-    assert judging.judge_committed_guideline(reduced)["a_outcome"] == "undecided"
+    assert committed.judge_committed_guideline(reduced)["why"] == short
+    assert committed.judge_committed_guideline(reduced)["a_outcome"] == "undecided"
