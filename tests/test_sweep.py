@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sweep_helpers import tiny_config
 
+import mamlconv.experiments.problems
 from mamlconv.cli import main
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine.loop import train_cells
@@ -68,13 +69,15 @@ def test_unknown_problem_and_preset():
 
 def test_fewshot_problems_dispatch_through_the_documented_contract(monkeypatch):
     """omniglot / miniimagenet come from mamlconv.experiments.problems.fewshot's named functions and
-    FEWSHOT_PRESETS, imported only when asked for."""
+    FEWSHOT_PRESETS, imported only when asked for (the fake stands in for the module both in
+    sys.modules and as the package attribute that a plain import finds first)."""
     fake = types.ModuleType("mamlconv.experiments.problems.fewshot")
     fake.omniglot_problem = lambda **o: ("omniglot", o)
     fake.miniimagenet_problem = lambda **o: ("miniimagenet", o)
     preset = tiny_config(problem="omniglot")
     fake.FEWSHOT_PRESETS = {("omniglot", "paper"): preset}
     monkeypatch.setitem(sys.modules, "mamlconv.experiments.problems.fewshot", fake)
+    monkeypatch.setattr(mamlconv.experiments.problems, "fewshot", fake, raising=False)
     assert get_problem("omniglot", shots=1) == ("omniglot", {"shots": 1})
     assert get_problem("miniimagenet") == ("miniimagenet", {})
     assert get_preset("omniglot", "paper") is preset

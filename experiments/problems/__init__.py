@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from mamlconv.experiments.problems.registry import (
     MEMORY_PREFIX,
-    PRESETS,
     PROBLEMS,
     ProblemSpecError,
     get_preset,
@@ -32,8 +31,8 @@ from mamlconv.experiments.problems.registry import (
     load_spec,
     normalize_spec,
     register_problem,
-    sinusoid_preset,
 )
+from mamlconv.experiments.problems.sinusoid import PRESETS, sinusoid_preset
 
 __all__ = [
     # the registry: names and specs to problems

@@ -2,10 +2,13 @@
 
 ``get_problem(name, **options)`` returns an object with the ``Problem`` protocol of
 :mod:`mamlconv.numerics.tasks`; ``get_preset(problem, preset)`` returns the
-:class:`~mamlconv.experiments.config.SweepConfig` of a named preset.
+:class:`~mamlconv.experiments.config.SweepConfig` of a named preset, the one lookup of presets;
+each problem's presets live beside it (``sinusoid_preset`` in
+:mod:`mamlconv.experiments.problems.sinusoid`, ``FEWSHOT_PRESETS`` in
+:mod:`mamlconv.experiments.problems.fewshot`).
 
-Contract with :mod:`mamlconv.experiments.problems.fewshot` (Omniglot and MiniImagenet, written
-separately and imported lazily here, so the sinusoid path never imports it):
+Contract with :mod:`mamlconv.experiments.problems.fewshot` (Omniglot and MiniImagenet, imported
+only when asked for, so the sinusoid path never imports the data loaders):
 
 - ``omniglot_problem(**options) -> Problem`` and ``miniimagenet_problem(**options) -> Problem``
   build the 5-way classification problems with Finn et al.'s CNN;
@@ -32,14 +35,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mamlconv.errors import ProblemError
-from mamlconv.experiments.config import PAPER_SINUSOID_ALPHAS, PAPER_SINUSOID_BETAS, SweepConfig
+from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.problems.sinusoid import sinusoid_preset
 from mamlconv.numerics.tasks import Problem
 
 PROBLEMS: tuple[str, ...] = ("sinusoid", "omniglot", "miniimagenet")
-PRESETS: tuple[str, ...] = ("paper", "smoke")
 _FEWSHOT = {"omniglot": "omniglot_problem", "miniimagenet": "miniimagenet_problem"}
 
 
@@ -194,47 +195,10 @@ def get_problem(name: str, **options: Any) -> Problem:
         except TypeError as exc:  # an unknown option
             raise ValueError(f"bad sinusoid option: {exc}") from None
     if name in _FEWSHOT:
-        fewshot = importlib.import_module("mamlconv.experiments.problems.fewshot")
+        from mamlconv.experiments.problems import fewshot
+
         return getattr(fewshot, _FEWSHOT[name])(**options)
     raise ValueError(f"unknown problem {name!r}; choose one of {PROBLEMS} or give MODULE:FACTORY")
-
-
-def sinusoid_preset(preset: str) -> SweepConfig:
-    """Section 4.1 settings (``paper``) or a seconds-long run of the same code (``smoke``)."""
-    paper = SweepConfig(
-        problem="sinusoid",
-        variant="exact",
-        alphas=PAPER_SINUSOID_ALPHAS,  # Sec. 4.1 range, 20 log-spaced (grid size ours)
-        betas=PAPER_SINUSOID_BETAS,  # Sec. 4.1 range, 20 log-spaced (grid size ours)
-        alpha_zero_row=True,  # Fig. 4's dashed alpha = 0 line
-        iters=500,  # Sec. 4.1
-        tasks_per_batch=100,  # Sec. 4.1 "the number of tasks was 100"
-        steps=1,  # Sec. 4.1
-        outer="sgd",  # Sec. 4.1 "trained with SGD"
-        divergence_level=1e3,  # paper silent; see SweepConfig.divergence_level
-        task_source="pool",  # paper ambiguous; see SweepConfig.task_source
-        pool_size=100,
-        record_every=10,
-        seed=0,
-        dtype="float32",
-        problem_options={
-            "k_support": 10,  # Sec. 4.1 "the batch size of data was 10"
-            "k_query": 10,  # paper silent on query size; Finn et al. use K for both
-            "init": "torch_default",  # paper silent; see SinusoidProblem
-        },
-    )
-    if preset == "paper":
-        return paper
-    if preset == "smoke":
-        return paper.replace(
-            alphas=tuple(np.geomspace(1e-3, 0.5, 3)),
-            betas=tuple(np.geomspace(1e-2, 9.0, 4)),
-            iters=20,
-            tasks_per_batch=8,
-            pool_size=8,
-            record_every=5,
-        )
-    raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
 
 
 def get_preset(problem: str, preset: str) -> SweepConfig:
@@ -248,7 +212,8 @@ def get_preset(problem: str, preset: str) -> SweepConfig:
     if problem == "sinusoid":
         return sinusoid_preset(preset)
     if problem in _FEWSHOT:
-        fewshot = importlib.import_module("mamlconv.experiments.problems.fewshot")
+        from mamlconv.experiments.problems import fewshot
+
         try:
             return fewshot.FEWSHOT_PRESETS[(problem, preset)]
         except KeyError:

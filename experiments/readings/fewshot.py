@@ -3,7 +3,7 @@
 For each problem (Omniglot, MiniImagenet), reading (variant x initialisation) and seed, one
 *job* locates the divergence edge beta_c(alpha) at the paper's settings (5-way 1-shot, 15
 queries, 2 inner steps, 32 / 4 tasks per meta-step, 100 iterations / one epoch, SGD, float32
-without TF32; :data:`mamlconv.experiments.problems.fewshot.FEWSHOT_PRESETS`):
+without TF32; :func:`mamlconv.experiments.problems.registry.get_preset`):
 
 1. **Ends** of a coarse alpha grid (0 and ``coarse_alphas``): every alpha at ``beta_min`` and
    ``beta_max``. alpha_div is bracketed by the last alpha stable at ``beta_min`` and the next
@@ -45,6 +45,7 @@ import numpy as np
 
 from mamlconv.errors import UsageError
 from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.problems.registry import get_preset
 from mamlconv.util.files import atomic_write_text
 
 PROBLEMS = ("omniglot", "miniimagenet")
@@ -86,10 +87,8 @@ class MatrixPreset:
 
 
 def _paper_preset() -> MatrixPreset:
-    from mamlconv.experiments.problems.fewshot import FEWSHOT_PRESETS
-
-    omni = FEWSHOT_PRESETS[("omniglot", "paper")]
-    mini = FEWSHOT_PRESETS[("miniimagenet", "paper")]
+    omni = get_preset("omniglot", "paper")
+    mini = get_preset("miniimagenet", "paper")
     return MatrixPreset(
         problems={
             # Coarse grids: half-decade steps over the paper's alpha ranges (Sec. 4.2), ours.
@@ -117,10 +116,9 @@ def _paper_preset() -> MatrixPreset:
 
 def _tiny_preset() -> MatrixPreset:
     """The same code at a size that runs in about a minute on one CPU core (tests, CI)."""
-    from mamlconv.experiments.problems.fewshot import FEWSHOT_PRESETS
 
     def tiny(name: str, **opts: Any) -> SweepConfig:
-        base = FEWSHOT_PRESETS[(name, "smoke")]
+        base = get_preset(name, "smoke")
         return base.replace(
             iters=2,
             tasks_per_batch=1,
