@@ -162,8 +162,8 @@ def test_per_reading_verdict(outcomes, verdict) -> None:
 
 
 def _doc_reading_table() -> dict[tuple[bool, bool, bool], str]:
-    """The table of docs/CLAIMS.md's "How readings combine", parsed."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "CLAIMS.md").read_text()
+    """The table of the claim list's "How readings combine", parsed."""
+    text = (Path(__file__).resolve().parents[1] / "docs/CLAIMS.md").read_text()
     section = text.split("### How readings combine", 1)[1].split("\n\n| ", 1)[1]
     rows = ("| " + section).split("\n\n", 1)[0].splitlines()[2:]
     out = {}
@@ -179,7 +179,7 @@ def test_reading_table_is_the_documented_one() -> None:
 
     assert _doc_reading_table() == judging.READING_TABLE
     assert len(judging.READING_TABLE) == 8  # every combination of the three
-    text = (Path(__file__).resolve().parents[1] / "docs" / "CLAIMS.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs/CLAIMS.md").read_text()
     assert ORDER in " ".join(text.split())
 
 
