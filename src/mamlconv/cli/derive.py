@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {pdf}")
     return 0
 
+
 def _add_thresholds_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "thresholds",
