@@ -168,6 +168,9 @@ def test_figure_with_a_module_missing_is_a_bug_not_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A broken installation is never turned into a quiet "not available": exit 1, one line."""
+    import mamlconv.experiments
+
+    monkeypatch.delattr(mamlconv.experiments, "figures", raising=False)
     monkeypatch.setitem(sys.modules, "mamlconv.experiments.figures", None)
     assert main(["figure", "fig1", "--out", str(tmp_path), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
