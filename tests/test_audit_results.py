@@ -7,7 +7,10 @@ each verdict, at the grid's resolution (``readings.judge_committed_edge``): an e
 more than one cell up to the divergence alpha HOLDS, one that falls by more than one cell FAILS
 (strict xfail), a margin of one cell is INCONCLUSIVE (within the resolution), and a grid whose
 alpha = 0 edge is off the grid is INCONCLUSIVE (the grid cannot decide) -- never an error. Cells
-whose loss did not fall are told apart from cells that learned.
+whose loss did not fall are told apart from cells that learned. The sweeps are written at each
+problem's paper preset (its iterations and task batch), so the evidence-sufficiency rule
+(``judging.why_sweep_cannot_decide``) lets them decide; the same sweeps as reduced runs are
+INCONCLUSIVE for every claim that reads them.
 """
 
 from __future__ import annotations
@@ -41,13 +44,25 @@ best cell near alpha_div did not learn, so on learned cells its margin shrinks."
 INITIAL_LOSS = 1.0
 
 
-def _write_sweep(path: Path, *, problem: str, variant: str, edges: list[int], edge0: int) -> None:
+def _write_sweep(
+    path: Path,
+    *,
+    problem: str,
+    variant: str,
+    edges: list[int],
+    edge0: int,
+    reduced: bool = False,
+) -> None:
+    """One synthetic sweep, at the problem's paper preset (its iterations and task batch), so
+    that the evidence-sufficiency rule lets it decide; ``reduced`` halves the task batch (a
+    reduced run, which cannot decide any claim that reads it)."""
     from mamlconv.experiments.problems.registry import get_preset
     from mamlconv.experiments.sweep.results import SweepResult, save_result
 
-    config = get_preset("sinusoid", "smoke").replace(
-        problem=problem, variant=variant, alphas=tuple(ALPHAS), betas=tuple(BETAS)
-    )
+    paper = get_preset(problem, "paper")
+    config = paper.replace(variant=variant, alphas=tuple(ALPHAS), betas=tuple(BETAS))
+    if reduced:
+        config = config.replace(tasks_per_batch=max(1, paper.tasks_per_batch // 2))
     cols = np.arange(BETAS.size)
     diverged_at = np.where(cols[None, :] >= np.asarray(edges)[:, None], 7, -1).astype(np.int64)
     final_loss = np.where(diverged_at < 0, 0.25, 2e3)
@@ -76,20 +91,19 @@ def _write_sweep(path: Path, *, problem: str, variant: str, edges: list[int], ed
     save_result(result, path)
 
 
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("audit_results")
+def _audit(root: Path, sweeps: dict[str, tuple], *, reduced: bool = False) -> dict:
     results = root / "results"
-    for name, (problem, variant, edges, edge0) in SYNTHETIC.items():
+    for name, (problem, variant, edges, edge0) in sweeps.items():
         _write_sweep(
             results / "sub" / f"{name}.npz",
             problem=problem,
             variant=variant,
             edges=edges,
             edge0=edge0,
+            reduced=reduced,
         )
     # The audit reads only what the results folder's MANIFEST.json lists: register the files.
-    manifest_add(results, [f"sub/{name}.npz" for name in SYNTHETIC])
+    manifest_add(results, [f"sub/{name}.npz" for name in sweeps])
     report = root / "out" / "audit-report.md"
     env = {**os.environ, "MAMLCONV_RESULTS": str(results), "PYTHONDONTWRITEBYTECODE": "1"}
     # The same child command line as `mamlconv audit`, restricted to the Fig. 4 claims.
@@ -110,6 +124,23 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
     data = json.loads(report.with_suffix(".json").read_text())
     tests = {t["nodeid"].split("::")[-1]: t for c in data["claims"] for t in c["tests"]}
     return {"proc": proc, "report": data, "tests": tests}
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _audit(tmp_path_factory.mktemp("audit_results"), SYNTHETIC)
+
+
+REDUCED = {
+    "reduced_rising": SYNTHETIC["rising"],
+    "reduced_falling": SYNTHETIC["falling"],
+}
+"""The rising and falling sweeps again, as reduced runs (half the paper's task batch)."""
+
+
+@pytest.fixture(scope="module")
+def audited_reduced(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _audit(tmp_path_factory.mktemp("audit_reduced"), REDUCED, reduced=True)
 
 
 CASES = [
@@ -170,3 +201,25 @@ def test_falling_edge_fails_with_its_numbers(audited: dict) -> None:
 
 def test_report_validates(audited: dict) -> None:
     validate(audited["report"])
+
+
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [
+        ("test_claim_S4_2_omniglot[exact]", "reduced_rising.npz"),
+        ("test_claim_S4_3_miniimagenet[exact]", "reduced_falling.npz"),
+    ],
+)
+def test_reduced_sweep_is_inconclusive_for_every_claim_reading_it(
+    audited_reduced: dict, name: str, file: str
+) -> None:
+    # the same edges that HOLD / FAIL at the paper's protocol decide nothing in a reduced run
+    proc = audited_reduced["proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    test = audited_reduced["tests"][name]
+    assert (test["verdict"], test["outcome"]) == ("INCONCLUSIVE", "passed"), test
+    ev = test["evidence"]["per_file"][file]
+    for pop in ("all", "learned"):
+        assert ev[pop]["outcome"] == "undecided", ev
+        assert "reduced run" in ev[pop]["why"] and "task batch" in ev[pop]["why"], ev
+    validate(audited_reduced["report"])
