@@ -90,6 +90,13 @@ def _json_float(x: float) -> float | None:
     return None if np.isnan(x) else x
 
 
+def largest_stable(stable: np.ndarray) -> np.ndarray:
+    """Index of the largest stable beta per row of an (n_alpha, n_beta) mask (-1 when none)."""
+    stable = np.asarray(stable, dtype=bool)
+    top = stable.shape[1] - 1 - np.argmax(stable[:, ::-1], axis=1)
+    return np.where(stable.any(axis=1), top, -1)
+
+
 def extract_boundary(alphas: np.ndarray, betas: np.ndarray, stable: np.ndarray) -> Boundary:
     """Upper edge of the stable cells per alpha column of an (n_alpha, n_beta) grid."""
     alphas = np.asarray(alphas, dtype=float)
@@ -104,8 +111,7 @@ def extract_boundary(alphas: np.ndarray, betas: np.ndarray, stable: np.ndarray) 
         raise ValueError("betas must be strictly increasing")
     n_beta = betas.size
     any_stable = stable.any(axis=1)
-    # index of the largest stable beta per row (0 where none, masked below)
-    top = n_beta - 1 - np.argmax(stable[:, ::-1], axis=1)
+    top = np.maximum(largest_stable(stable), 0)  # 0 where none, masked below
     beta_lo = np.where(any_stable, betas[top], np.nan)
     has_next = any_stable & (top < n_beta - 1)
     beta_hi = np.where(has_next, betas[np.minimum(top + 1, n_beta - 1)], np.inf)
@@ -191,13 +197,6 @@ TIE_CELLS = 1
 """Two grid edges differ when their largest stable betas are more than this many grid cells
 apart: a float32 edge is fuzzy by about one grid cell (docs/engine.md), so a margin of at most
 one cell is within the grid's resolution."""
-
-
-def largest_stable(stable: np.ndarray) -> np.ndarray:
-    """Index of the largest stable beta per row of an (n_alpha, n_beta) mask (-1 when none)."""
-    stable = np.asarray(stable, dtype=bool)
-    top = stable.shape[1] - 1 - np.argmax(stable[:, ::-1], axis=1)
-    return np.where(stable.any(axis=1), top, -1)
 
 
 def near_divergence_rows(alphas: np.ndarray, stable: np.ndarray) -> dict[str, object]:

@@ -235,6 +235,7 @@ def judge_edges(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> Judg
                         else None,
                     }
                 seeds.append(entry)
+            v_all, v_learned = seeded_verdict(out_all), seeded_verdict(out_learned)
             judged.table.append(
                 {
                     "reading": f"{name},criterion={criterion}",
@@ -251,10 +252,10 @@ def judge_edges(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> Judg
                     "log10_ratio_median_range": _median_range(
                         [s["all"]["log10_ratio"] for s in seeds]
                     ),
-                    "verdict_all": seeded_verdict(out_all)["verdict"],
-                    "verdict_learned": seeded_verdict(out_learned)["verdict"],
-                    "provisional_all": seeded_verdict(out_all)["provisional"],
-                    "provisional_learned": seeded_verdict(out_learned)["provisional"],
+                    "verdict_all": v_all["verdict"],
+                    "verdict_learned": v_learned["verdict"],
+                    "provisional_all": v_all["provisional"],
+                    "provisional_learned": v_learned["provisional"],
                 }
             )
     return judged
@@ -336,6 +337,7 @@ def judge_guideline(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> 
                     }
                 )
             for j, seeds, outs in ((ja, sa, oa), (jb, sb, ob)):
+                v = seeded_verdict(outs)
                 j.table.append(
                     {
                         "reading": f"{name},criterion={criterion}",
@@ -343,8 +345,8 @@ def judge_guideline(runs: Iterable[dict[str, Any]], criteria: Sequence[str]) -> 
                         "criterion": criterion,
                         "n_seeds": len(recs),
                         "seeds": seeds,
-                        "verdict_all": seeded_verdict(outs)["verdict"],
-                        "provisional_all": seeded_verdict(outs)["provisional"],
+                        "verdict_all": v["verdict"],
+                        "provisional_all": v["provisional"],
                     }
                 )
     return {"a": ja, "b": jb}

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from mamlconv.experiments.criteria import learned
+from mamlconv.experiments.problems.registry import get_preset
 from mamlconv.numerics.boundary import (
     TIE_CELLS,
     edge_outcome,
+    largest_stable,
     near_divergence_rows,
     near_edge_vs_reference,
 )
@@ -32,8 +34,6 @@ def why_sweep_cannot_decide(result: Any) -> str | None:
     are not the paper's. A coarser grid at the paper's protocol still decides, at its
     resolution (a margin within TIE_CELLS is a tie).
     """
-    from mamlconv.experiments.problems.registry import get_preset
-
     cfg = result.config
     n_alpha, n_beta = np.asarray(result.diverged).shape
     if min(n_alpha, n_beta) < MIN_GRID:
@@ -117,8 +117,8 @@ def judge_committed_guideline(result: Any) -> dict[str, Any]:
     if st0 is None or star is None or not st0.any():
         why = "no stable cell at both alpha = 0 and some alpha > 0"
         return {"a_outcome": "undecided", "b_outcome": "undecided", "why": why}
-    top0 = int(np.flatnonzero(st0).max())
-    top = int(np.flatnonzero(stable[star]).max())
+    top0 = int(largest_stable(st0[None, :])[0])
+    top = int(largest_stable(stable[star][None, :])[0])
     loss_star = float(np.nanmin(np.where(stable[star], result.final_loss[star], np.nan)))
     loss0 = float(np.nanmin(np.where(st0, result.alpha0["final_loss"], np.nan)))
     return {
