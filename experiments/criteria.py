@@ -71,6 +71,16 @@ def chance_loss(ways: int) -> float:
     return math.log(ways)
 
 
+def learned_reference(problem_options: Mapping[str, Any], initial_loss) -> float:
+    """The reference of :func:`learned` for a run: :func:`chance_loss` for a classification
+    problem (its options carry ``ways``), else the plain loss at the initial parameters (the
+    median of ``initial_loss``, the reference row's losses at iteration 0)."""
+    ways = problem_options.get("ways")
+    if ways:
+        return chance_loss(int(ways))
+    return float(np.nanmedian(np.asarray(initial_loss, dtype=float)))
+
+
 def learned(*, final_loss, initial_loss) -> np.ndarray:
     """The one "learned" rule: final loss < LEARNED_FRACTION * reference (both finite).
 
@@ -145,7 +155,7 @@ def criteria(result: Any) -> dict[str, Criterion]:
     }
     ways = cfg.problem_options.get("ways")
     if ways:
-        chance = chance_loss(ways)
+        chance = learned_reference(cfg.problem_options, ())
         ok = ~result.diverged & learned(final_loss=result.final_loss, initial_loss=chance)
         ok0 = (
             None

@@ -41,7 +41,9 @@ SYNTHETIC = {
 COLLAPSED = {"rising": (8, 5)}
 """Cells (row, column) whose loss did not fall (final loss = initial loss): the rising sweep's
 best cell near alpha_div did not learn, so on learned cells its margin shrinks."""
-INITIAL_LOSS = 1.0
+INITIAL_LOSS = float(np.log(5))
+"""The loss of a 5-way classifier at initialisation, chance level: a cell that ends there did
+not learn (the reference of ``criteria.learned`` for classification)."""
 
 
 def _write_sweep(
@@ -223,3 +225,23 @@ def test_reduced_sweep_is_inconclusive_for_every_claim_reading_it(
         assert ev[pop]["outcome"] == "undecided", ev
         assert "reduced run" in ev[pop]["why"] and "task batch" in ev[pop]["why"], ev
     validate(audited_reduced["report"])
+
+
+def test_learned_cells_of_a_classification_sweep_are_judged_against_chance() -> None:
+    """One "learned" rule: on the committed Omniglot grid the alpha = 0 cells end at chance
+    level (final loss 1.61-1.65, ln 5 = 1.609) although far below their own loss at iteration 0
+    (2.57). Judged against chance, as the Fig. 4 panels' ``learned`` mask is, none of them
+    learned; judged against the initial loss they would all have."""
+    from mamlconv.experiments.criteria import chance_loss, criteria, learned_reference
+    from mamlconv.experiments.sweep.results import load_result
+    from mamlconv.paper_checks.judging.committed import judge_committed_edge
+    from mamlconv.util.provenance import REPO_ROOT
+
+    result = load_result(REPO_ROOT / "experiments/results/omniglot_paper_7x7_h200.npz")
+    ref_init = np.asarray(result.alpha0["loss"], dtype=float)[..., 0]
+    assert learned_reference(result.config.problem_options, ref_init) == chance_loss(5)
+    assert learned_reference({}, ref_init) == pytest.approx(float(np.nanmedian(ref_init)))
+    panel = criteria(result)["learned"]
+    judged = judge_committed_edge(result)["learned"]
+    assert not panel.stable0.any()
+    assert judged["edge_reference"] is None and judged["outcome"] == "undecided"

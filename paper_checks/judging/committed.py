@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mamlconv.experiments.criteria import learned
+from mamlconv.experiments.criteria import learned, learned_reference
 from mamlconv.experiments.problems.registry import get_preset
 from mamlconv.numerics.boundary import (
     TIE_CELLS,
@@ -55,8 +55,10 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
     The rule is :func:`mamlconv.numerics.boundary.near_edge_vs_reference`: the largest stable
     beta of the near-divergence rows against the reference's, 'above' / 'below' by more than
     TIE_CELLS grid cells, else 'tie'. Reference: the alpha = 0 row (or the smallest alpha).
-    A cell *learned* when its final loss is below LEARNED_FRACTION of the reference row's
-    loss at iteration 0 (:func:`reference_loss`; needs the sweep's loss trajectories).
+    A cell *learned* by :func:`mamlconv.experiments.criteria.learned` against
+    :func:`~mamlconv.experiments.criteria.learned_reference`: chance level for classification
+    (the same mask as the Fig. 4 panels' ``learned`` criterion), else the reference row's loss
+    at iteration 0 (needs the sweep's loss trajectories).
     """
     betas = np.asarray(result.betas, dtype=float)
     alphas = np.asarray(result.alphas, dtype=float)
@@ -87,7 +89,7 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
         ok = stable.copy()
         ok0 = ref_stable.copy()
         if pop == "learned":
-            ref = float(np.nanmedian(np.asarray(ref_init, dtype=float)))
+            ref = learned_reference(result.config.problem_options, ref_init)
             ok &= learned(final_loss=final, initial_loss=ref)
             ok0 &= learned(final_loss=ref_final, initial_loss=ref)
         entry = near_edge_vs_reference(alphas, betas, ok, ok0, divergence=stable)
