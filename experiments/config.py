@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from mamlconv.numerics.maml import VARIANTS, check_variant
+from mamlconv.util.devices import DEVICE_SPELLINGS, is_device_spec
 
 OuterOptimizer = Literal["sgd", "adam"]
 TaskSource = Literal["pool", "fresh"]
@@ -168,8 +169,8 @@ class SweepConfig:
             raise ValueError(f"divergence_level must be > 0, got {self.divergence_level!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not is_device_spec(self.device):
+            raise ValueError(f"device must be {DEVICE_SPELLINGS}, got {self.device!r}")
         assert self.variant in VARIANTS
 
     # -- derived ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from mamlconv.errors import UsageError
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
+from mamlconv.util.devices import DEVICE_SPELLINGS, is_device_spec
 
 
 def resolve_device(spec: str) -> str:
@@ -23,8 +24,8 @@ def resolve_device(spec: str) -> str:
         return spec
     if spec == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec != "cuda" and not (spec.startswith("cuda:") and spec[5:].isdigit()):
-        raise UsageError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+    if not is_device_spec(spec):
+        raise UsageError(f"--device {spec}: expected {DEVICE_SPELLINGS}")
     if not torch.cuda.is_available():
         raise UsageError(f"--device {spec}: no CUDA device is available (use auto or cpu)")
     index = int(spec[5:]) if ":" in spec else 0

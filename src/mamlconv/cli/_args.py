@@ -28,6 +28,7 @@ import numpy as np
 
 from mamlconv.errors import OutputError
 from mamlconv.errors import UsageError as UsageError  # re-exported for the subcommands
+from mamlconv.util.devices import DEVICE_SPELLINGS, is_device_spec
 
 PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
 """The task families that `sweep`, `advise` and the presets know by name."""
@@ -131,9 +132,9 @@ DEVICE_HELP = "auto (the default: CUDA when present, else the CPU), cpu, cuda or
 
 def device_spec(text: str) -> str:
     """auto | cpu | cuda | cuda:N (availability is checked where the device is used)."""
-    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+    if is_device_spec(text):
         return text
-    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected {DEVICE_SPELLINGS}, got {text!r}")
 
 
 def add_problem_argument(parser: Any, *, dest: str = "spec", note: str = "") -> None:

@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from mamlconv.cli._args import UsageError, device_spec, positive_float, positive_int
+from mamlconv.cli._args import (
+    UsageError,
+    add_device_argument,
+    device_spec,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_OUT = Path("experiments/results/readings")
 CLAIM_FAMILY = {"S4-1": "sinusoid", "S5-1": "sinusoid"}
@@ -95,7 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p_few.add_argument(
         "--problems", default="omniglot,miniimagenet", help="comma list (default: both)"
     )
-    p_few.add_argument("--device", type=device_spec, default="auto", help="auto | cpu | cuda")
+    add_device_argument(p_few, what="where the cells train")
     p_few.add_argument("--deadline", type=positive_float, default=None, help="seconds for this run")
     p_few.add_argument(
         "--chunk", type=positive_int, default=None, help="cells per call (default: model)"

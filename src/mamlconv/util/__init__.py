@@ -12,4 +12,5 @@ Modules:
 - :mod:`.progress`: progress reports with an estimated time to completion, through ``logging``;
   :func:`~mamlconv.util.progress.show_on_stderr` prints them for the command line.
 - :mod:`.plotting`: matplotlib on demand (``pyplot``), log-scale cell edges and ``save_figure``.
+- :mod:`.devices`: how a device is written (``auto``, ``cpu``, ``cuda``, ``cuda:N``), torch-free.
 """
