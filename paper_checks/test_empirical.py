@@ -439,12 +439,9 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
         png = path.with_suffix(".png")
         if png.is_file():
             audit.attach(png, f"{path.name}: committed heatmap")
-    outs = {
-        pop: [e[pop]["outcome"] for e in per_file.values() if e[pop]["outcome"] != "undecided"]
-        for pop in ("all", "learned")
-    }
-    verdict = judging.per_reading_verdict(outs["all"]) if outs["all"] else "INCONCLUSIVE"
-    learned = judging.per_reading_verdict(outs["learned"]) if outs["learned"] else "undecided"
+    combined = committed.combine_sweeps(per_file)
+    verdict = combined["all"]["verdict"]
+    learned = combined["learned"]["verdict"] if combined["learned"]["decided"] else "undecided"
     parts = []
     for name, e in per_file.items():
         a = e["all"]
@@ -457,19 +454,11 @@ def _edge_verdict(audit: ClaimAudit, sweeps: list[tuple[Path, Any]], *, what: st
             f" at {e['reference']}, margin {a['margin_cells']} cell(s) -> {a['outcome']}"
         )
     key = f"{what}: " + "; ".join(parts) + f"; on learned cells: {learned}"
-    why = (
-        "within the grid's resolution (a margin of at most one cell; a float32 edge is fuzzy by "
-        "about one cell)"
-        if "tie" in outs["all"]
-        else "the sweeps disagree"
-        if outs["all"]
-        else "the grid cannot decide (no edge inside it)"
-    )
     _record_claim(
         audit,
         verdict,
         holds_for="",
-        why=why,
+        why=combined["all"]["why"] or "",
         statement="the largest stable beta is larger near the divergence alpha than at "
         "alpha = 0 (Fig. 4)",
         key=key,

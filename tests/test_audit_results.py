@@ -149,7 +149,12 @@ CASES = [
     ("test_claim_S4_2_omniglot[exact]", "HOLDS", "passed", "margin 3 cell(s) -> above"),
     ("test_claim_S4_2_omniglot[first_order]", "INCONCLUSIVE", "passed", "within the grid"),
     ("test_claim_S4_3_miniimagenet[exact]", "FAILS", "xfailed", "margin -2 cell(s) -> below"),
-    ("test_claim_S4_3_miniimagenet[first_order]", "INCONCLUSIVE", "passed", "cannot decide"),
+    (
+        "test_claim_S4_3_miniimagenet[first_order]",
+        "INCONCLUSIVE",
+        "passed",
+        "no reference edge inside the grid",
+    ),
 ]
 
 
@@ -245,3 +250,32 @@ def test_learned_cells_of_a_classification_sweep_are_judged_against_chance() -> 
     judged = judge_committed_edge(result)["learned"]
     assert not panel.stable0.any()
     assert judged["edge_reference"] is None and judged["outcome"] == "undecided"
+
+
+def test_sweeps_combine_with_their_own_reasons() -> None:
+    """Over committed sweeps: a verdict from the sweeps that decide; when none decides, the
+    INCONCLUSIVE names the sweeps' own reasons (a reduced run is not 'no edge in the grid')."""
+    from mamlconv.paper_checks.judging.committed import combine_sweeps
+
+    def entry(outcome: str, why: str | None = None) -> dict:
+        e = {"outcome": outcome} | ({"why": why} if why else {})
+        return {"all": e, "learned": e}
+
+    undecided = combine_sweeps(
+        {
+            "a": entry("undecided", "a 2 x 2 grid is a smoke test"),
+            "b": entry("undecided", "a reduced run"),
+        }
+    )
+    assert undecided["all"] == {
+        "verdict": "INCONCLUSIVE",
+        "decided": False,
+        "why": "a 2 x 2 grid is a smoke test; a reduced run",
+    }
+    mixed = combine_sweeps({"a": entry("above"), "b": entry("tie"), "c": entry("undecided", "x")})
+    assert mixed["all"]["verdict"] == "INCONCLUSIVE" and "grid's resolution" in mixed["all"]["why"]
+    assert combine_sweeps({"a": entry("above"), "b": entry("below")})["all"]["why"] == (
+        "the sweeps disagree"
+    )
+    held = combine_sweeps({"a": entry("above"), "b": entry("undecided", "x")})["all"]
+    assert held == {"verdict": "HOLDS", "decided": True, "why": None}

@@ -139,15 +139,23 @@ def claim_verdict(per_reading: Mapping[str, str]) -> tuple[str, list[str]]:
     return combined["verdict"], combined["holds_for"]
 
 
-def why_inconclusive(outcomes: Sequence[str]) -> str:
-    """Which cause of INCONCLUSIVE applies to a reading's per-seed (or per-sweep) outcomes."""
+def why_inconclusive(
+    outcomes: Sequence[str],
+    *,
+    disagree: str = "within the seed spread: the seeds disagree",
+    tie: str = "within the measurement's resolution for some seed",
+    none: str = "no seed decides",
+) -> str:
+    """Which cause of INCONCLUSIVE applies to a reading's per-seed (or per-sweep) outcomes:
+    ``disagree`` when some are for and some against, else ``tie`` when one is within the
+    resolution, else ``none`` (the texts name the unit: seeds by default)."""
     pos = {"yes", "above"} & set(outcomes)
     neg = {"no", "below"} & set(outcomes)
     if pos and neg:
-        return "within the seed spread: the seeds disagree"
+        return disagree
     if "tie" in outcomes:
-        return "within the measurement's resolution for some seed"
-    return "no seed decides"
+        return tie
+    return none
 
 
 @dataclass

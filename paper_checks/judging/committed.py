@@ -19,6 +19,7 @@ from mamlconv.numerics.boundary import (
     near_divergence_rows,
     near_edge_vs_reference,
 )
+from mamlconv.paper_checks.judging import per_reading_verdict, why_inconclusive
 
 MIN_GRID = 3
 """A committed sweep with fewer alphas or betas than this is a smoke test, not evidence."""
@@ -96,6 +97,35 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
         if "margin_cells" in entry:
             entry["margin_decades"] = entry["margin_cells"] * step
         out[pop] = entry
+    return out
+
+
+def combine_sweeps(per_file: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Fig. 4's claim over committed sweeps (:func:`judge_committed_edge` per file), per
+    population (``all``, ``learned``): ``verdict`` over the sweeps that decide
+    (:func:`~mamlconv.paper_checks.judging.per_reading_verdict`), INCONCLUSIVE when none does;
+    ``decided`` (some sweep decides) and ``why`` (None unless INCONCLUSIVE: the sweeps' own
+    reasons when none decides, else :func:`~mamlconv.paper_checks.judging.why_inconclusive`)."""
+    out = {}
+    for pop in ("all", "learned"):
+        entries = [e[pop] for e in per_file.values()]
+        decided = [e["outcome"] for e in entries if e["outcome"] != "undecided"]
+        if decided:
+            verdict = per_reading_verdict(decided)
+            why = (
+                why_inconclusive(
+                    decided,
+                    disagree="the sweeps disagree",
+                    tie="within the grid's resolution (a margin of at most "
+                    f"{TIE_CELLS} cell; a float32 edge is fuzzy by about one cell)",
+                )
+                if verdict == "INCONCLUSIVE"
+                else None
+            )
+        else:
+            verdict = "INCONCLUSIVE"
+            why = "; ".join(sorted({e["why"] for e in entries})) or "no committed sweep"
+        out[pop] = {"verdict": verdict, "decided": bool(decided), "why": why}
     return out
 
 
