@@ -66,6 +66,23 @@ class Boundary:
         both_inf = np.isinf(theory) & np.isinf(self.beta_hi)
         return np.where(both_inf, 0.0, np.where(np.isnan(self.beta_lo), np.nan, err))
 
+    @classmethod
+    def from_records(cls, rows: list[dict]) -> Boundary:
+        """The boundary that :meth:`as_records` wrote, read back from its rows (a ``beta_lo``
+        of None is NaN, a ``beta_hi`` of None is inf: strict JSON has no inf; a row without
+        ``monotone`` counts as monotone)."""
+
+        def column(name: str, missing: float) -> np.ndarray:
+            return np.array([missing if r[name] is None else r[name] for r in rows], dtype=float)
+
+        return cls(
+            np.array([r["alpha"] for r in rows], dtype=float),
+            column("beta_lo", np.nan),
+            column("beta_hi", np.inf),
+            np.array([bool(r["inside_grid"]) for r in rows]),
+            np.array([bool(r.get("monotone", True)) for r in rows]),
+        )
+
     def as_records(self, beta_theory: np.ndarray | None = None) -> list[dict]:
         """One JSON-ready dict per alpha (inf as float('inf'), missing as None)."""
         rows = []

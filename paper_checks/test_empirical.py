@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from mamlconv.experiments import figures, readings, sweep
+from mamlconv.experiments.analysis.comparison import prediction_errors
 from mamlconv.experiments.figures import reading_maps as maps
 from mamlconv.experiments.problems import registry as problems
-from mamlconv.numerics import boundary as boundary_mod
 from mamlconv.paper_checks import judging
 from mamlconv.paper_checks.helpers import (
     attach_committed_figures,
@@ -717,7 +717,7 @@ def test_claim_X_5_predictions_linear_regression(audit: ClaimAudit) -> None:
 def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
     """X-5 on the networks: from each committed comparison (``mamlconv compare``), the log10
     error of each prediction against the measured bracket, recomputed per alpha from the rows'
-    brackets and predicted beta_c (``numerics.boundary.Boundary.log10_error``); the best
+    brackets and predicted beta_c (``analysis.comparison.prediction_errors``); the best
     prediction is the one with the smallest median error.
     """
     comparisons = committed_json(
@@ -729,39 +729,7 @@ def test_claim_X_5_predictions_networks(audit: ClaimAudit) -> None:
     )
     per_file = {}
     for path, rec in comparisons:
-        rows = rec["rows"]
-        alphas = np.array([r["alpha"] for r in rows], dtype=float)
-
-        def arr(name: str, missing: float, rows=rows) -> np.ndarray:
-            return np.array([missing if r[name] is None else r[name] for r in rows], dtype=float)
-
-        b = boundary_mod.Boundary(
-            alphas,
-            arr("beta_lo", np.nan),
-            arr("beta_hi", np.inf),
-            np.array([bool(r["inside_grid"]) for r in rows]),
-            np.array([bool(r.get("monotone", True)) for r in rows]),
-        )
-        errors = {}
-        for point in rows[0]["predictions"]:
-            for name in rows[0]["predictions"][point]:
-                beta = np.array(
-                    [
-                        np.nan
-                        if r["predictions"][point][name]["beta_c"] is None
-                        else r["predictions"][point][name]["beta_c"]
-                        for r in rows
-                    ],
-                    dtype=float,
-                )
-                err = b.log10_error(beta)
-                ok = err[~np.isnan(err) & ~np.isnan(b.beta_lo)]
-                if ok.size:
-                    errors[f"{name} @ {point}"] = {
-                        "median": float(np.median(ok)),
-                        "max": float(ok.max()),
-                        "n_alphas": int(ok.size),
-                    }
+        errors = prediction_errors(rec["rows"])
         if not errors:
             continue
         winner = min(errors, key=lambda k: errors[k]["median"])

@@ -128,3 +128,18 @@ def test_near_edge_vs_reference_counts_cells_and_names_undecided() -> None:
         alphas, betas, counted, np.array([1, 0, 0, 0], dtype=bool), divergence=stable
     )
     assert out["outcome"] == "undecided" and "near the divergence" in out["why"]
+
+
+def test_boundary_from_records_reads_back_what_as_records_wrote() -> None:
+    """Through the package's strict JSON (inf as null), the boundary is the same."""
+    import json
+
+    from mamlconv.numerics.boundary import Boundary, extract_boundary
+    from mamlconv.util.files import dumps
+
+    alphas, betas = np.array([0.0, 0.1, 0.5]), np.array([0.1, 1.0, 10.0])
+    stable = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 0]], dtype=bool)
+    b = extract_boundary(alphas, betas, stable)
+    back = Boundary.from_records(json.loads(dumps(b.as_records())))
+    for name in ("alphas", "beta_lo", "beta_hi", "inside_grid", "monotone"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(b, name))

@@ -139,3 +139,36 @@ def test_cli_compare_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "x.npz", "--out", str(tmp_path), "--points", "final"])
     assert exc.value.code == 2
+
+
+def test_prediction_errors_from_comparison_rows() -> None:
+    """Per prediction, the decades from the measured bracket: 0 inside it, the distance to the
+    nearer end outside it; alphas without a bracket or a prediction are left out."""
+    from mamlconv.experiments.analysis.comparison import prediction_errors
+
+    def row(alpha, lo, hi, formula, meta):
+        return {
+            "alpha": alpha,
+            "beta_lo": lo,
+            "beta_hi": hi,
+            "inside_grid": lo is not None and hi is not None,
+            "predictions": {"init": {"formula": {"beta_c": formula}, "meta": {"beta_c": meta}}},
+        }
+
+    rows = [
+        row(0.0, 1.0, 2.0, 1.5, 20.0),
+        row(0.1, 1.0, 2.0, 100.0, None),
+        row(0.2, None, None, 1.0, 1.0),
+    ]
+    errors = prediction_errors(rows)
+    assert set(errors) == {"formula @ init", "meta @ init"}
+    assert errors["formula @ init"] == {
+        "median": pytest.approx(0.5 * np.log10(50)),
+        "max": pytest.approx(np.log10(50)),
+        "n_alphas": 2,
+    }
+    assert errors["meta @ init"] == {
+        "median": pytest.approx(1.0),
+        "max": pytest.approx(1.0),
+        "n_alphas": 1,
+    }

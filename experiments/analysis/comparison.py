@@ -56,6 +56,39 @@ class Prediction:
     """``formula``, ``surrogate`` or ``meta`` (compare's predictions: fixed colours), or None."""
 
 
+def row_predictions(rows: list[dict[str, Any]]) -> list[Prediction]:
+    """Every prediction curve of a comparison's ``rows`` (:func:`comparison_record`), one per
+    point and prediction, ``null`` beta_c as NaN."""
+    alphas = np.array([r["alpha"] for r in rows], dtype=float)
+    out = []
+    first = rows[0].get("predictions", {}) if rows else {}
+    for point, names in first.items():
+        for name in names:
+            values = [r["predictions"][point][name]["beta_c"] for r in rows]
+            beta = np.array([math.nan if v is None else v for v in values], dtype=float)
+            out.append(Prediction(f"{LABELS.get(name, name)} ({point})", alphas, beta, point, name))
+    return out
+
+
+def prediction_errors(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Per prediction (``"<name> @ <point>"``) of a comparison's ``rows``: the median and largest
+    log10 error against the measured bracket (:meth:`Boundary.log10_error`) over the alphas that
+    have both a measured bracket and a prediction, and how many those are; predictions with no
+    such alpha are left out."""
+    measured = Boundary.from_records(rows)
+    errors: dict[str, dict[str, float | int]] = {}
+    for pred in row_predictions(rows):
+        err = measured.log10_error(pred.beta_c)
+        ok = err[~np.isnan(err) & ~np.isnan(measured.beta_lo)]
+        if ok.size:
+            errors[f"{pred.kind} @ {pred.point}"] = {
+                "median": float(np.median(ok)),
+                "max": float(ok.max()),
+                "n_alphas": int(ok.size),
+            }
+    return errors
+
+
 def predictions_from_json(path: str | os.PathLike[str]) -> list[Prediction]:
     """Prediction curves from a file: a ``mamlconv compare`` JSON (its ``rows``, every point and
     prediction), or ``{"predictions": [{"label", "alpha": [...], "beta_c": [...]}, ...]}``
@@ -63,19 +96,7 @@ def predictions_from_json(path: str | os.PathLike[str]) -> list[Prediction]:
     ``docs/engine.md``). ValueError on any other layout."""
     record = read_json(path)
     if isinstance(record, dict) and "rows" in record:
-        from mamlconv.experiments.analysis.comparison import LABELS
-
-        rows = record["rows"]
-        alphas = np.array([r["alpha"] for r in rows], dtype=float)
-        out = []
-        first = rows[0].get("predictions", {}) if rows else {}
-        for point, names in first.items():
-            for name in names:
-                values = [r["predictions"][point][name]["beta_c"] for r in rows]
-                beta = np.array([math.nan if v is None else v for v in values], dtype=float)
-                label = f"{LABELS.get(name, name)} ({point})"
-                out.append(Prediction(label, alphas, beta, point, name))
-        return out
+        return row_predictions(record["rows"])
     if isinstance(record, dict) and isinstance(record.get("predictions"), list):
         out = []
         for i, series in enumerate(record["predictions"]):
