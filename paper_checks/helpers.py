@@ -266,6 +266,11 @@ def cite_sweep(audit: ClaimAudit, path: Path, result: Any) -> None:
 
 
 @lru_cache(maxsize=2)
+def linreg_data_paper(seed: int = 0) -> Any:
+    """The App. C data set at the paper's settings (100 points) for ``seed``."""
+    return sample_linreg(torch_generator(seed), n_points=100)
+
+
 def linreg_study_paper(seed: int = 0) -> Any:
     """The App. C study at the paper's settings (shared by S3-8 and X-5 within a session)."""
-    return linreg_study(sample_linreg(torch_generator(seed), n_points=100))
+    return linreg_study(linreg_data_paper(seed))
