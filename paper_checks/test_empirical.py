@@ -612,16 +612,18 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         sweeps += find_sweeps(audit, problem=problem, variant=variant, required=False)
     if not sweeps:
         audit.not_run(f"result file missing: no {problem} sweep under experiments/results/")
-    rows, out_a, out_b, undecided = {}, [], [], {}
+    rows, parts, undecided = {}, {}, {}
     for path, result in sweeps:
         cite_sweep(audit, path, result)
         judged = committed.judge_committed_guideline(result)
+        parts[path.name] = {
+            r: {"outcome": judged[f"{r}_outcome"], "why": judged.get("why")} for r in ("a", "b")
+        }
         if judged["a_outcome"] == "undecided":
             undecided[path.name] = judged["why"]
-            continue
-        out_a.append(judged["a_outcome"])
-        out_b.append(judged["b_outcome"])
-        rows[path.name] = judged
+        else:
+            rows[path.name] = judged
+    combined = committed.combine_sweeps(parts, ("a", "b"))
     if not rows:
         audit.inconclusive(
             why="no committed sweep can decide",
@@ -630,8 +632,7 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
             evidence={"kind": "empirical", "undecided": undecided},
         )
         return
-    va = judging.per_reading_verdict(out_a)
-    vb = judging.per_reading_verdict(out_b)
+    va, vb = combined["a"]["verdict"], combined["b"]["verdict"]
     verdict = judging.combine_readings({"a": va, "b": vb})["verdict"]
     key = f"{problem}: (a) {va}, (b) {vb}: " + "; ".join(
         f"{n}: alpha* {r['alpha_star']:.3g} beta_max {fmt(r['beta_max_alpha_star'])} vs "
@@ -645,7 +646,9 @@ def _guideline_committed(audit: ClaimAudit, problem: str) -> None:
         audit,
         verdict,
         holds_for=f"{problem}, interpretation {' and '.join(held)} (committed sweeps)",
-        why="within the grid's resolution (one cell) or the sweeps disagree",
+        why="; ".join(
+            f"({r}) {combined[r]['why']}" for r in ("a", "b") if combined[r]["why"] is not None
+        ),
         statement="choosing the largest possible alpha first allows a larger beta and a "
         "training loss no worse than at alpha = 0",
         key=key,

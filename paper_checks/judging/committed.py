@@ -100,14 +100,18 @@ def judge_committed_edge(result: Any) -> dict[str, Any]:
     return out
 
 
-def combine_sweeps(per_file: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Fig. 4's claim over committed sweeps (:func:`judge_committed_edge` per file), per
-    population (``all``, ``learned``): ``verdict`` over the sweeps that decide
+def combine_sweeps(
+    per_file: dict[str, dict[str, Any]], parts: tuple[str, ...] = ("all", "learned")
+) -> dict[str, dict[str, Any]]:
+    """A claim over committed sweeps, one seed and reading each, per part (``all`` and
+    ``learned`` cells of :func:`judge_committed_edge`; the readings ``a`` and ``b`` of the
+    guideline), each file's part an ``outcome`` (and ``why`` when 'undecided'): ``verdict`` over
+    the sweeps that decide
     (:func:`~mamlconv.paper_checks.judging.per_reading_verdict`), INCONCLUSIVE when none does;
     ``decided`` (some sweep decides) and ``why`` (None unless INCONCLUSIVE: the sweeps' own
     reasons when none decides, else :func:`~mamlconv.paper_checks.judging.why_inconclusive`)."""
     out = {}
-    for pop in ("all", "learned"):
+    for pop in parts:
         entries = [e[pop] for e in per_file.values()]
         decided = [e["outcome"] for e in entries if e["outcome"] != "undecided"]
         if decided:
