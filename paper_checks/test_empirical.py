@@ -341,27 +341,14 @@ def _readings_summary(audit: ClaimAudit) -> dict[str, Any]:
     return summary
 
 
-def _per_variant(table: list[dict[str, Any]], column: str) -> dict[str, str]:
-    """Claim verdict per MAML variant (the summary shows each variant's verdict)."""
-    from mamlconv.paper_checks.judging import claim_verdict
-
-    out = {}
-    for variant in ("exact", "first_order"):
-        rows = {r["reading"]: r[column] for r in table if f"variant={variant}," in r["reading"]}
-        if rows:
-            out[variant] = claim_verdict(rows)[0]
-    return out
-
-
 def _provisional(table: list[dict[str, Any]]) -> str:
-    """What the readings with 1-2 seeds would say alone (reported, not counted)."""
-    few = [r for r in table if 0 < r["n_seeds"] < 3]
-    if not few:
+    """What the readings with fewer seeds than judging.MIN_SEEDS would say alone, as text."""
+    tally = judging.provisional_tally(table)
+    if not tally["readings"]:
         return ""
-    tally = {v: sum(r["provisional_all"] == v for r in few) for v in ("HOLDS", "FAILS")}
     return (
-        f"; {len(few)} readings with fewer than 3 seeds would alone say {tally['HOLDS']} "
-        f"HOLDS, {tally['FAILS']} FAILS"
+        f"; {tally['readings']} readings with fewer than {judging.MIN_SEEDS} seeds would alone "
+        f"say {tally['HOLDS']} HOLDS, {tally['FAILS']} FAILS"
     )
 
 
@@ -390,7 +377,7 @@ def test_claim_S4_1_sinusoid(audit: ClaimAudit) -> None:
     counts = {
         v: len(_reading_rows(table, "verdict_all", v)) for v in ("HOLDS", "FAILS", "INCONCLUSIVE")
     }
-    per_variant = _per_variant(table, "verdict_all")
+    per_variant = judging.verdict_per_variant(table, "verdict_all")
     key = (
         f"{summary['runs_done']} of {summary['runs_planned']} runs; {len(table)} readings: "
         f"{counts['HOLDS']} HOLDS, {counts['FAILS']} FAILS, {counts['INCONCLUSIVE']} "
@@ -561,7 +548,7 @@ def _guideline_sinusoid(audit: ClaimAudit) -> None:
         results[reading] = {
             "verdict": summary["claims"][reading]["all"]["verdict"],
             "holds_for": summary["claims"][reading]["all"]["holds_for"],
-            "per_variant": _per_variant(table, "verdict_all"),
+            "per_variant": judging.verdict_per_variant(table, "verdict_all"),
             "counts": {
                 v: len(_reading_rows(table, "verdict_all", v))
                 for v in ("HOLDS", "FAILS", "INCONCLUSIVE")

@@ -456,3 +456,34 @@ def test_why_sweep_cannot_decide_is_one_rule_for_every_edge_claim() -> None:
     reduced = result(4, iters=paper.iters - 1)
     assert committed.judge_committed_guideline(reduced)["why"] == short
     assert committed.judge_committed_guideline(reduced)["a_outcome"] == "undecided"
+
+
+def test_verdict_per_variant_and_provisional_tally() -> None:
+    table = [
+        {
+            "reading": "init=a,variant=exact,x",
+            "v": "HOLDS",
+            "n_seeds": 3,
+            "provisional_all": "HOLDS",
+        },
+        {
+            "reading": "init=b,variant=exact,x",
+            "v": "FAILS",
+            "n_seeds": 1,
+            "provisional_all": "FAILS",
+        },
+        {
+            "reading": "init=a,variant=first_order,x",
+            "v": "FAILS",
+            "n_seeds": 2,
+            "provisional_all": "HOLDS",
+        },
+        {
+            "reading": "init=b,variant=first_order,x",
+            "v": "FAILS",
+            "n_seeds": 0,
+            "provisional_all": "INCONCLUSIVE",
+        },
+    ]
+    assert judging.verdict_per_variant(table, "v") == {"exact": "HOLDS-FOR", "first_order": "FAILS"}
+    assert judging.provisional_tally(table) == {"readings": 2, "HOLDS": 1, "FAILS": 1}

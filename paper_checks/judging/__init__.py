@@ -139,6 +139,27 @@ def claim_verdict(per_reading: Mapping[str, str]) -> tuple[str, list[str]]:
     return combined["verdict"], combined["holds_for"]
 
 
+def verdict_per_variant(table: Sequence[Mapping[str, Any]], column: str) -> dict[str, str]:
+    """The claim verdict (:func:`claim_verdict`) of each MAML variant's readings alone, from a
+    judged table's ``column`` (e.g. ``verdict_all``)."""
+    out = {}
+    for variant in ("exact", "first_order"):
+        rows = {r["reading"]: r[column] for r in table if f"variant={variant}," in r["reading"]}
+        if rows:
+            out[variant] = claim_verdict(rows)[0]
+    return out
+
+
+def provisional_tally(table: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many readings of a judged table have some but fewer than MIN_SEEDS seeds, and how
+    many of them would alone say HOLDS and FAILS (reported beside a verdict, never counted)."""
+    few = [r for r in table if 0 < r["n_seeds"] < MIN_SEEDS]
+    return {
+        "readings": len(few),
+        **{v: sum(r["provisional_all"] == v for r in few) for v in ("HOLDS", "FAILS")},
+    }
+
+
 def why_inconclusive(
     outcomes: Sequence[str],
     *,
