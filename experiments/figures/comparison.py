@@ -17,6 +17,8 @@ from mamlconv.experiments.analysis.comparison import (
     comparison_record,
     markdown_table,
 )
+from mamlconv.experiments.criteria import get_criterion
+from mamlconv.experiments.figures.figure4 import colorbar, describe_run, draw_panel, loss_norm
 from mamlconv.experiments.sweep.results import SweepResult
 from mamlconv.util.files import atomic_write_text, dumps
 from mamlconv.util.plotting import pyplot
@@ -62,15 +64,13 @@ def comparison_figure(
     from a comparison JSON with
     :func:`mamlconv.experiments.analysis.comparison.predictions_from_json`): one
     Fig. 4 panel per point, one colour scale."""
-    from mamlconv.experiments.figures import figure4 as fig4
-
-    crit = fig4.get_criterion(result, None)
+    crit = get_criterion(result, None)
     points = list(dict.fromkeys(c.point for c in curves)) or [None]
     plt = pyplot()
     fig, axes = plt.subplots(
         1, len(points), figsize=(6.4 * len(points), 6.2), constrained_layout=True, squeeze=False
     )
-    norm = fig4.loss_norm((result, crit.stable))
+    norm = loss_norm((result, crit.stable))
     extra = None
     if recheck is not None:
         rows = recheck["boundary"]
@@ -81,7 +81,7 @@ def comparison_figure(
     mesh = None
     for ax, point in zip(axes[0], points, strict=True):
         mine = [c for c in curves if c.point == point]
-        mesh = fig4.draw_panel(
+        mesh = draw_panel(
             ax, result, criterion=crit, norm=norm, edge=True, predictions=mine, extra_edge=extra
         )
         where = {
@@ -91,9 +91,9 @@ def comparison_figure(
         }.get(point, f"predictions at {point}")
         ax.set_title(where, fontsize=10)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
-    fig4.colorbar(fig, mesh, axes[0].tolist(), iters=result.config.iters, blank=crit.description)
+    colorbar(fig, mesh, axes[0].tolist(), iters=result.config.iters, blank=crit.description)
     what = "with predictions of β_c" if curves else "and its measured edge"
-    fig.suptitle(f"Fig. 4 {what} — {fig4.describe_run(result)}", fontsize=10)
+    fig.suptitle(f"Fig. 4 {what} — {describe_run(result)}", fontsize=10)
     return fig
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from mamlconv.errors import ProblemError
 from mamlconv.experiments.config import SweepConfig
-from mamlconv.experiments.problems.sinusoid import sinusoid_preset
+from mamlconv.experiments.problems.sinusoid import SinusoidProblem, sinusoid_preset
 from mamlconv.numerics.tasks import Problem
 
 PROBLEMS: tuple[str, ...] = ("sinusoid", "omniglot", "miniimagenet")
@@ -188,8 +188,6 @@ def get_problem(name: str, **options: Any) -> Problem:
     if is_spec(name):
         return load_spec(name, **options)
     if name == "sinusoid":
-        from mamlconv.experiments.problems.sinusoid import SinusoidProblem
-
         try:
             return SinusoidProblem(**options)
         except TypeError as exc:  # an unknown option

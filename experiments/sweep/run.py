@@ -123,8 +123,6 @@ def _run_chunks(
     ctx = mp.get_context("spawn")  # fork after torch's thread pools started is unsafe
     q = ctx.Queue()
     workers = min(workers, len(plan))  # never more workers than chunks
-    from mamlconv.experiments.sweep.run import start_worker
-
     # start_worker puts each worker on a lifeline first: a killed parent leaves no worker behind
     init = (os.getpid(), "mamlconv.experiments.sweep.chunks:_worker_init", (q, threads or 1))
     pool = ctx.Pool(workers, initializer=start_worker, initargs=init)
