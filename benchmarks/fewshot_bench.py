@@ -90,7 +90,7 @@ def main(problem_name: str, doc: str, argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
-        device = str(resolve_device(args.device))
+        device = resolve_device(args.device)
     except ValueError as exc:
         return _fail(f"{exc} (use --device cpu)")
     on_cuda = device.startswith("cuda")

@@ -334,6 +334,7 @@ def test_killed_driver_resumes_with_resume(ray_local, stable_reference, tmp_path
 
 
 @needs_ray
+@needs_shipped  # the driver builds the problem from the real files before any worker runs
 def test_chunk_failing_on_its_node_stops_with_one_line(ray_local, tmp_path):
     """Bad data on the workers' node: the sweep stops, naming chunk and node; nothing retried."""
     from mamlconv.experiments.sweep.ray_backend import ChunkFailed

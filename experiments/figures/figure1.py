@@ -199,7 +199,7 @@ def fig1(
         "diverged_at": run.diverged_at,
         "summary": summary,
         "config": config.to_dict(),
-        "provenance": describe(str(resolve_device(config.device))),
+        "provenance": describe(resolve_device(config.device)),
     }
     paths = save_figure(fig, Path(out_dir), "fig1", record)
     plt.close(fig)

@@ -267,7 +267,7 @@ def fig5(
         "checkpoints": records,
         "summary": summary,
         "config": config.to_dict(),
-        "provenance": describe(str(resolve_device(config.device))),
+        "provenance": describe(resolve_device(config.device)),
     }
     paths = save_figure(fig, Path(out_dir), "fig5", record)
     plt.close(fig)

@@ -477,7 +477,7 @@ def run_matrix(
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        device = str(resolve_device(device))
+        device = resolve_device(device)
     except ValueError as exc:
         raise UsageError(f"{exc} (use --device cpu)") from None
     chunk = chunk or (preset.chunk_cpu if not device.startswith("cuda") else None)

@@ -187,7 +187,7 @@ def estimate_sweep(
     chunk = default_chunk_size(config, backend)
     n_chunks = math.ceil(n_cells / chunk)
     workers = max(1, min(workers, n_chunks))
-    device = str(resolve_device(config.device))
+    device = resolve_device(config.device)
 
     probe_pool = min(config.pool_size, PROBE_TASKS)
     probe_tasks = min(config.tasks_per_batch, PROBE_TASKS, probe_pool)

@@ -298,7 +298,7 @@ def _run_sweep_locked(
     from mamlconv.experiments.problems.registry import get_problem
     from mamlconv.util.provenance import describe
 
-    device = str(resolve_device(config.device))
+    device = resolve_device(config.device)
     get_problem(config.problem, **config.problem_options)  # a bad problem fails before any file
     directory = chunk_dir(out)
     storage.clear_if_empty(directory)

@@ -439,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             record = {
                 "config": config.to_dict(),
-                "provenance": describe(str(resolve_device(config.device))),
+                "provenance": describe(resolve_device(config.device)),
                 "bisection": {
                     "rtol": args.rtol,
                     "rounds": bis.result.n_rounds,
