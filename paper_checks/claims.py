@@ -22,6 +22,10 @@ class Claim(NamedTuple):
     judged per reading of the settings the paper leaves open, over seeds; verdicts may be
     INCONCLUSIVE). The report keeps the two apart, so that a formal slip (S3-5's "<=" that
     should be "<") does not read like a failed experiment."""
+    finding: str | None = None
+    """A note added to the report's kind of finding when the claim does not simply hold (e.g.
+    S3-5's boundary case); the kind itself is computed from the verdict and its evidence
+    (:func:`mamlconv.paper_checks.summary.finding`), so a claim without a note still has one."""
 
     @property
     def test_prefix(self) -> str:
@@ -103,6 +107,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Eq. 15",
         "both conditions together (note: ≤ vs <)",
         "edge cases α = 1/λ, β = 2/λ̃",
+        finding="boundary case, ≤ where < is needed",
     ),
     Claim("S3-6", "§3.2", "α = 0 gives GD's β < 2/λ_max", "symbolic"),
     Claim(

@@ -20,11 +20,30 @@ import datetime as _dt
 import html
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
+from mamlconv.paper_checks.summary import (
+    FINDINGS,
+    annotate,
+    counts_text,
+    deciding_iters,
+    in_words,
+    pytest_counts_text,
+    readings_tables,
+    results_lines,
+    summary_table,
+    table_status,
+    terminal_table,
+    why_not_run,
+)
+from mamlconv.paper_checks.summary import finding as summary_finding
+from mamlconv.paper_checks.summary import reason as summary_reason
 from mamlconv.paper_checks.verdicts import ORDER, VERDICTS, Record, combine, fmt, jsonable
+
+__all__ = ["build_report", "markdown", "readings_tables", "terminal_table", "validate"]
 
 SCHEMA_ID = "mamlconv-audit-report/1"
 SCHEMA_PATH = Path(__file__).with_name("report_schema.json")
@@ -102,6 +121,8 @@ def build_report(
                 "sources": [s for t in tests for s in t["sources"]],
             }
         )
+    annotate(claims)
+    _known_commits(claims)
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     outcomes: dict[str, int] = {}
     for c in claims:
@@ -119,6 +140,42 @@ def build_report(
         "results": jsonable(results) if results is not None else None,
         "claims": claims,
     }
+
+
+def _checkout_root() -> Path | None:
+    """The repository the package runs from (a checkout), or None for an installed copy."""
+    try:
+        from mamlconv.paper_checks import results_dir
+
+        root = results_dir().resolve().parent.parent
+    except (ModuleNotFoundError, OSError):
+        return None
+    return root if (root / ".git").exists() else None
+
+
+def _known_commits(claims: list[dict[str, Any]]) -> None:
+    """For a cited result file whose run recorded no commit (a run from a copied tree), add
+    ``commit_added``: the commit that added the file to the repository, when git knows it."""
+    root, found = _checkout_root(), {}
+    if root is None:
+        return
+    for claim in claims:
+        for source in [s for t in claim["tests"] for s in t["sources"]] + claim["sources"]:
+            if source.get("commit") or "commit_added" in source:
+                continue
+            name = str(source["file"])
+            if name not in found:
+                try:
+                    out = subprocess.run(
+                        ["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "-1",
+                         "--", name],
+                        capture_output=True, text=True, timeout=20, check=False,
+                    )  # fmt: skip
+                    found[name] = out.stdout.strip() or None
+                except (OSError, subprocess.SubprocessError):
+                    found[name] = None
+            if found[name]:
+                source["commit_added"] = found[name]
 
 
 def validate(report: dict[str, Any]) -> None:
@@ -234,7 +291,7 @@ def _per_test_summary(claim: dict[str, Any]) -> str:
     for lab, t in zip(labels, tests, strict=True):
         if t["verdict"] != "NOT-RUN":
             continue
-        why = _why_not_run(t["key_number"])
+        why = why_not_run(t["key_number"])
         if why.startswith("needs "):
             tiers.append(why)
         else:
@@ -243,22 +300,6 @@ def _per_test_summary(claim: dict[str, Any]) -> str:
         more = "more " if len(tiers) < len(tests) else ""
         shown.append(f"{len(tiers)} {more}not run ({', '.join(dict.fromkeys(tiers))})")
     return " · ".join(shown) or "—"
-
-
-def _why_not_run(reason: str) -> str:
-    """A NOT-RUN reason in two or three words."""
-    for needle, short in (
-        ("result file missing", "no result file"),
-        ("--slow", "needs --slow"),
-        ("--gpu", "needs --gpu"),
-        ("CUDA", "needs CUDA"),
-        ("not registered", "file not in manifest"),
-        ("no test collected", "not collected"),
-        ("not run in this session", "deselected"),
-    ):
-        if needle in reason:
-            return short
-    return _short(reason, 40)
 
 
 def _short(value: Any, width: int = 48) -> str:
@@ -279,37 +320,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-READINGS_KEYS = ("readings", "per_reading")
-"""Evidence keys under which a test records its verdict per reading of the claim."""
 MAX_READING_COLUMNS = 7
-
-
-def _is_verdict_row(row: Any) -> bool:
-    return isinstance(row, dict) and any(str(k).startswith("verdict") for k in row)
-
-
-def readings_tables(
-    evidence: dict[str, Any], *, _where: str = "", _depth: int = 0
-) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``(where, rows)`` for every per-reading verdict table in a test's evidence, up to three
-    levels down (per file, per length, per interpretation): under a key of
-    :data:`READINGS_KEYS`, a list of dicts that carry a ``verdict``, or a dict mapping each
-    reading to its verdict (made rows ``{reading, verdict}``)."""
-    found: list[tuple[str, list[dict[str, Any]]]] = []
-    for key, value in evidence.items():
-        where = f"{_where} / {key}" if _where else str(key)
-        if key in READINGS_KEYS and isinstance(value, list) and value:
-            rows = [r for r in value if _is_verdict_row(r)]
-            if rows:
-                found.append((_where, rows))
-                continue
-        if key in READINGS_KEYS and isinstance(value, dict) and value:
-            if all(isinstance(v, str) and v in VERDICTS for v in value.values()):
-                found.append((_where, [{"reading": r, "verdict": v} for r, v in value.items()]))
-                continue
-        if isinstance(value, dict) and _depth < 3:
-            found += readings_tables(value, _where=where, _depth=_depth + 1)
-    return found
 
 
 def _cell(value: Any) -> str:
@@ -332,7 +343,11 @@ def _readings_md(rows: list[dict[str, Any]]) -> list[str]:
     cols = first + rest[: max(0, keep)] + verdicts
     body = [
         [
-            f"**{r[c]}**" if c.startswith("verdict") and r.get(c) else _cell(r.get(c, ""))
+            f"**{r[c]}**"
+            if c.startswith("verdict") and r.get(c)
+            else str(r.get(c, ""))
+            if c in first  # the row's label in full
+            else _cell(r.get(c, ""))
             for c in cols
         ]
         for r in rows
@@ -345,76 +360,33 @@ def _readings_md(rows: list[dict[str, Any]]) -> list[str]:
 
 def _source_rows(claim: dict[str, Any]) -> list[list[str]]:
     rows, seen = [], set()
+    deciding = {n for t in claim["tests"] if (n := deciding_iters(t["evidence"] or {}))}
     for s in claim["sources"]:
         if s["file"] in seen:
             continue
         seen.add(s["file"])
         facts = {k: v for k, v in s.items() if k not in ("file", "commit", "config")}
         text = ", ".join(f"{k} {_short(v, 64)}" for k, v in facts.items() if v is not None)
-        commit = str(s.get("commit") or "?")
-        rows.append([f"`{s['file']}`", text, commit[:12] + ("+dirty" if "dirty" in commit else "")])
+        commit = str(s.get("commit") or "")
+        cell = commit[:12] + ("+dirty" if "dirty" in commit else "")
+        if not commit:
+            added = s.get("commit_added")
+            cell = f"not recorded; added in {added[:12]}" if added else "not recorded"
+        if deciding and isinstance(s.get("iters"), int) and s["iters"] not in deciding:
+            at = ", ".join(map(str, sorted(deciding)))
+            text += f" — **superseded**: the verdict is read at {at} iterations"
+        rows.append([f"`{s['file']}`", text, cell])
     return rows
 
 
-def _summary_table(claims: list[dict[str, Any]]) -> list[str]:
-    rows = []
-    for c in claims:
-        rows.append(
-            f"| [{c['id']}](#{_anchor(c['id'])}) | {_md(c['where'])} | {_md(c['statement'])} | "
-            f"**{c['verdict']}** | {_md(_per_test_summary(c))} |"
-        )
-    return [
-        "| ID | where | claim | verdict | verdict per test |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
+def _per_test_table(claims: list[dict[str, Any]]) -> list[str]:
+    """Claims with more than one test: each test's verdict by its label."""
+    rows = [
+        f"| [{c['id']}](#{_anchor(c['id'])}) | **{c['verdict']}** | {_md(_per_test_summary(c))} |"
+        for c in claims
+        if len(c["tests"]) > 1
     ]
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-
-
-_OUTCOME_MEANS = {
-    "passed": "passed (HOLDS, HOLDS-FOR, APPROXIMATE or INCONCLUSIVE)",
-    "xfailed": "xfailed (FAILS: a strict xfail that carries the numbers)",
-    "skipped": "skipped (NOT-RUN)",
-    "failed": "failed (ERROR)",
-    "error": "errors (ERROR)",
-    "xpassed": "xpassed (ERROR)",
-    "not run": "not run (NOT-RUN)",
-}
-
-
-def pytest_counts_text(report: dict[str, Any]) -> str:
-    """pytest's counts of the claim tests, each with the verdicts it stands for."""
-    outcomes = report.get("test_outcomes") or {}
-    n = sum(outcomes.values())
-    parts = [f"{k_n} {_OUTCOME_MEANS.get(k, k)}" for k, k_n in outcomes.items() if k_n]
-    return f"{n} claim tests: " + ", ".join(parts) if n else "no claim test ran"
-
-
-def _results_lines(results: dict[str, Any] | None) -> list[str]:
-    if not results:
-        return []
-    folder = results.get("folder") or "experiments/results"
-    if results.get("manifest_problem"):
-        head = f"**Result files: {results['manifest_problem']}**"
-    elif not results.get("manifest"):
-        head = f"**Result files: no MANIFEST.json in {folder}; no committed result was read.**"
-    else:
-        head = (
-            f"Result files: {len(results['read'])} read, each verified against its sha256 in "
-            f"`{folder}/MANIFEST.json` ({len(results['listed'])} listed)"
-        )
-    stray = [r["path"] for r in results["ignored"] if "not in" in r["why"]]
-    known = len(results["ignored"]) - len(stray)
-    tail = []
-    if known:
-        tail.append(f"{known} committed files not read by the audit (notes, PDFs, sidecars)")
-    if stray:
-        shown = ", ".join(f"`{p}`" for p in stray[:5]) + (" …" if len(stray) > 5 else "")
-        tail.append(f"**{len(stray)} ignored, not in the manifest: {shown}**")
-    return [head + ("; " + "; ".join(tail) if tail else "") + ". [Details](#result-files)."]
+    return ["| ID | verdict | verdict per test |", "| --- | --- | --- |", *rows]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -425,6 +397,9 @@ def markdown(report: dict[str, Any]) -> str:
     prov = report["provenance"]
     commit = str(prov.get("git_commit") or "?")
     claims = report["claims"]
+    for c in claims:  # a report built before findings existed, read back from its JSON
+        c["finding"] = c.get("finding") or summary_finding(c)
+        c["reason"] = c.get("reason") or summary_reason(c)
     lines = [
         "# Claims audit of Takagi et al. (2019)",
         "",
@@ -432,27 +407,21 @@ def markdown(report: dict[str, Any]) -> str:
         f"{prov.get('mamlconv_version', '?')} (commit {commit[:12]}, torch "
         f"{prov.get('torch', '?')}), tier {tiers}, {report['duration_s']:.1f} s.",
         "",
-        f"**{len(claims)} claims: {_counts_text(report['counts'])}.** A claim's verdict is the "
+        *in_words(claims),
+        "",
+        *summary_table(claims, _anchor, _md),
+        "",
+        f"**{len(claims)} claims: {counts_text(report['counts'])}.** A claim's verdict is the "
         f"most consequential of its tests' ({ORDER}); pytest counts tests, not claims: "
-        f"{pytest_counts_text(report)}.",
+        f"{pytest_counts_text(report)}. Kinds of finding: "
+        + "; ".join(f"*{k}*: {v}" for k, v in FINDINGS.items())
+        + ". Formal claims are equations and derivations, checked symbolically and by exact "
+        "computation (a formal FAILS is a flaw in a stated formula, not a failed experiment); "
+        "empirical claims are experiments, recomputed from committed result files or rerun.",
         "",
     ]
-    lines += _results_lines(report.get("results"))
-    for kind, title, about in (
-        (
-            "formal",
-            "Formal claims",
-            "equations and derivations, checked symbolically and by exact computation (a "
-            "FAILS here is a flaw in a stated formula or condition, not a failed experiment)",
-        ),
-        (
-            "empirical",
-            "Empirical claims",
-            "experiments, recomputed from committed result files or rerun",
-        ),
-    ):
-        group = [c for c in claims if c.get("kind", claim_kind(c["id"])) == kind]
-        lines += ["", f"### {title}: {about}", "", *_summary_table(group)]
+    lines += results_lines(report.get("results"))
+    lines += ["", "### Verdict per test", "", *_per_test_table(claims)]
     for c in claims:
         lines += _claim_section(c)
     lines += _results_section(report.get("results"))
@@ -470,6 +439,8 @@ def _claim_section(c: dict[str, Any]) -> list[str]:
         f"> {c['statement']}",
         "",
         f"{kind.capitalize()} claim. Checked by: {c['how']}.",
+        "",
+        f"**Kind of finding:** {c['finding']}. **Why:** {c['reason']}",
     ]
     tests = c["tests"]
     if not tests:
@@ -493,7 +464,18 @@ def _claim_section(c: dict[str, Any]) -> list[str]:
     for lab, t in zip(labels, tests, strict=True):
         for where, rows_r in readings_tables(t["evidence"]):
             title = " / ".join(x for x in (lab, where) if x)
-            lines += ["", f"Readings{f' ({title})' if title else ''}:", "", *_readings_md(rows_r)]
+            status = table_status(t["evidence"], where)
+            note = {
+                "deciding": " — **this table decides the verdict**",
+                "superseded": " — *superseded: shorter runs, kept for the record; the verdict is "
+                f"read at {deciding_iters(t['evidence'])} iterations*",
+            }.get(status or "", "")
+            lines += [
+                "",
+                f"Readings{f' ({title})' if title else ''}{note}:",
+                "",
+                *_readings_md(rows_r),
+            ]
     sources = _source_rows(c)
     if sources:
         lines += ["", *_table(["result file", "settings", "commit"], sources)]
@@ -563,33 +545,3 @@ def _results_section(results: dict[str, Any] | None) -> list[str]:
         ]
         lines += ["</ul>", "", "</details>"]
     return lines
-
-
-def _cut(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def terminal_table(report: dict[str, Any], *, width: int = 120) -> list[str]:
-    """Lines of the terminal table: ID, claim, verdict, key number."""
-    rows = [("ID", "claim", "verdict", "key number")]
-    for c in report["claims"]:
-        rows.append((c["id"], c["statement"], c["verdict"], c["key_number"]))
-    claim_w, verdict_w = 36, 12
-    key_w = max(30, width - 5 - claim_w - verdict_w - 6)
-    out = []
-    for i, (cid, claim, verdict, key) in enumerate(rows):
-        claim_cell = f"{_cut(claim, claim_w):<{claim_w}}"
-        out.append(f"{cid:<5}  {claim_cell}  {verdict:<{verdict_w}}  {_cut(key, key_w)}")
-        if i == 0:
-            out.append("-" * min(width, 5 + claim_w + verdict_w + key_w + 6))
-    out.append(
-        f"{len(report['claims'])} claims: {_counts_text(report['counts'])}; audit run time "
-        f"{report['duration_s']:.1f} s"
-    )
-    out.append(f"(pytest's counts below are of tests, not claims: {pytest_counts_text(report)})")
-    for line in _results_lines(report.get("results")):
-        out.append(
-            line.replace("**", "").replace("`", "").replace(" [Details](#result-files).", "")
-        )
-    return out

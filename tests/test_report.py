@@ -31,8 +31,10 @@ from mamlconv.paper_checks.verdicts import Record
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
-SUMMARY_MAX_LINES = 60
-"""A screen: the Markdown before the first per-claim section."""
+SUMMARY_MAX_LINES = 70
+"""The Markdown before the first per-claim section (first screen plus the per-test table)."""
+FIRST_SCREEN = 40
+"""Lines a reader sees first: the sentences in words and one row per claim."""
 
 
 class _Links(HTMLParser):
@@ -186,10 +188,39 @@ def test_summary_fits_a_screen(audit_run: dict) -> None:
     head = summary_lines(md)
     assert len(head) <= SUMMARY_MAX_LINES, "\n".join(head)
     text = "\n".join(head)
-    assert "### Formal claims" in text and "### Empirical claims" in text
     assert "pytest counts tests, not claims" in text
     for claim in CLAIMS:
         assert f"[{claim.id}](#claim-{claim.id.lower()})" in text
+    assert_first_screen_explains(md, audit_run["report"])
+
+
+def first_screen_rows(md: str) -> dict[str, list[str]]:
+    """The cells of the first table's rows (ID -> cells), from the first 40 lines."""
+    rows = {}
+    for line in md.splitlines()[:FIRST_SCREEN]:
+        if line.startswith("| [") and "](#claim-" in line:
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows.setdefault(cells[0].split("]")[0].lstrip("["), cells)
+    return rows
+
+
+def assert_first_screen_explains(md: str, report: dict) -> None:
+    """In the first 40 lines: every claim's row with its verdict, a kind of finding from the
+    vocabulary and a non-empty one-line reason; the three sentences in words."""
+    from mamlconv.paper_checks.summary import FINDINGS
+
+    rows = first_screen_rows(md)
+    assert set(rows) == {c["id"] for c in report["claims"]}, sorted(rows)
+    for c in report["claims"]:
+        cells = rows[c["id"]]
+        assert cells[2] == f"**{c['verdict']}**", cells
+        kind, why = cells[3], cells[4]
+        assert kind.split(":")[0] in FINDINGS, cells
+        assert why.strip(" …—") and "\n" not in why, cells
+        assert c["finding"] == kind.replace("\\|", "|") and c["reason"], c["id"]
+    head = "\n".join(md.splitlines()[:FIRST_SCREEN])
+    for word in ("**Right:**", "**Wrong:**", "**Undecided:**"):
+        assert word in head
 
 
 # --------------------------------------------------------------- layout, from records
@@ -243,20 +274,34 @@ def _full_report() -> dict:
 def test_summary_lists_every_variant_and_separates_formal_from_empirical() -> None:
     report = _full_report()
     validate(report)
-    head = summary_lines(markdown(report))
+    md = markdown(report)
+    head = summary_lines(md)
     assert len(head) <= SUMMARY_MAX_LINES
-    formal_at = next(i for i, line in enumerate(head) if line.startswith("### Formal"))
-    empirical_at = next(i for i, line in enumerate(head) if line.startswith("### Empirical"))
-    rows = {line.split("]")[0].lstrip("| ["): (i, line) for i, line in enumerate(head)}
+    assert_first_screen_explains(md, report)
+    rows = first_screen_rows(md)
+    order = list(rows)
+    formal = [c.id for c in CLAIMS if c.id not in EMPIRICAL]
+    assert order[: len(formal)] == formal  # formal claims first, in the paper's order
     for c in CLAIMS:
-        i, _ = rows[c.id]
-        assert (i > empirical_at) == (c.id in EMPIRICAL), c.id
-        assert (formal_at < i < empirical_at) == (c.id not in EMPIRICAL), c.id
-    s41 = rows["S4-1"][1]
+        assert rows[c.id][1] == ("empirical" if c.id in EMPIRICAL else "formal"), c.id
+    # a formal FAILS at a boundary reads as such, not like a failed experiment
+    assert rows["S3-5"][3] == "formal flaw: boundary case, ≤ where < is needed"
+    assert rows["S3-5"][4] == "<= should be <"
+    # readings that disagree (FAILS, FAILS, INCONCLUSIVE): the verdict depends on the reading
+    assert rows["S4-1"][3] == "reading-dependent"
+    assert rows["S4-1"][4] == (
+        "edge within a decade below alpha_div: FAILS; edge at the last stable alpha: FAILS; "
+        "smoothed edge: INCONCLUSIVE"
+    )
+    assert rows["S2-7"][3] == "resolution-limited"
+    assert rows["S2-7"][4] == "the difference lies within the seed spread"
+    per_test = {
+        line.split("]")[0].lstrip("| ["): line for line in head if "verdict per" not in line
+    }
+    s41 = per_test["S4-1"]
     assert "**FAILS**" in s41 and "exact: FAILS" in s41 and "first_order: APPROXIMATE" in s41
     assert "4 more not run (needs --slow, needs --gpu)" in s41
-    assert "**FAILS**" in rows["S3-5"][1] and "beta edge: FAILS" in rows["S3-5"][1]
-    assert "**INCONCLUSIVE**" in rows["S2-7"][1]
+    assert "beta edge: FAILS" in per_test["S3-5"]
     text = "\n".join(head)
     assert (
         "1 INCONCLUSIVE" in text
@@ -265,6 +310,75 @@ def test_summary_lists_every_variant_and_separates_formal_from_empirical() -> No
     # pytest's counts are given as counts of tests, with what each stands for
     n_tests = sum(len(c["tests"]) for c in report["claims"])
     assert f"{n_tests} claim tests:" in text and "2 xfailed (FAILS" in text
+
+
+def test_a_claim_without_a_note_still_gets_a_kind_and_a_reason() -> None:
+    """The kind comes from the verdict and its evidence, not from a table of known claims: an
+    unknown claim row, each verdict, gets a kind from the vocabulary and a non-empty reason."""
+    from mamlconv.paper_checks.summary import FINDINGS, finding, reason
+
+    for verdict, kind, extra in (
+        ("HOLDS", "formal", {}),
+        ("FAILS", "empirical", {}),
+        ("HOLDS-FOR", "formal", {"setting": "first-order MAML only"}),
+        ("INCONCLUSIVE", "empirical", {"setting": "a reduced run of 20 iterations"}),
+        ("INCONCLUSIVE", "empirical", {"setting": "a margin of one cell"}),
+        ("NOT-RUN", "empirical", {}),
+    ):
+        test = {"verdict": verdict, "key_number": "k 1.5", "evidence": {}, **extra}
+        claim = {"id": "X-99", "kind": kind, "verdict": verdict, "key_number": "k 1.5",
+                 "setting": extra.get("setting"), "tests": [test], "how": "h"}  # fmt: skip
+        assert finding(claim) in FINDINGS and reason(claim), (verdict, extra)
+    claim["verdict"], claim["tests"][0]["verdict"] = "INCONCLUSIVE", "INCONCLUSIVE"
+    claim["setting"] = claim["tests"][0]["setting"] = "a margin of one cell"
+    assert (finding(claim), reason(claim)) == ("resolution-limited", "a margin of one cell")
+
+
+def test_superseded_reading_tables_and_results_are_labelled() -> None:
+    """S2-7 records a table per training length and which length decides: the other table
+    and the result files of the other length say they are superseded."""
+    evidence = {
+        "verdict_at_iters": 50000,
+        "per_length": {
+            "5000": {"per_reading": {"a_literal": "HOLDS", "b_contrast": "HOLDS"}},
+            "50000": {"per_reading": {"a_literal": "INCONCLUSIVE", "b_contrast": "FAILS"}},
+        },
+    }
+    sources = [
+        {"file": "r/fig1_5000it.json", "iters": 5000, "commit": "a" * 40},
+        {"file": "r/fig1_50000it.json", "iters": 50000, "commit": None},
+    ]
+    rec = _record("e.py::test_claim_S2_7_gradient_norm_grows", "S2-7", "INCONCLUSIVE", "k",
+                  setting="s", evidence=evidence, sources=sources)  # fmt: skip
+    report = build_report({rec.nodeid: rec}, {rec.nodeid: "S2-7"},
+                          tiers={"slow": False, "gpu": False}, duration_s=1.0)  # fmt: skip
+    md = markdown(report)
+    assert "Readings (per_length / 5000) — *superseded:" in md
+    assert "Readings (per_length / 50000) — **this table decides the verdict**:" in md
+    row5k = next(line for line in md.splitlines() if "`r/fig1_5000it.json`" in line)
+    assert "**superseded**: the verdict is read at 50000 iterations" in row5k
+    row50k = next(line for line in md.splitlines() if "`r/fig1_50000it.json`" in line)
+    assert "superseded" not in row50k and "not recorded" in row50k and "?" not in row50k
+    s27 = first_screen_rows(md)["S2-7"]
+    assert s27[4] == "(a) literal: INCONCLUSIVE; (b) contrast: FAILS (at 50,000 iterations)"
+
+
+def test_commit_of_a_committed_result_without_one_is_found_in_git() -> None:
+    """The committed H200 Omniglot sweep recorded no commit (run from a copied tree): the
+    report names the commit that added it."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    name = "experiments/results/omniglot_paper_7x7_h200.npz"
+    rec = _record("e.py::test_claim_S4_2_omniglot[exact]", "S4-2", "INCONCLUSIVE", "k",
+                  setting="s", sources=[{"file": name, "commit": None}])  # fmt: skip
+    report = build_report({rec.nodeid: rec}, {rec.nodeid: "S4-2"},
+                          tiers={"slow": False, "gpu": False}, duration_s=1.0)  # fmt: skip
+    added = report["claims"][next(i for i, c in enumerate(CLAIMS) if c.id == "S4-2")]
+    commit = added["sources"][0].get("commit_added")
+    want = subprocess.run(["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H", "-1",
+                           "--", name], capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert commit == want and len(commit) == 40
+    assert f"not recorded; added in {commit[:12]}" in markdown(report)
 
 
 def test_claim_section_has_evidence_table_readings_and_folded_raw_evidence() -> None:
