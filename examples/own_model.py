@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     edge = result.boundary()  # per alpha (0 first): [largest stable beta, next grid beta]
     for a, lo, hi in zip(edge.alphas, edge.beta_lo, edge.beta_hi, strict=True):
         print(f"alpha {a:.3g}: beta edge in [{lo:.3g}, {hi:.3g}]")  # nan: none stable
-    figures = result.plot()  # Fig. 4: the heat map with its boundary
+    figures = result.save_figures(args.out)  # Fig. 4 (PNG, PDF, JSON); result.plot(): a Figure
     cmp = mamlconv.compare(result, k=2, tol=tol, points=points, out=args.out)
     for name, beta_c in cmp.predictions["init"].items():  # formula, surrogate, meta
         print(f"predicted beta_c ({name}) per alpha: {np.array2string(beta_c, precision=3)}")

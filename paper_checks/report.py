@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
+from mamlconv.paper_checks.report_html import html_report
 from mamlconv.paper_checks.summary import (
     FINDINGS,
     annotate,
@@ -227,15 +228,19 @@ def localize_figures(report: dict[str, Any], folder: Path, files_dir: Path) -> N
 
 
 def write_report(report: dict[str, Any], path: Path) -> list[Path]:
-    """Write ``path`` (Markdown) and ``path.with_suffix('.json')``, with every figure inside
-    ``path.with_suffix('.files')/`` (copied there when it lies elsewhere); return both paths."""
+    """Write ``path`` (Markdown), ``path.with_suffix('.json')`` and a self-contained
+    ``path.with_suffix('.html')`` (figures embedded), with every figure inside
+    ``path.with_suffix('.files')/`` (copied there when it lies elsewhere); return the three."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     localize_figures(report, path.parent, path.with_suffix(".files"))
     json_path = path.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    path.write_text(markdown(report))
-    return [path, json_path]
+    md = markdown(report)
+    path.write_text(md)
+    html_path = path.with_suffix(".html")
+    html_path.write_text(html_report(md, path.parent, title="Claims audit of Takagi et al. (2019)"))
+    return [path, json_path, html_path]
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -93,7 +93,7 @@ def test_sweep_boundary_save_load_plot_compare(problem, tmp_path):
     np.testing.assert_array_equal(again.final_loss, result.final_loss)
     copy = result.save(tmp_path / "copy.npz")
     assert mamlconv.load(copy).config == result.config
-    paths = result.plot()
+    paths = result.save_figures(tmp_path)
     png = [p for p in paths if p.suffix == ".png"]
     assert png and png[0].stat().st_size > 10_000
     cmp = mamlconv.compare(result, k=2, tol=1e-3, points=("init",), out=tmp_path / "cmp")
@@ -119,7 +119,7 @@ def test_sweep_of_a_spec_records_it_and_compares_in_a_fresh_process(tmp_path):
     code = (
         "import mamlconv\n"
         f"r = mamlconv.load({str(tmp_path / 's.npz')!r})\n"
-        "c = mamlconv.compare(r, k=1, tol=1e-2, points=('init',))\n"
+        f"c = mamlconv.compare(r, k=1, tol=1e-2, points=('init',), problem={spec!r})\n"
         "print(sorted(c.predictions['init']))\n"
     )
     proc = subprocess.run(
@@ -168,3 +168,109 @@ def test_two_problem_objects_of_one_name_get_two_keys():
     ka, kb = register_problem(a), register_problem(b)
     assert ka != kb and register_problem(a) == ka
     assert get_problem(ka) is a and get_problem(kb) is b
+
+
+# --------------------------------------------------------------- notebook use
+@pytest.fixture(scope="module")
+def swept(problem, tmp_path_factory):
+    out = tmp_path_factory.mktemp("swept") / "s.npz"
+    return mamlconv.sweep(
+        problem, [0.01, 0.1], [0.01, 0.1, 1.0, 10.0, 100.0], iters=8, tasks_per_batch=4,
+        device="cpu", out=out,
+    )  # fmt: skip
+
+
+def test_plot_returns_a_figure_and_writes_no_file(swept, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in swept.path.parent.iterdir())
+    fig = swept.plot()
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("α") and ax.get_ylabel().startswith("β")
+    assert len(fig.axes) == 2 and "training loss" in fig.axes[1].get_ylabel()  # colour bar
+    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in swept.path.parent.iterdir()) == before
+    import matplotlib.pyplot as plt
+
+    fig2, axes = plt.subplots(1, 2)
+    assert swept.plot(ax=axes[1]) is fig2 and axes[1].collections  # drawn into the given Axes
+    plt.close(fig)
+    plt.close(fig2)
+
+
+def test_labelled_data_agrees_with_the_file_cell_for_cell(swept):
+    with np.load(swept.path) as z:
+        raw = {k: z[k] for k in z.files}
+    ds = swept.to_xarray()
+    assert ds.sizes == {"alpha": 3, "beta": 5}
+    np.testing.assert_array_equal(ds["alpha"].values, [0.0, *raw["alphas"]])
+    np.testing.assert_array_equal(ds["beta"].values, raw["betas"])
+    want_loss = np.vstack([raw["alpha0_final_loss"][None], raw["final_loss"]])
+    want_div = np.vstack([raw["alpha0_diverged_at"][None], raw["diverged_at"]])
+    np.testing.assert_array_equal(ds["final_loss"].values, want_loss)
+    np.testing.assert_array_equal(ds["diverged_at"].values, want_div)
+    np.testing.assert_array_equal(ds["diverged"].values, want_div >= 0)
+    assert ds["learned"].dtype == bool and not (ds["learned"] & ds["diverged"]).any()
+    assert ds["alpha0_row"].sel(alpha=0.0).all() and not ds["alpha0_row"].sel(alpha=0.1).any()
+    assert json.loads(ds.attrs["config_json"]) == swept.config.to_dict()
+    assert json.loads(ds.attrs["provenance_json"]) == swept.result.provenance
+    assert ds.attrs["problem"] == "memory:apitiny"
+    df = swept.to_dataframe()
+    assert len(df) == want_loss.size
+    assert {"alpha", "beta", "final_loss", "diverged_at", "diverged", "learned"} <= set(df)
+    for i, a in enumerate(ds["alpha"].values):
+        for j, b in enumerate(raw["betas"]):
+            row = df[(df.alpha == a) & (df.beta == b)]
+            assert len(row) == 1
+            assert row.final_loss.iloc[0] == want_loss[i, j] or np.isnan(want_loss[i, j])
+            assert row.diverged_at.iloc[0] == want_div[i, j]
+    assert df.attrs["config_json"] == ds.attrs["config_json"]
+
+
+@pytest.mark.parametrize("module", ["xarray", "pandas"])
+def test_without_the_data_extra_the_error_names_it(swept, module):
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"  # as if not installed
+        "import mamlconv\n"
+        "from mamlconv.errors import MamlconvError\n"
+        f"m = mamlconv.load({str(swept.path)!r})\n"
+        "try:\n"
+        f"    m.{'to_xarray' if module == 'xarray' else 'to_dataframe'}()\n"
+        "except MamlconvError as exc:\n"
+        "    print('ERR', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("ERR") and module in line and "pip install 'mamlconv[data]'" in line
+    assert "\n" not in line
+
+
+def test_reprs_are_short_tables(swept):
+    text = repr(swept)
+    assert text.startswith("SweepMap: memory:apitiny, 2 alphas x 5 betas")
+    assert len(text) < 1500 and "largest stable beta" in text and "diverged" in text
+    assert all(len(line) < 120 for line in text.splitlines())
+    html = swept._repr_html_()
+    assert html.startswith("<table>") and "largest stable beta" in html
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"betas": "0.1"}, "betas must be a 1-D sequence of numbers"),
+        ({"alphas": 0.1}, "alphas must be a 1-D sequence of numbers"),
+        ({"betas": []}, "betas is empty"),
+        ({"betas": [0.1, "x"]}, "betas must hold numbers only"),
+        ({"betas": [0.0, 1.0]}, "betas must be finite and > 0, got 0.0"),
+        ({"alphas": [-1.0]}, "alphas must be finite and >= 0, got -1.0"),
+    ],
+)
+def test_sweep_argument_errors_name_the_argument(problem, kwargs, needle):
+    from mamlconv.errors import UsageError
+
+    args = {"alphas": [0.01], "betas": [0.1], **kwargs}
+    with pytest.raises(UsageError, match=needle):
+        mamlconv.sweep(problem, args["alphas"], args["betas"], iters=2)

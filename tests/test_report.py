@@ -150,6 +150,7 @@ def test_folder_holds_only_the_report(audit_run: dict) -> None:
     out = audit_run["out"]
     assert sorted(p.name for p in out.iterdir()) == [
         "audit-report.files",
+        "audit-report.html",
         "audit-report.json",
         "audit-report.md",
     ]
@@ -181,6 +182,40 @@ def test_image_links_resolve_also_after_moving_the_folder(audit_run: dict, tmp_p
         assert assert_links_resolve(moved / "audit-report.md") == n
     finally:
         shutil.copytree(moved, audit_run["out"])
+
+
+def inline_images(html_path: Path) -> list[bytes]:
+    """The images of an HTML page, each decoded from its data: URI (a non-inline image fails)."""
+    import base64
+
+    links = _Links()
+    links.feed(html_path.read_text())
+    images = []
+    for src in links.images:
+        head, _, data = src.partition(",")
+        assert head.startswith("data:image/") and head.endswith(";base64"), src[:80]
+        images.append(base64.b64decode(data, validate=True))
+    return images
+
+
+def test_html_report_holds_every_figure_inline_and_survives_a_move(
+    audit_run: dict, tmp_path: Path
+) -> None:
+    out = audit_run["out"]
+    n_md = len(rendered_links(out / "audit-report.md").images)
+    lone = tmp_path / "alone" / "report.html"  # the page alone, nothing beside it
+    lone.parent.mkdir()
+    shutil.copy(out / "audit-report.html", lone)
+    images = inline_images(lone)
+    assert len(images) == n_md >= 3
+    assert all(img.startswith(b"\x89PNG") for img in images)
+    text = lone.read_text()
+    assert "figure missing" not in text and "<table>" in text and "Right:" in text
+    links = _Links()
+    links.feed(text)
+    for href in links.anchors:
+        if href.startswith("#"):
+            assert href[1:] in links.ids, f"in-page link {href} has no target"
 
 
 def test_summary_fits_a_screen(audit_run: dict) -> None:
@@ -421,7 +456,7 @@ def test_figures_are_copied_in_and_linked_relatively(tmp_path: Path) -> None:
         {rec.nodeid: rec}, {rec.nodeid: "S3-7"}, tiers={"slow": False, "gpu": False},
         duration_s=1.0,
     )  # fmt: skip
-    md_path, json_path = write_report(report, out / "audit-report.md")
+    md_path, json_path, _ = write_report(report, out / "audit-report.md")
     paths = [f["path"] for f in json.loads(json_path.read_text())["claims"][13]["figures"]]
     assert paths == [
         "audit-report.files/committed/fig.png",

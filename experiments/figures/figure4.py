@@ -196,6 +196,33 @@ def describe_run(result: Any) -> str:
     )
 
 
+def panel_figure(
+    result: Any,
+    *,
+    ax: Any = None,
+    criterion: str | None = None,
+    predictions: list[Prediction] | tuple[Prediction, ...] = (),
+    edge: bool = True,
+) -> Any:
+    """Fig. 4 of one in-memory sweep result as a matplotlib Figure, nothing written: the
+    panel, its colour bar, title and legend. ``ax``: draw into this Axes (its figure is
+    returned; the colour bar is added beside it)."""
+    crit = get_criterion(result, criterion)
+    if ax is None:
+        fig, ax = pyplot().subplots(figsize=(6.6, 5.6), constrained_layout=True)
+    else:
+        fig = ax.figure
+    norm = loss_norm((result, crit.stable))
+    mesh = draw_panel(ax, result, criterion=crit, norm=norm, edge=edge, predictions=predictions)
+    colorbar(fig, mesh, ax, iters=result.config.iters, blank=crit.description)
+    ax.set_title(f"Fig. 4 — {describe_run(result)}", fontsize=9)
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+                  frameon=False)  # fmt: skip
+    return fig
+
+
 def fig4(
     result_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -219,21 +246,7 @@ def fig4(
     result = load_result(result_path)
     crit = get_criterion(result, criterion)
     preds = predictions_from_json(overlay) if overlay is not None else []
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.6, 5.6), constrained_layout=True)
-    norm = loss_norm((result, crit.stable))
-    mesh = draw_panel(ax, result, criterion=crit, norm=norm, edge=edge, predictions=preds)
-    colorbar(fig, mesh, ax, iters=result.config.iters, blank=crit.description)
-    ax.set_title(f"Fig. 4 — {describe_run(result)}", fontsize=9)
-    handles, _ = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(
-            fontsize=7,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.13),
-            ncol=2,
-            frameon=False,
-        )
+    fig = panel_figure(result, criterion=criterion, predictions=preds, edge=edge)
     summary = boundary_summary(result, stable=crit.stable, stable0=crit.stable0)
     record = {
         "figure": "fig4",
@@ -248,5 +261,5 @@ def fig4(
     }
     stem = stem or f"{Path(result_path).stem}_fig4"
     paths = save_figure(fig, Path(out_dir), stem, record)
-    plt.close(fig)
+    pyplot().close(fig)
     return paths

@@ -25,6 +25,10 @@ params/<name>         (nA, ...)             ``save_params='best'``: per alpha, t
                       (nA, nB, ...)         parameters of ``best_beta_index``; ``'all'``: all
 best_beta_index       (nA,) int64           -1 where every cell of the row diverged
 ====================  ====================  ==============================================
+
+The same grid as labelled data, one value per cell with the alpha = 0 row first:
+:func:`cell_table` (NumPy), :func:`to_xarray` and :func:`to_dataframe` (the optional extra
+``mamlconv[data]``, imported only when called).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from mamlconv.errors import ResultFileError
+from mamlconv.errors import MamlconvError, ResultFileError
 from mamlconv.experiments.config import SweepConfig
 from mamlconv.numerics.boundary import Boundary, extract_boundary
 from mamlconv.util.files import atomic_write, atomic_write_text, dumps
@@ -239,3 +243,107 @@ def _check_shapes(result: SweepResult, path: Path) -> None:
                 f"{path}: array {key} has shape {tuple(have[key])}, its configuration says "
                 f"{shape}; the file is damaged or was edited"
             )
+
+
+# --------------------------------------------------------------------------- labelled data
+class DataExtraMissing(MamlconvError, ImportError):
+    """xarray or pandas is not installed: they come with the optional extra ``mamlconv[data]``."""
+
+
+def _optional(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataExtraMissing(
+            f"{module} is not installed; install the extra: pip install 'mamlconv[data]'"
+        ) from None
+
+
+def cell_table(result: SweepResult) -> dict[str, np.ndarray]:
+    """The grid's numbers per cell, the alpha = 0 row first when it was run, as arrays of shape
+    (n_alpha (+1), n_beta): ``alpha`` and ``beta`` of each cell, ``final_loss``, ``diverged_at``
+    (-1: never), ``diverged``, ``initial_loss`` (the loss at the first record, iteration 0),
+    ``learned`` (:func:`mamlconv.experiments.criteria.learned` against
+    :func:`~mamlconv.experiments.criteria.learned_reference`: chance level for classification,
+    else the reference row's initial loss) and ``alpha0_row`` (True on the alpha = 0 row)."""
+    from mamlconv.experiments.criteria import learned, learned_reference
+
+    alphas = np.asarray(result.alphas, dtype=float)
+    final = np.asarray(result.final_loss, dtype=float)
+    div_at = np.asarray(result.diverged_at, dtype=np.int64)
+    loss = result.trajectories.get("loss")
+    first = np.full(final.shape, np.nan) if loss is None else np.asarray(loss, float)[..., 0]
+    zero = np.zeros(final.shape[0], dtype=bool)
+    if result.alpha0 is not None:
+        loss0 = result.alpha0.get("loss")
+        first0 = np.full(final.shape[1], np.nan) if loss0 is None else np.asarray(loss0)[..., 0]
+        alphas = np.concatenate([[0.0], alphas])
+        final = np.vstack([np.asarray(result.alpha0["final_loss"], float)[None], final])
+        div_at = np.vstack([np.asarray(result.alpha0["diverged_at"], np.int64)[None], div_at])
+        first = np.vstack([np.asarray(first0, float)[None], first])
+        zero = np.concatenate([[True], zero])
+    ref = learned_reference(result.config.problem_options, first[0])
+    a, b = np.meshgrid(alphas, np.asarray(result.betas, dtype=float), indexing="ij")
+    return {
+        "alpha": a,
+        "beta": b,
+        "final_loss": final,
+        "diverged_at": div_at,
+        "diverged": div_at >= 0,
+        "initial_loss": first,
+        "learned": (div_at < 0) & learned(final_loss=final, initial_loss=ref),
+        "alpha0_row": np.repeat(zero[:, None], b.shape[1], axis=1),
+    }
+
+
+_DESCRIPTIONS = {
+    "final_loss": "MAML training loss after the run (the loss that froze a diverged cell)",
+    "diverged_at": "iteration at which the cell diverged, -1 for never",
+    "diverged": "loss non-finite or above the sweep's divergence_level",
+    "initial_loss": "loss at the first record (iteration 0)",
+    "learned": "not diverged and final loss below the learned fraction of the reference",
+    "alpha0_row": "True on the alpha = 0 row (joint training, Fig. 4's dashed line)",
+}
+
+
+def _attrs(result: SweepResult) -> dict[str, Any]:
+    cfg = result.config
+    return {
+        "problem": cfg.problem,
+        "variant": cfg.variant,
+        "iters": cfg.iters,
+        "seed": cfg.seed,
+        "config_json": dumps(cfg.to_dict()),
+        "provenance_json": dumps(result.provenance),
+        "run_info_json": dumps(result.run_info),
+        "format": FORMAT,
+    }
+
+
+def to_xarray(result: SweepResult) -> Any:
+    """The grid as an ``xarray.Dataset`` with dims ``alpha`` (0 first when the alpha = 0 row
+    was run) and ``beta``; a variable per :func:`cell_table` column; the configuration,
+    provenance and run information as attributes (JSON strings, so the dataset writes to
+    netCDF). Needs the extra ``mamlconv[data]``."""
+    xr = _optional("xarray")
+    cells = cell_table(result)
+    coords = {"alpha": cells["alpha"][:, 0], "beta": cells["beta"][0]}
+    data = {
+        k: (("alpha", "beta"), v, {"description": _DESCRIPTIONS[k]})
+        for k, v in cells.items()
+        if k not in ("alpha", "beta")
+    }
+    return xr.Dataset(data, coords=coords, attrs=_attrs(result))
+
+
+def to_dataframe(result: SweepResult) -> Any:
+    """The grid as a long ``pandas.DataFrame``, one row per cell (the alpha = 0 row first):
+    columns ``alpha``, ``beta`` and every :func:`cell_table` column; the configuration and
+    provenance in ``DataFrame.attrs``. Needs the extra ``mamlconv[data]``."""
+    pd = _optional("pandas")
+    cells = cell_table(result)
+    frame = pd.DataFrame({k: v.ravel() for k, v in cells.items()})
+    frame.attrs.update(_attrs(result))
+    return frame

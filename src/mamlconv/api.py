@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from mamlconv.errors import UsageError
+from mamlconv.util.display import TableRepr
+
 ProblemLike = Any
 """A ``Problem`` object, a built-in problem name or a ``module:factory`` spec."""
 
@@ -32,7 +35,7 @@ def _resolve(problem: ProblemLike, options: dict[str, Any] | None = None) -> tup
 
     options = dict(options or {})
     if isinstance(problem, str):
-        name = registry.normalize_spec(problem) if registry.is_spec(problem) else problem
+        name = registry.trust_spec(problem) if registry.is_spec(problem) else problem
         return name, registry.get_problem(name, **options)
     if options:
         raise ValueError("problem_options apply to a name or spec, not to a problem object")
@@ -181,24 +184,42 @@ def advise(
 # --------------------------------------------------------------------------------------------
 
 
-class SweepMap:
+class SweepMap(TableRepr):
     """An alpha x beta sweep: the grid, the final losses, the boundary, the figure, the file.
 
     ``result`` is the :class:`mamlconv.experiments.sweep.results.SweepResult` (trajectories,
     parameters, provenance); ``path`` the ``.npz`` it lives in (None until saved).
+    ``plot()`` returns a matplotlib Figure (no file); ``save_figures(out_dir)`` writes the
+    PNG/PDF/JSON; ``to_xarray()`` / ``to_dataframe()`` give the grid as labelled data (the
+    extra ``mamlconv[data]``).
     """
 
     def __init__(self, result: Any, path: str | os.PathLike[str] | None = None) -> None:
         self.result = result
         self.path = None if path is None else Path(path)
 
-    def __repr__(self) -> str:
+    def _display_title(self) -> str:
         n_a, n_b = self.final_loss.shape
-        return (
-            f"SweepMap({self.config.problem!r}, {n_a} alphas x {n_b} betas"
-            f"{' + alpha = 0' if self.alpha0_final_loss is not None else ''}, "
-            f"{int(self.diverged.sum())} diverged, path={str(self.path) if self.path else None})"
-        )
+        return f"SweepMap: {self.config.problem}, {n_a} alphas x {n_b} betas"
+
+    def _display_rows(self) -> list[tuple[str, Any]]:
+        cfg = self.config
+        b = self.boundary()
+        edges = [
+            f"{a:.3g}: {lo:.3g}" + ("+" if not np.isfinite(hi) else "")
+            for a, lo, hi in zip(b.alphas, b.beta_lo, b.beta_hi, strict=True)
+        ]
+        return [
+            ("variant", f"{cfg.variant} MAML, {cfg.steps} inner step(s)"),
+            ("alphas", self.alphas),
+            ("betas", self.betas),
+            ("alpha = 0 row", self.alpha0_final_loss is not None),
+            ("training", f"{cfg.iters} iterations, {cfg.tasks_per_batch} tasks, {cfg.outer}"),
+            ("diverged", f"{int(self.diverged.sum())} of {self.diverged.size} cells"),
+            ("final loss", self.final_loss[~self.diverged] if (~self.diverged).any() else "—"),
+            ("largest stable beta", "; ".join(edges)),
+            ("file", str(self.path) if self.path else "not saved (save(path))"),
+        ]
 
     @property
     def config(self) -> Any:
@@ -247,6 +268,24 @@ class SweepMap:
             stable = np.vstack([self.result.alpha0["diverged_at"][None, :] < 0, stable])
         return extract_boundary(alphas, self.betas, stable)
 
+    def to_xarray(self) -> Any:
+        """The grid as an ``xarray.Dataset``: dims ``alpha`` (0 first when the alpha = 0 row
+        was run) and ``beta``; variables ``final_loss``, ``diverged_at``, ``diverged``,
+        ``learned``, ``initial_loss``, ``alpha0_row``; configuration and provenance as
+        attributes (:func:`mamlconv.experiments.sweep.results.to_xarray`). Needs
+        ``pip install 'mamlconv[data]'``."""
+        from mamlconv.experiments.sweep.results import to_xarray
+
+        return to_xarray(self.result)
+
+    def to_dataframe(self) -> Any:
+        """The grid as a long ``pandas.DataFrame``, one row per cell (columns ``alpha``,
+        ``beta``, ``final_loss``, ``diverged_at``, ``diverged``, ``learned``, ...). Needs
+        ``pip install 'mamlconv[data]'``."""
+        from mamlconv.experiments.sweep.results import to_dataframe
+
+        return to_dataframe(self.result)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result file (``.npz`` plus a ``.json`` sidecar); returns its path."""
         from mamlconv.experiments.sweep.results import save_result
@@ -260,26 +299,53 @@ class SweepMap:
 
         return cls(load_result(path), path)
 
-    def plot(
-        self, out_dir: str | os.PathLike[str] | None = None, *, stem: str | None = None
+    def plot(self, ax: Any = None, *, criterion: str | None = None, edge: bool = True) -> Any:
+        """The Fig. 4 heat map (final loss per cell on a log colour scale with its colour bar,
+        cells that fail ``criterion`` blank, the alpha = 0 edge dashed, the measured edge per
+        alpha in red) as a matplotlib ``Figure``; writes no file (``fig.savefig(...)``, or
+        :meth:`save_figures`). ``ax``: draw into this Axes (its figure is returned)."""
+        from mamlconv.experiments.figures.figure4 import panel_figure
+
+        return panel_figure(self.result, ax=ax, criterion=criterion, edge=edge)
+
+    def save_figures(
+        self, out_dir: str | os.PathLike[str], *, stem: str | None = None
     ) -> list[Path]:
-        """The Fig. 4 heat map (final loss per cell, diverged cells uncoloured, the alpha = 0
-        edge dashed) as PNG and PDF plus a JSON summary in ``out_dir`` (default: beside the
-        result file); returns the paths. Saves the result first when it has no file yet."""
-        from mamlconv.experiments import figures
+        """Write the Fig. 4 heat map as PNG and PDF plus a JSON summary into ``out_dir``;
+        returns the paths. Saves the result there first when it has no file yet."""
+        from mamlconv.experiments.figures.figure4 import fig4
 
         if self.path is None:
-            if out_dir is None:
-                raise ValueError("the sweep has no file yet: give plot(out_dir) or save(path)")
             self.save(Path(out_dir) / f"{stem or 'sweep'}.npz")
         assert self.path is not None
-        out = Path(out_dir) if out_dir is not None else self.path.parent
-        return figures.fig4(self.path, out, stem=stem)
+        return fig4(self.path, Path(out_dir), stem=stem)
 
 
 def load(path: str | os.PathLike[str]) -> SweepMap:
     """A sweep result file written by :func:`sweep` or ``mamlconv sweep``."""
     return SweepMap.load(path)
+
+
+def _rates(name: str, values: Any) -> tuple[float, ...]:
+    """A grid argument of :func:`sweep` as floats; UsageError naming the argument otherwise."""
+    example = "[0.001, 0.01, 0.1]" if name == "alphas" else "[0.1, 1.0, 10.0]"
+    if isinstance(values, str | bytes) or np.ndim(values) != 1:
+        raise UsageError(
+            f"{name} must be a 1-D sequence of numbers, e.g. {name}={example} or "
+            f"np.geomspace(...); got {type(values).__name__} {values!r:.40}"
+        )
+    try:
+        out = tuple(float(v) for v in np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must hold numbers only, got {list(values)!r:.60}") from None
+    if not out:
+        raise UsageError(f"{name} is empty; give at least one value, e.g. {name}={example}")
+    low = 0.0 if name == "alphas" else None  # alpha = 0 is joint training; beta must be > 0
+    bad = [v for v in out if not np.isfinite(v) or v < 0 or (low is None and v == 0)]
+    if bad:
+        sign = ">= 0" if name == "alphas" else "> 0"
+        raise UsageError(f"{name} must be finite and {sign}, got {bad[0]!r}")
+    return out
 
 
 def sweep(
@@ -317,6 +383,7 @@ def sweep(
     from mamlconv.experiments.config import SweepConfig
     from mamlconv.experiments.sweep.run import run_sweep
 
+    alphas, betas = _rates("alphas", alphas), _rates("betas", betas)
     name, _ = _resolve(problem, problem_options)
     if workers > 1 and name.startswith("memory:"):
         raise ValueError(
@@ -326,8 +393,8 @@ def sweep(
     config = SweepConfig(
         problem=name,
         variant=variant,
-        alphas=tuple(np.asarray(alphas, dtype=float)),
-        betas=tuple(np.asarray(betas, dtype=float)),
+        alphas=alphas,
+        betas=betas,
         alpha_zero_row=alpha_zero_row,
         iters=iters,
         tasks_per_batch=tasks_per_batch,

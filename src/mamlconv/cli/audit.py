@@ -2,7 +2,8 @@
 
 Runs ``python -m pytest --pyargs mamlconv.paper_checks`` in a child process (so it works from a
 regular install as well as from a checkout) with the package's pytest plugin, and leaves
-``DIR/audit-report.md``, ``DIR/audit-report.json`` and ``DIR/audit-report.files/`` (figures,
+``DIR/audit-report.md``, ``DIR/audit-report.json``, ``DIR/audit-report.html`` (one
+self-contained page, figures embedded) and ``DIR/audit-report.files/`` (figures,
 copies of the committed figures it cites, and the result files of reruns) -- nothing else: the
 child runs in a temporary working folder, so that no ``.hypothesis/`` or other cache lands in
 DIR, and the report's links are relative, so DIR can be moved. ``--out`` is checked before any
@@ -32,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Audit every claim of Takagi et al. (2019) listed in docs/CLAIMS.md: one verdict per "
             "claim (HOLDS, HOLDS-FOR, APPROXIMATE, INCONCLUSIVE, FAILS, NOT-RUN, ERROR) with "
-            f"its evidence. Writes DIR/{REPORT_NAME}, the same data as JSON beside it, and the "
-            "figures in DIR/audit-report.files/ (a self-contained folder). The default tier "
+            f"its evidence. Writes DIR/{REPORT_NAME}, the same data as JSON beside it, one "
+            "self-contained HTML page (figures embedded), and the figures in "
+            "DIR/audit-report.files/ (a self-contained folder). The default tier "
             "recomputes the empirical claims from the committed result files that "
             "experiments/results/MANIFEST.json lists (verified by sha256; add a file with "
             "`mamlconv manifest add FILE`)."
@@ -114,6 +116,7 @@ def check_out(out: Path) -> Path:
     for path, want_dir in (
         (report, False),
         (report.with_suffix(".json"), False),
+        (report.with_suffix(".html"), False),
         (report.with_suffix(".files"), True),
     ):
         if path.exists() and path.is_dir() != want_dir:
@@ -156,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
     env = child_environment(dict(os.environ))
     # Run in a temporary folder so that nothing (.hypothesis/, .benchmarks/, ...) lands in the
     # caller's working directory or in the report's folder.
-    for stale in (out / REPORT_NAME, (out / REPORT_NAME).with_suffix(".json")):
+    for stale in (
+        out / REPORT_NAME,
+        *((out / REPORT_NAME).with_suffix(x) for x in (".json", ".html")),
+    ):
         stale.unlink(missing_ok=True)  # a crashed run must not leave an old report to read
     with tempfile.TemporaryDirectory(prefix="mamlconv-audit-") as work:
         code = subprocess.call(cmd, cwd=work, env=env)
@@ -164,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     if not report.is_file():
         print(f"mamlconv audit: no report written (pytest exit code {code})", file=sys.stderr)
         return int(code) or 1
-    print(f"mamlconv audit: report {report} (JSON: {report.with_suffix('.json')})")
+    print(
+        f"mamlconv audit: report {report} (JSON: {report.with_suffix('.json')}, HTML: "
+        f"{report.with_suffix('.html')})"
+    )
     if args.strict and code == 0:
         failing = claims_failing(report.with_suffix(".json"))
         if failing:
