@@ -24,6 +24,7 @@ import numpy as np
 
 from mamlconv.errors import UsageError
 from mamlconv.util.display import TableRepr
+from mamlconv.util.threads import heavy_call
 
 ProblemLike = Any
 """A ``Problem`` object, a built-in problem name or a ``module:factory`` spec."""
@@ -103,6 +104,7 @@ def thresholds(
     return Thresholds(model, steps, a_c, a, b)
 
 
+@heavy_call  # one torch thread while it runs (mamlconv.util.threads)
 def spectrum(
     problem: ProblemLike,
     *,
@@ -143,6 +145,7 @@ def spectrum(
     )
 
 
+@heavy_call
 def advise(
     problem: ProblemLike,
     *,
@@ -348,6 +351,7 @@ def _rates(name: str, values: Any) -> tuple[float, ...]:
     return out
 
 
+@heavy_call
 def sweep(
     problem: ProblemLike,
     alphas: Sequence[float] | np.ndarray,
@@ -424,6 +428,7 @@ def sweep(
 # --------------------------------------------------------------------------------------------
 
 
+@heavy_call
 def compare(
     result: SweepMap | Any,
     *,

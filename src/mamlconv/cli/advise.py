@@ -200,8 +200,9 @@ def run(args: argparse.Namespace) -> int:
 
     from mamlconv.experiments.analysis.advisor import advise
     from mamlconv.experiments.engine.state import initial_state, resolve_device
+    from mamlconv.util.threads import set_threads
 
-    torch.set_num_threads(1)  # shared machines: contention costs more than threads gain
+    set_threads()  # the package's one thread rule (mamlconv.util.threads)
     config, problem = _config_and_problem(args)
     if not args.quiet:
         from mamlconv.util.progress import show_on_stderr

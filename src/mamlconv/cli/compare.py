@@ -75,9 +75,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=1,
-        help="torch threads (default 1: the products act on many tiny per-task tensors, where "
-        "threads gain little and, on a busy machine, cost up to 30x in contention)",
+        default=None,
+        help="torch threads (default 1, or MAMLCONV_THREADS: the products act on many tiny "
+        "per-task tensors, where threads gain little and, on a busy machine, cost up to 30x "
+        "in contention)",
     )
     add_device_argument(p, what="where to compute the spectra")
     p.add_argument(
@@ -125,11 +126,10 @@ def run(args: argparse.Namespace) -> int:
             f"{args.result} holds no trained parameters (swept with --save-params none); "
             "use --points init"
         )
-    import torch
-
     from mamlconv.experiments.engine.state import resolve_device
+    from mamlconv.util.threads import set_threads
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # the package's one thread rule (mamlconv.util.threads)
     device = resolve_device(args.device)
     if not args.quiet:
         from mamlconv.util.progress import show_on_stderr

@@ -227,7 +227,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.plot, flag="--plot", suffixes=PLOT_SUFFIXES)
     # The grid is thousands of tiny ops: one thread is as fast and leaves the other core free.
-    torch.set_num_threads(1)
+    from mamlconv.util.threads import set_threads
+
+    set_threads()
     from mamlconv.util.progress import show_on_stderr
 
     show_on_stderr()  # progress with ETA on stderr, for runs longer than ~10 s

@@ -147,9 +147,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=1,
-        help="torch threads per process (default 1: on a shared machine more threads can "
-        "cost far more in contention than they gain; use --workers for more cores)",
+        default=None,
+        help="torch threads per process (default 1, or MAMLCONV_THREADS: on a shared machine "
+        "more threads can cost far more in contention than they gain; use --workers for more "
+        "cores)",
     )
     # The compute kernel (library argument ``backend``): hidden, for benchmarks and tests.
     p.add_argument(
@@ -413,7 +414,10 @@ def run(args: argparse.Namespace) -> int:
     if _check_out(args, config):
         sys.stdout.write(f"{args.out}: already complete (this configuration); nothing to do\n")
         return 0
-    torch.set_num_threads(args.threads)
+    from mamlconv.util.threads import policy_threads, set_threads
+
+    set_threads(args.threads)  # the package's one thread rule (mamlconv.util.threads)
+    args.threads = policy_threads(args.threads) or torch.get_num_threads()
     _estimate(args, config)
     if not args.no_progress:
         from mamlconv.util.progress import show_on_stderr

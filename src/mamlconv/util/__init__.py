@@ -13,6 +13,8 @@ Modules:
   :func:`~mamlconv.util.progress.show_on_stderr` prints them for the command line.
 - :mod:`.plotting`: matplotlib on demand (``pyplot``), log-scale cell edges and ``save_figure``.
 - :mod:`.devices`: how a device is written (``auto``, ``cpu``, ``cuda``, ``cuda:N``), torch-free.
+- :mod:`.threads`: the one rule for torch's threads in heavy calls (default 1,
+  ``MAMLCONV_THREADS``), applied by the command line and, call by call, by the Python API.
 - :mod:`.display`: how result objects show themselves (``repr`` and Jupyter's ``_repr_html_``
   as a short titled table): the ``TableRepr`` mixin, ``text_table``, ``html_table``.
 """
