@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from mamlconv.numerics.maml import VARIANTS, check_variant
+from mamlconv.numerics.variants import VARIANTS, check_variant
 from mamlconv.util.devices import DEVICE_SPELLINGS, is_device_spec
 
 OuterOptimizer = Literal["sgd", "adam"]

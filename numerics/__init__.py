@@ -4,6 +4,7 @@ regression, empirical boundaries, and curvature spectra (Hessian-vector products
 Modules (float64 for every check against theory; the device and dtype follow the params):
 
 - ``tasks``      TaskBatch / Problem interface shared with the experiments layer
+- ``variants``   the MAML objects by name and the valid (variant, steps) pairs, torch-free
 - ``maml``       one task's meta-gradient for exact, first-order and surrogate MAML (k steps)
 - ``boundary``   classification of grid cells, per-alpha boundaries, bisection
 - ``losses``     quadratics with a chosen spectrum; App. C linear regression (mse / half_mse)

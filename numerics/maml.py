@@ -16,27 +16,16 @@ Hessian-vector products of the meta-objective.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.func import grad, grad_and_value, jvp
 
 from mamlconv.numerics.tasks import Params, TaskBatch
+from mamlconv.numerics.variants import VARIANTS as VARIANTS  # re-exported; home: .variants
+from mamlconv.numerics.variants import Variant, check_variant
 
-Variant = Literal["exact", "first_order", "surrogate"]
-VARIANTS: tuple[Variant, ...] = ("exact", "first_order", "surrogate")
 LossFn = Callable[[Params, Tensor, Tensor], Tensor]
-
-
-def check_variant(variant: str, steps: int) -> None:
-    """Raise ValueError naming the bad value for an unknown variant or step count."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if variant == "surrogate" and steps != 1:
-        raise ValueError(f"the surrogate is a one-step object (paper Eq. 4); got steps={steps}")
 
 
 def adapt(

@@ -2,7 +2,9 @@
 
 One test per row of docs/CLAIMS.md (:mod:`mamlconv.paper_checks.claims`), each recording one verdict
 (:mod:`mamlconv.paper_checks.verdicts`) through the ``audit`` fixture of
-:mod:`mamlconv.paper_checks.plugin`; :mod:`mamlconv.paper_checks.report` writes the report.
+:mod:`mamlconv.paper_checks.plugin`; :mod:`mamlconv.paper_checks.report` writes the report
+(Markdown, JSON, one HTML page) and :mod:`mamlconv.paper_checks.summary` its first screen: the
+findings in words and, per claim, the kind of finding and a one-line reason.
 """
 
 from __future__ import annotations

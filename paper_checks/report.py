@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from mamlconv.paper_checks.claims import BY_ID, CLAIMS, claim_id_from_test_name
-from mamlconv.paper_checks.report_html import html_report
 from mamlconv.paper_checks.summary import (
     FINDINGS,
     annotate,
@@ -43,6 +42,7 @@ from mamlconv.paper_checks.summary import (
 from mamlconv.paper_checks.summary import finding as summary_finding
 from mamlconv.paper_checks.summary import reason as summary_reason
 from mamlconv.paper_checks.verdicts import ORDER, VERDICTS, Record, combine, fmt, jsonable
+from mamlconv.util.html_page import html_report
 
 __all__ = ["build_report", "markdown", "readings_tables", "terminal_table", "validate"]
 

@@ -4,6 +4,9 @@ against independent autograd computations at the initial point."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -442,3 +445,18 @@ def test_fig5_redraws_from_its_record_without_training(tmp_path):
     with Image.open(pngs[0]) as img:
         assert img.size[0] > 800
     assert path.read_text() == before
+
+
+def test_fig4_from_a_result_file_does_not_import_torch(tmp_path):
+    """`mamlconv figure 4 RESULT.npz` reads a file and draws a heat map: no torch (whose import
+    alone takes seconds) anywhere in the chain, in a fresh process."""
+    result = Path(__file__).resolve().parents[1] / "experiments/results/sinusoid_exact_paper.npz"
+    code = (
+        "import sys\n"
+        "from mamlconv.cli import main\n"
+        f"rc = main(['figure', '4', {str(result)!r}, '--out', {str(tmp_path)!r}])\n"
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "RC 0 TORCH False", out.stdout + out.stderr
+    assert (tmp_path / "sinusoid_exact_paper_fig4.png").stat().st_size > 10_000

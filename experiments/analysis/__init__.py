@@ -16,36 +16,37 @@ Modules, in data-flow order:
 
 from __future__ import annotations
 
-from mamlconv.experiments.analysis.advisor import (
-    ALPHA_FRACTIONS,
-    CAVEAT,
-    GOVERNING,
-    SOURCES,
-    Advice,
-    Candidate,
-    Verification,
-    advise,
-    verify,
-)
-from mamlconv.experiments.analysis.comparison import (
-    LABELS,
-    POINTS,
-    PREDICTIONS,
-    Comparison,
-    PointSpectra,
-    Prediction,
-    compare,
-    comparison_record,
-    hessian_extremes,
-    log10_error,
-    markdown_table,
-    point_spectra,
-    predictions_from_json,
-    top_meta_curvatures,
-)
-from mamlconv.experiments.analysis.edges import (
-    boundary_summary,
-)
+from mamlconv.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "ALPHA_FRACTIONS": ".advisor",
+    "CAVEAT": ".advisor",
+    "GOVERNING": ".advisor",
+    "SOURCES": ".advisor",
+    "Advice": ".advisor",
+    "Candidate": ".advisor",
+    "Verification": ".advisor",
+    "advise": ".advisor",
+    "verify": ".advisor",
+    "LABELS": ".comparison",
+    "POINTS": ".comparison",
+    "PREDICTIONS": ".comparison",
+    "Comparison": ".comparison",
+    "PointSpectra": ".comparison",
+    "Prediction": ".comparison",
+    "compare": ".comparison",
+    "comparison_record": ".comparison",
+    "hessian_extremes": ".comparison",
+    "log10_error": ".comparison",
+    "markdown_table": ".comparison",
+    "point_spectra": ".comparison",
+    "predictions_from_json": ".comparison",
+    "top_meta_curvatures": ".comparison",
+    "boundary_summary": ".edges",
+}
+"""Where each public name lives; imported on first use (:mod:`mamlconv.util.lazy`), so that
+importing this package imports none of its modules' dependencies (torch among them)."""
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     # edges: read from a sweep result

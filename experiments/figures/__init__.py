@@ -19,45 +19,42 @@ Modules, in data-flow order:
 
 from __future__ import annotations
 
-from mamlconv.experiments.figures.comparison import (
-    comparison_figure,
-    draw_comparison,
-    heatmap,
-    prediction_curves,
-    write_comparison,
-)
-from mamlconv.experiments.figures.figure1 import (
-    FIG1_ALPHAS,
-    FIG1_BETA,
-    FIG1_DEFAULT_ITERS,
-    PAPER_ITERS,
-    fig1,
-    fig1_data,
-    fig1_records,
-    truncate_fig1,
-)
-from mamlconv.experiments.figures.figure4 import (
-    colorbar,
-    describe_run,
-    draw_panel,
-    fig4,
-    loss_norm,
-)
-from mamlconv.experiments.figures.figure5 import (
-    FIG5_ALPHA,
-    FIG5_BETA,
-    FIG5_DEFAULT_ITERS,
-    checkpoints,
-    curvature_at,
-    fig5,
-    fig5_data,
-    fig5_figure,
-    frobenius_panel,
-    redraw_fig5,
-)
-from mamlconv.experiments.figures.reading_maps import (
-    plot_reading_maps,
-)
+from mamlconv.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "comparison_figure": ".comparison",
+    "draw_comparison": ".comparison",
+    "heatmap": ".comparison",
+    "prediction_curves": ".comparison",
+    "write_comparison": ".comparison",
+    "FIG1_ALPHAS": ".figure1",
+    "FIG1_BETA": ".figure1",
+    "FIG1_DEFAULT_ITERS": ".figure1",
+    "PAPER_ITERS": ".figure1",
+    "fig1": ".figure1",
+    "fig1_data": ".figure1",
+    "fig1_records": ".figure1",
+    "truncate_fig1": ".figure1",
+    "colorbar": ".figure4",
+    "describe_run": ".figure4",
+    "draw_panel": ".figure4",
+    "fig4": ".figure4",
+    "loss_norm": ".figure4",
+    "FIG5_ALPHA": ".figure5",
+    "FIG5_BETA": ".figure5",
+    "FIG5_DEFAULT_ITERS": ".figure5",
+    "checkpoints": ".figure5",
+    "curvature_at": ".figure5",
+    "fig5": ".figure5",
+    "fig5_data": ".figure5",
+    "fig5_figure": ".figure5",
+    "frobenius_panel": ".figure5",
+    "redraw_fig5": ".figure5",
+    "plot_reading_maps": ".reading_maps",
+}
+"""Where each public name lives; imported on first use (:mod:`mamlconv.util.lazy`), so that
+importing this package imports none of its modules' dependencies (torch among them)."""
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     # figure1: Fig. 1, gradient norms and inner products

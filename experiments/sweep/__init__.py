@@ -24,32 +24,33 @@ Modules, in data-flow order:
 
 from __future__ import annotations
 
-from mamlconv.experiments.sweep.bisection import (
-    BisectSweep,
-    bisect_sweep,
-    recheck_boundary,
-)
-from mamlconv.experiments.sweep.chunks import (
-    CHUNK_TASK_BUDGET,
-    CNN_CHUNK_CPU,
-    DEFAULT_CHUNK_CUDA,
-    DEFAULT_CHUNK_GENERIC,
-    FEWSHOT_PROBLEMS,
-    default_chunk_size,
-    grid_rows,
-    load_finished_chunks,
-    plan_chunks,
-    run_chunk,
-    sweep_cells,
-)
-from mamlconv.experiments.sweep.run import (
-    POLL_S,
-    PR_SET_PDEATHSIG,
-    die_with_parent,
-    resume_chunk_size,
-    run_sweep,
-    start_worker,
-)
+from mamlconv.util.lazy import lazy_exports
+
+_EXPORTS = {
+    "BisectSweep": ".bisection",
+    "bisect_sweep": ".bisection",
+    "recheck_boundary": ".bisection",
+    "CHUNK_TASK_BUDGET": ".chunks",
+    "CNN_CHUNK_CPU": ".chunks",
+    "DEFAULT_CHUNK_CUDA": ".chunks",
+    "DEFAULT_CHUNK_GENERIC": ".chunks",
+    "FEWSHOT_PROBLEMS": ".chunks",
+    "default_chunk_size": ".chunks",
+    "grid_rows": ".chunks",
+    "load_finished_chunks": ".chunks",
+    "plan_chunks": ".chunks",
+    "run_chunk": ".chunks",
+    "sweep_cells": ".chunks",
+    "POLL_S": ".run",
+    "PR_SET_PDEATHSIG": ".run",
+    "die_with_parent": ".run",
+    "resume_chunk_size": ".run",
+    "run_sweep": ".run",
+    "start_worker": ".run",
+}
+"""Where each public name lives; imported on first use (:mod:`mamlconv.util.lazy`), so that
+importing this package imports none of its modules' dependencies (torch among them)."""
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     # chunks: the grid's cells, the chunk plan and size, one chunk trained

@@ -17,4 +17,7 @@ Modules:
   ``MAMLCONV_THREADS``), applied by the command line and, call by call, by the Python API.
 - :mod:`.display`: how result objects show themselves (``repr`` and Jupyter's ``_repr_html_``
   as a short titled table): the ``TableRepr`` mixin, ``text_table``, ``html_table``.
+- :mod:`.lazy`: package attributes imported on first use (PEP 562), so that a package's
+  ``__init__`` does not import its modules' heavy dependencies.
+- :mod:`.html_page`: a Markdown report as one self-contained HTML page, figures embedded.
 """

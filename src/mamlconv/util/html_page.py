@@ -1,6 +1,7 @@
-"""The audit report as one self-contained HTML file, for people who would rather look than read.
+"""A Markdown report as one self-contained HTML page, for people who would rather look than read.
 
-:func:`html_report` renders the report's Markdown (the subset :mod:`.report` writes: headings,
+:func:`html_report` renders Markdown (the subset the audit report writes,
+:mod:`mamlconv.paper_checks.report`: headings,
 paragraphs, bullet lists, tables, block quotes, images, inline code, bold, italics, links, and
 the raw ``<details>``/``<pre>``/``<a id>`` blocks) to HTML, with every figure embedded as a
 ``data:`` URI, so the file needs nothing beside it: it survives a move of its folder, or being
