@@ -179,3 +179,45 @@ def test_compile_leaves_only_the_pdf_beside_the_tex(tmp_path: Path, monkeypatch)
     assert sorted(p.name for p in out.iterdir()) == ["doc.pdf", "doc.tex"]
     latex.compile_pdf(tex, keep_log=True)
     assert sorted(p.name for p in out.iterdir()) == ["doc.log", "doc.pdf", "doc.tex"]
+
+
+def _fake_pdflatex(tmp_path: Path, monkeypatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pdflatex"
+    fake.write_text(FAKE_PDFLATEX)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_derive_out_writes_the_tex_and_the_pdf_there(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`mamlconv derive --out d` writes d/derivation.tex and d/derivation.pdf (a stand-in
+    pdflatex, so that this runs where TeX is not installed; the real compile is tested above)."""
+    from mamlconv.cli import main
+
+    _fake_pdflatex(tmp_path, monkeypatch)
+    out = tmp_path / "d"
+    assert main(["derive", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["derivation.pdf", "derivation.tex"]
+    assert (out / "derivation.tex").read_text() == latex.build_document()
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'derivation.tex'}" in printed and "derivation.pdf" in printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (
+            ["--out", "{tmp}/f", "--latex", "{tmp}/x.tex"],
+            "give --out DIR or --latex FILE, not both",
+        ),
+        (["--out", "{tmp}/f"], "exists and is not a folder"),
+    ],
+)
+def test_derive_out_bad_input_is_one_line(tmp_path: Path, capsys, argv, needle) -> None:
+    from mamlconv.cli import main
+
+    (tmp_path / "f").write_text("a file")
+    assert main(["derive", *(a.format(tmp=tmp_path) for a in argv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err

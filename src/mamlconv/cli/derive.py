@@ -24,12 +24,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Derive, with SymPy, every identity and condition of the paper that the package "
             "relies on (Eq. 3-7 for a generic loss, Appendix A's Hessian, the conditions of "
             "Eq. 9-15, exact and first-order MAML, several tasks) and check each against the "
-            "paper's statement. Without --latex, print one line per check. With --latex FILE, "
-            "write a standalone LaTeX document: numbered steps tied to the paper's equations, "
-            "every expression printed by sympy.latex from the derived object, and the findings "
-            "in words. --pdf compiles it with pdflatex."
+            "paper's statement. Without --out or --latex, print one line per check. With "
+            "--out DIR, write DIR/derivation.tex, a standalone LaTeX document (numbered steps "
+            "tied to the paper's equations, every expression printed by sympy.latex from the "
+            "derived object, the findings in words), and compile it to DIR/derivation.pdf with "
+            "pdflatex. --latex FILE writes the document to FILE instead; --pdf compiles it."
         ),
-        epilog="example: mamlconv derive --latex out/derivations.tex --pdf",
+        epilog="example: mamlconv derive --out derivation  (derivation/derivation.tex, .pdf)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="write DIR/derivation.tex and compile DIR/derivation.pdf (folder created)",
     )
     parser.add_argument(
         "--latex", metavar="FILE", type=Path, help="write the LaTeX document to FILE (.tex)"
@@ -70,9 +77,19 @@ def _print_checks() -> int:
     return 1 if failures else 0
 
 
+OUT_NAME = "derivation.tex"
+"""The document's name in ``--out DIR``."""
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        if args.latex is not None:
+            raise UsageError("give --out DIR or --latex FILE, not both")
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {str(args.out)!r} exists and is not a folder; name a folder")
+        args.latex, args.pdf = args.out / OUT_NAME, True
     if args.pdf and args.latex is None:
-        raise UsageError("--pdf needs --latex FILE")
+        raise UsageError("--pdf needs --latex FILE (or use --out DIR)")
     if args.latex is None:
         return _print_checks()
     if args.latex.suffix != ".tex":
