@@ -460,3 +460,30 @@ def test_fig4_from_a_result_file_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "RC 0 TORCH False", out.stdout + out.stderr
     assert (tmp_path / "sinusoid_exact_paper_fig4.png").stat().st_size > 10_000
+
+
+def test_reading_maps_stand_alone():
+    """One colour scale with its colour bar, labelled axes on every panel, and every title and
+    tick label inside the figure (nothing cut off at the size the report shows it)."""
+    folder = Path(__file__).resolve().parents[1] / "experiments/results/readings"
+    if not list(folder.glob("sinusoid_*_seed*.json")):
+        pytest.skip("no committed reading runs")
+    fig = figures.reading_maps_figure(folder)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    bars = [ax for ax in fig.axes if "final training loss" in ax.get_ylabel()]
+    assert len(panels) == 8 and len(bars) == 1
+    norms = {(im.norm.vmin, im.norm.vmax) for ax in panels for im in ax.get_images()}
+    assert len(norms) == 1  # one scale for every panel
+    for ax in panels:
+        assert ax.get_xlabel().startswith("α") and ax.get_ylabel().startswith("β")
+        texts = [ax.title, *ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label]
+        for text in texts:
+            ext = text.get_window_extent(renderer)
+            assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1, text.get_text()
+            assert box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, text.get_text()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

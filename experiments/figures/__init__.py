@@ -8,13 +8,14 @@ Modules, in data-flow order:
 - :mod:`.figure1`: Fig. 1 (Section 2.2): per-task gradient norms and inner products along
   training, joint training against MAML.
 - :mod:`.figure4`: Fig. 4 for any sweep result: the final loss over the alpha x beta grid,
-  diverged cells blank, the alpha = 0 edge dashed; one style for every panel.
+  diverged cells blank, the alpha = 0 edge dashed; one style for every panel
+  (``panel_figure``: a Figure in memory, ``fig4``: its files).
 - :mod:`.figure5`: Fig. 5 (Appendix B): the top eigenvalues of Tg, H^2 and Tg + H^2 and their
   Frobenius norms at checkpoints along training.
 - :mod:`.comparison`: the figure and files of ``mamlconv compare``: a Fig. 4 panel with the
   predicted beta_c(alpha) curves over it.
 - :mod:`.reading_maps`: one Fig. 4-style heat map per run reading of the sinusoid reading
-  matrix, in one figure.
+  matrix, in one figure with one colour scale and colour bar.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _EXPORTS = {
     "describe_run": ".figure4",
     "draw_panel": ".figure4",
     "fig4": ".figure4",
+    "panel_figure": ".figure4",
     "loss_norm": ".figure4",
     "FIG5_ALPHA": ".figure5",
     "FIG5_BETA": ".figure5",
@@ -51,6 +53,7 @@ _EXPORTS = {
     "frobenius_panel": ".figure5",
     "redraw_fig5": ".figure5",
     "plot_reading_maps": ".reading_maps",
+    "reading_maps_figure": ".reading_maps",
 }
 """Where each public name lives; imported on first use (:mod:`mamlconv.util.lazy`), so that
 importing this package imports none of its modules' dependencies (torch among them)."""
@@ -71,6 +74,7 @@ __all__ = [
     "draw_panel",
     "colorbar",
     "describe_run",
+    "panel_figure",
     "fig4",
     # figure5: Fig. 5, curvature along training
     "FIG5_DEFAULT_ITERS",
@@ -91,4 +95,5 @@ __all__ = [
     "write_comparison",
     # reading_maps: the sinusoid reading matrix at a glance
     "plot_reading_maps",
+    "reading_maps_figure",
 ]

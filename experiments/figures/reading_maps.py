@@ -1,63 +1,109 @@
-"""One Fig. 4-style heat map per run reading of the sinusoid reading matrix, in one figure."""
+"""One Fig. 4-style heat map per run reading of the sinusoid reading matrix, in one figure.
+
+Each panel is one reading (initialisation, task source, MAML variant) in Fig. 4's orientation:
+alpha (inner rate) across, beta (meta rate) up, the cells coloured by seed 0's final training
+loss on one logarithmic scale shared by every panel (one colour bar), cells that diverged under
+the chosen criterion left white, and the bisected beta edge of every seed at the deciding alphas
+drawn as a vertical bar from beta_lo to beta_hi (seed 0 black, the other seeds grey).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mamlconv.experiments.criteria import diverged
 from mamlconv.experiments.readings.run import load_runs
+from mamlconv.util.plotting import pyplot
+
+_SHORT = {"variant": "", "tasks": "tasks ", "init": "init "}
+
+
+def _panel_title(reading: dict[str, Any]) -> str:
+    """A panel title: the variant on one line, the other settings of the reading below."""
+    variant = str(reading.get("variant", "")).replace("_", "-")
+    rest = ", ".join(f"{_SHORT.get(k, k + ' ')}{v}" for k, v in reading.items() if k != "variant")
+    return f"{variant} MAML\n{rest}" if variant else rest
+
+
+def _index_position(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Where ``targets`` fall on an axis of cells at 0, 1, 2, ... (log-interpolated)."""
+    return np.interp(np.log10(targets), np.log10(values), np.arange(values.size))
 
 
 def plot_reading_maps(directory: Path, out: Path, *, criterion: str = "absolute") -> Path:
-    """Final loss of seed 0 per (alpha, beta) cell for every run reading (diverged cells under
-    ``criterion`` left white, as Fig. 4's "no colour"); the bisected edges of every seed at the
-    deciding alphas drawn as bars from beta_lo to beta_hi (seed 0 black, others grey)."""
-    import matplotlib
+    """Draw the reading maps of the runs under ``directory`` into ``out`` (PNG); returns it."""
+    fig = reading_maps_figure(directory, criterion=criterion)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    pyplot().close(fig)
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def reading_maps_figure(directory: Path, *, criterion: str = "absolute") -> Any:
+    """The reading maps of the runs under ``directory`` as a matplotlib Figure."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
 
     runs = [rec for _, rec in load_runs(directory)]
     names = sorted({",".join(f"{k}={v}" for k, v in r["reading"].items()) for r in runs})
     if not names:
         raise ValueError(f"no reading runs under {directory}")
-    cols = min(4, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)
-    for ax, name in zip(axes.ravel(), names, strict=False):
+    groups = []
+    for name in names:
         recs = sorted(
             (r for r in runs if ",".join(f"{k}={v}" for k, v in r["reading"].items()) == name),
             key=lambda r: r["seed"],
         )
         g = recs[0]["grid"]
         bad = diverged(criterion, max_loss=g["max_loss"], initial_loss=g["initial_loss"])
-        loss = np.where(bad, np.nan, np.log10(np.clip(g["final_loss"], 1e-6, None)))
-        alphas, betas = g["alphas"], g["betas"]
-        ax.imshow(loss, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_xticks(range(betas.size)[::2], [f"{b:.2g}" for b in betas[::2]], fontsize=6)
-        ax.set_yticks(range(alphas.size), [f"{a:.2g}" for a in alphas], fontsize=6)
+        loss = np.where(bad, np.nan, np.asarray(g["final_loss"], dtype=float))
+        groups.append((recs, np.asarray(g["alphas"]), np.asarray(g["betas"]), loss))
+    finite = np.concatenate([lo[np.isfinite(lo) & (lo > 0)] for *_, lo in groups])
+    norm = LogNorm(vmin=float(finite.min()), vmax=float(finite.max())) if finite.size else None
+    cols = min(4, len(groups))
+    rows = int(np.ceil(len(groups) / cols))
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.3 * cols + 1.2, 3.2 * rows + 0.9), squeeze=False,
+        constrained_layout=True,
+    )  # fmt: skip
+    mesh = None
+    for ax, (recs, alphas, betas, loss) in zip(axes.ravel(), groups, strict=False):
+        mesh = ax.imshow(
+            loss.T, origin="lower", aspect="auto", cmap="viridis", norm=norm,
+            interpolation="nearest",
+        )  # fmt: skip
+        ax.set_xticks(range(alphas.size), [f"{a:.2g}" for a in alphas], fontsize=6, rotation=60)
+        ax.set_yticks(range(betas.size)[::2], [f"{b:.2g}" for b in betas[::2]], fontsize=6)
         for rec in recs:
             for row in rec["bisections"][criterion]["rows"]:
                 if not row.get("bisect_inside"):
                     continue
-                pos = np.interp(
-                    np.log10([row["bisect_lo"], row["bisect_hi"]]),
-                    np.log10(betas),
-                    np.arange(betas.size),
-                )
-                colour = "black" if rec["seed"] == recs[0]["seed"] else "0.6"
-                ax.plot(pos, [row["row"]] * 2, color=colour, lw=3)
-        ax.set_title(name.replace(",", "\n", 1), fontsize=7)
-        ax.set_xlabel("beta", fontsize=7)
-        ax.set_ylabel("alpha", fontsize=7)
-    for ax in axes.ravel()[len(names) :]:
+                ys = _index_position(betas, np.array([row["bisect_lo"], row["bisect_hi"]]))
+                colour = "black" if rec["seed"] == recs[0]["seed"] else "0.55"
+                shift = 0.0 if colour == "black" else 0.18
+                ax.plot([row["row"] + shift] * 2, ys, color=colour, lw=4, solid_capstyle="butt")
+        ax.set_title(_panel_title(recs[0]["reading"]), fontsize=7)
+        ax.set_xlabel("α (inner learning rate)", fontsize=7)
+        ax.set_ylabel("β (meta learning rate)", fontsize=7)
+    for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
-    fig.suptitle(f"log10 final loss (seed 0); white: diverged ({criterion}); bars: bisected edges")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    if mesh is not None and norm is not None:
+        bar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.01)
+        bar.set_label(f"final training loss, seed 0 (log scale)\nwhite: diverged ({criterion})")
+    seeds = sorted({r["seed"] for recs, *_ in groups for r in recs})
+    fig.legend(
+        handles=[
+            Line2D([], [], color="black", lw=3, label=f"bisected β edge, seed {seeds[0]}"),
+            Line2D([], [], color="0.55", lw=3, label="other seeds"),
+        ],
+        loc="outside lower center", ncol=2, fontsize=7, frameon=False,
+    )  # fmt: skip
+    fig.suptitle(
+        f"Sinusoid reading matrix: {len(groups)} readings, final loss per (α, β) cell", fontsize=10
+    )
+    return fig
