@@ -383,6 +383,39 @@ def verify(
     return Verification(iters, float(divergence_level), loss0, tuple(runs))
 
 
+def candidate_at(
+    problem: Problem,
+    params: Params,
+    tasks: TaskBatch,
+    a: float,
+    positive: np.ndarray,
+    a_c_paper: float,
+    variant: str,
+    steps: int,
+    tol: float,
+    seed: int,
+) -> tuple[Candidate, int]:
+    """The four predictions at one inner rate ``a`` (``positive``: H's positive top
+    eigenvalues), and the Hessian-vector products the two meta spectra took."""
+    from mamlconv.experiments.analysis.comparison import top_meta_curvatures
+    from mamlconv.theory.thresholds import beta_c, binding_eigenvalue
+
+    tops, n_products = top_meta_curvatures(
+        problem, params, tasks, alpha=a, steps=steps, tol=tol, seed=seed
+    )
+    formula = formula_v = math.inf
+    bind = math.nan
+    if positive.size:
+        formula = float(beta_c(positive, a, model="surrogate"))
+        formula_v = float(beta_c(positive, a, model=variant, steps=steps))
+        bind = float(binding_eigenvalue(positive, a, model="surrogate"))
+    frac = a / a_c_paper if 0 < a_c_paper < math.inf else math.nan
+    beta = {"formula": formula, "formula_variant": formula_v}
+    beta |= {name: _beta_from_top(tops[name]) for name in ("surrogate", "meta")}
+    cand = Candidate(a, frac, tops["surrogate"], tops["meta"], beta, bind)
+    return cand, n_products
+
+
 def advise(
     problem: Problem,
     params: Params,
@@ -410,9 +443,9 @@ def advise(
     docstring for the rule and its caveats. ``progress``: report the spectra done and the time
     left (:class:`mamlconv.util.progress.Eta`).
     """
-    from mamlconv.experiments.analysis.comparison import hessian_extremes, top_meta_curvatures
+    from mamlconv.experiments.analysis.comparison import hessian_extremes
     from mamlconv.numerics.curvature import n_params
-    from mamlconv.theory.thresholds import alpha_c, beta_c, binding_eigenvalue
+    from mamlconv.theory.thresholds import alpha_c
     from mamlconv.util.progress import Eta
 
     check_variant(variant, steps)
@@ -444,34 +477,12 @@ def advise(
 
     candidates = []
     for a in grid:
-        a = float(a)
-        tops, n_products = top_meta_curvatures(
-            problem, params, tasks, alpha=a, steps=steps, tol=tol, seed=seed
+        cand, n_products = candidate_at(
+            problem, params, tasks, float(a), positive, a_c_paper, variant, steps, tol, seed
         )
+        candidates.append(cand)
         matvecs += n_products
-        eta.advance(note=f"alpha={a:.3g}")
-        if positive.size:
-            formula = float(beta_c(positive, a, model="surrogate"))
-            formula_v = float(beta_c(positive, a, model=formula_model, steps=steps))
-            bind = float(binding_eigenvalue(positive, a, model="surrogate"))
-        else:
-            formula = formula_v = math.inf
-            bind = math.nan
-        candidates.append(
-            Candidate(
-                alpha=a,
-                fraction_of_alpha_c=a / a_c_paper if 0 < a_c_paper < math.inf else math.nan,
-                surrogate_top=tops["surrogate"],
-                meta_top=tops["meta"],
-                beta_c={
-                    "formula": formula,
-                    "formula_variant": formula_v,
-                    "surrogate": _beta_from_top(tops["surrogate"]),
-                    "meta": _beta_from_top(tops["meta"]),
-                },
-                binding_eigenvalue=bind,
-            )
-        )
+        eta.advance(note=f"alpha={float(a):.3g}")
     governing = GOVERNING[variant]
     alpha_div, alpha_star, alpha_best = _choose(candidates, governing)
     if math.isnan(alpha_star):
@@ -559,5 +570,6 @@ __all__ = [
     "Candidate",
     "Verification",
     "advise",
+    "candidate_at",
     "verify",
 ]

@@ -23,6 +23,7 @@ from mamlconv.cli._args import (
     float_list,
     integer,
     nonnegative_int,
+    positive_float,
     positive_int,
     resolve_problem,
 )
@@ -99,10 +100,49 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="check the advice by N training iterations (default 0: no check)",
     )
+    m = p.add_argument_group(
+        "measured advice (--measure)",
+        "short real training runs: alpha scan + bisection, batched beta ladders at alpha = 0 "
+        "and alpha*, within a budget of cell-iterations (docs/api.md, 'Measured advice')",
+    )
+    m.add_argument("--measure", action="store_true", help="measure the edges by training")
+    m.add_argument(
+        "--iters",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the horizon: iterations a stable run must survive (default: the paper preset's "
+        f"500 for a named problem, {USER_ITERS} with --problem)",
+    )
+    m.add_argument(
+        "--budget",
+        type=positive_int,
+        default=None,
+        metavar="CELL_ITERS",
+        help="cell-iterations to spend (default 5%% of a 20 x 20 grid at the horizon)",
+    )
+    m.add_argument(
+        "--ladder", type=positive_int, default=3, help="betas trained per batched round (3)"
+    )
+    m.add_argument(
+        "--target-decades",
+        type=positive_float,
+        default=None,
+        metavar="W",
+        help="width of a measured beta bracket in decades (default 0.15)",
+    )
+    m.add_argument(
+        "--outer", choices=("sgd", "adam"), default="sgd", help="outer optimizer (default sgd)"
+    )
+    m.add_argument("--figure", default=None, metavar="DIR", help="also draw the figure into DIR")
     add_device_argument(p, what="where to measure and train")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines (with an ETA) on stderr")
     p.set_defaults(func=run)
+
+
+USER_ITERS = 100
+"""Default horizon of ``--measure`` with ``--problem`` (ours: a user's model on a CPU)."""
 
 
 def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -128,6 +168,22 @@ def _config_and_problem(args: argparse.Namespace) -> tuple[Any, Any]:
             raise UsageError(f"{args.problem}: {exc}") from None
     n = args.tasks if args.tasks is not None else base.tasks_per_batch
     steps = args.steps if args.steps is not None else base.steps
+    if getattr(args, "measure", False):  # the preset's protocol, at the user's horizon
+        iters = args.iters or (USER_ITERS if args.factory is not None else base.iters)
+        pool = n if base.task_source == "pool" else base.pool_size
+        try:
+            return base.replace(
+                variant=args.variant,
+                steps=steps,
+                pool_size=max(pool, n),
+                tasks_per_batch=n,
+                seed=args.seed,
+                device=args.device,
+                iters=iters,
+                outer=args.outer,
+            ), problem
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     try:
         config = base.replace(
             variant=args.variant,
@@ -203,7 +259,14 @@ def run(args: argparse.Namespace) -> int:
     from mamlconv.util.threads import set_threads
 
     set_threads()  # the package's one thread rule (mamlconv.util.threads)
+    if not args.measure:
+        given = [f for f in ("iters", "budget", "target_decades", "figure") if getattr(args, f)]
+        if given or args.outer != "sgd" or args.ladder != 3:
+            flag = "--" + (given[0] if given else "outer").replace("_", "-")
+            raise UsageError(f"{flag} belongs to --measure; add --measure or drop it")
     config, problem = _config_and_problem(args)
+    if args.measure:
+        return _run_measure(args, config, problem)
     if not args.quiet:
         from mamlconv.util.progress import show_on_stderr
 
@@ -236,3 +299,92 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_text(advice, config)
     return 0
+
+
+def _run_measure(args: argparse.Namespace, config: Any, problem: Any) -> int:
+    from mamlconv.experiments.analysis.measured_advice import TARGET_DECADES, measure
+    from mamlconv.experiments.engine.state import resolve_device
+
+    if not args.quiet:
+        from mamlconv.util.progress import show_on_stderr
+
+        show_on_stderr()
+    try:
+        config = config.replace(device=str(resolve_device(config.device)))
+        advice = measure(
+            problem,
+            config,
+            alphas=args.alphas,
+            safety=args.safety,
+            budget=args.budget,
+            ladder=args.ladder,
+            target_decades=args.target_decades or TARGET_DECADES,
+            k=args.k,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    record = advice.as_dict()
+    record.update(steps=config.steps, n_tasks=config.tasks_per_batch, config=config.to_dict())
+    if args.figure:
+        from mamlconv.experiments.figures.advice import draw_measured_advice
+
+        record["figure"] = [str(f) for f in draw_measured_advice(record, args.figure)]
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    _print_measured(record)
+    return 0
+
+
+def _print_measured(r: dict[str, Any]) -> None:
+    c, rec = r["cost"], r["recommendation"]
+    print(
+        f"problem {r['problem']}, variant {r['variant']}, outer {r['outer']}, horizon "
+        f"{r['iters']} iterations, {r['n_tasks']} tasks per batch (seed {r['config']['seed']})"
+    )
+    scan = r["alpha_scan"]
+    div = scan["alpha_div"]
+    print(
+        f"alpha scan at beta {_fmt(scan['beta_scan'])}: largest stable alpha "
+        f"{_fmt(scan['largest_stable_alpha'] or math.nan)}, alpha_div "
+        f"{'above the ladder' if div is None else _fmt(div)} (paper alpha_c "
+        f"{_fmt(scan['alpha_c_paper'] or math.inf)})"
+    )
+    for edge, close in zip(r["measured_edges"], r["closest_prediction"], strict=True):
+        lo = "below the range" if edge["lo"] is None else _fmt(edge["lo"])
+        hi = "inf" if edge["hi"] is None else _fmt(edge["hi"])
+        width = edge["width_decades"]
+        line = f"beta edge at alpha {_fmt(edge['alpha'])}: [{lo}, {hi}]"
+        line += f" ({'open' if width is None else f'{width:.2f} decades'})"
+        if close and close.get("name"):
+            line += (
+                f"; closest prediction {close['name']} {_fmt(close['value'])}, "
+                f"{close['log10_error']:+.2f} decades"
+            )
+        print(line + ("  NON-MONOTONE in beta" if edge["non_monotone"] else ""))
+    print(
+        f"recommendation  alpha* = {_fmt(rec['alpha'])}  beta* = {_fmt(rec['beta'] or math.nan)}"
+        f"  (= {rec['safety']:g} x the largest beta measured stable at alpha*)"
+    )
+    check = r["check"]
+    if check is not None:
+        state = "trained the horizon" if check["stable"] else f"diverged at {check['diverged_at']}"
+        print(f"check run at (alpha*, beta*): {state}, final loss {_fmt(check['final_loss'])}")
+    print(
+        f"cost: {c['cell_iterations']} cell-iterations ({100 * c['grid_fraction']:.1f}% of a "
+        f"20 x 20 x {r['iters']} grid), {c['seconds']:.1f} s training + "
+        f"{c['theory_seconds']:.1f} s spectra"
+    )
+    if r.get("adam"):
+        for row in r["adam"]["per_alpha"]:
+            print(
+                f"Adam analogue at alpha {_fmt(row['alpha'])}: 38 / lambda_max(P^-1 M) = "
+                f"{_fmt(row['beta_c'] or math.inf)} (Cohen et al. 2022)"
+            )
+        for text in r["adam"]["per_alpha"][0]["conditions_no_longer_apply"]:
+            print(f"adam: {text}")
+    for note in r["notes"]:
+        print(f"note: {note}")
+    for path in r.get("figure", []):
+        print(path)
