@@ -224,13 +224,108 @@ def load_sweep(results: Path, entry: Entry) -> Any:
     key = (str(path), entry.sha256)
     if key not in _SWEEPS:
         try:
-            _SWEEPS[key] = load_result(path)
+            result = load_result(path)
         except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, ...
             raise ResultFileError(
                 f"{_shown(Path(results), entry.path)} is not a readable sweep result "
                 f"({type(exc).__name__}: {exc})"
             ) from None
+        _SWEEPS[key] = result
+    # every read, not once per content: the sidecar beside it may change on its own
+    problem = derived_disagreement(_SWEEPS[key], path)
+    if problem is not None:
+        raise ResultFileError(
+            f"{_shown(Path(results), entry.path)}: {problem}; the file was edited or "
+            "damaged after it was made (the manifest's sha256 only says it was registered): "
+            "restore it or rerun its sweep"
+        )
     return _SWEEPS[key]
+
+
+def derived_disagreement(result: Any, path: Path) -> str | None:
+    """What in a sweep result disagrees with the data it is derived from, or None.
+
+    Recomputed: each cell's divergence iteration against its stored loss trajectory (finite
+    up to the recorded ``diverged_at``, non-finite after it; all finite for a cell recorded as
+    not diverged), a stable cell's final loss against the trajectory's last record, the
+    alpha and beta arrays against the configuration, and, when the ``.json`` sidecar is there,
+    its cell counts and boundaries against the arrays."""
+    import numpy as np
+
+    from mamlconv.experiments.sweep.results import sidecar_path
+    from mamlconv.util.files import read_json, same_values
+
+    config = result.config
+    for name, have, want in (
+        ("alphas", result.alphas, config.alphas),
+        ("betas", result.betas, config.betas),
+    ):
+        if not np.allclose(np.asarray(have, float), np.asarray(want, float), rtol=1e-9, atol=0):
+            return f"its {name} array differs from its configuration's {name}"
+    rows = [("cell", result.diverged_at, result.final_loss, result.trajectories.get("loss"))]
+    if result.alpha0 is not None and "loss" in result.alpha0:
+        a0 = result.alpha0
+        rows.append(("alpha = 0 cell", a0.get("diverged_at"), a0.get("final_loss"), a0["loss"]))
+    ticks = np.asarray(result.record_iters)
+    for what, div, final, loss in rows:
+        if loss is None or div is None or final is None:
+            continue
+        div, final, loss = np.asarray(div), np.asarray(final, float), np.asarray(loss, float)
+        if loss.shape[:-1] != div.shape or final.shape != div.shape:
+            return f"its {what} arrays disagree in shape"
+        for index, d in np.ndenumerate(div):
+            finite = np.isfinite(loss[index])
+            if d < 0 and not finite.all():
+                at = int(ticks[np.flatnonzero(~finite)[0]])
+                return (
+                    f"{what} {index} is recorded as not diverged (diverged_at -1), but its "
+                    f"stored loss trajectory is not finite from iteration {at} on"
+                )
+            if d >= 0 and (not finite[ticks < d].all() or finite[ticks > d].any()):
+                return (
+                    f"{what} {index} is recorded as diverged at iteration {int(d)}, which its "
+                    "stored loss trajectory contradicts"
+                )
+        stable = div < 0
+        if ticks.size and ticks[-1] == config.iters and stable.any():
+            last = loss[..., -1][stable]
+            if not np.allclose(final[stable], last, rtol=1e-5, atol=1e-6):
+                return (
+                    f"the final loss of a stable {what} differs from the last record of its "
+                    "loss trajectory"
+                )
+    side_path = sidecar_path(path)
+    if side_path.is_file():
+        try:
+            side = read_json(side_path)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return f"its sidecar {side_path.name} is not valid JSON"
+        if not isinstance(side, dict):
+            return f"its sidecar {side_path.name} is not a JSON object"
+        b0 = result.alpha0_boundary()
+        derived = {
+            "n_cells": int(result.diverged.size),
+            "n_diverged": int(result.diverged.sum()),
+            "boundary": result.boundary().as_records(),
+            "alpha0_boundary": None if b0 is None else b0.as_records()[0],
+        }
+        for field_name, value in derived.items():
+            if field_name in side and not same_values(
+                side[field_name], json.loads(json.dumps(_plain(value)))
+            ):
+                return (
+                    f"its sidecar {side_path.name} records {field_name} that its arrays do not give"
+                )
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """NumPy values as Python numbers (inf kept), for comparing with a JSON file's values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def survey(results: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from mamlconv.experiments.config import SweepConfig
 from mamlconv.experiments.engine.generic import make_generic_step
 from mamlconv.experiments.engine.state import initial_state
 from mamlconv.experiments.problems.module_problem import ModuleProblemError, problem_from_module
-from mamlconv.experiments.problems.registry import get_problem, load_spec
+from mamlconv.experiments.problems.registry import get_problem, load_spec, trust_spec
 from mamlconv.experiments.problems.sinusoid import SinusoidProblem
 from mamlconv.experiments.sweep.run import run_sweep
 
@@ -335,7 +335,8 @@ def _cli(args, cwd):
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a fresh command: no spec named by this test process (registry.TRUST_ENV)
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MAMLCONV_TRUSTED_PROBLEMS": "[]"},
         timeout=600,
     )
 
@@ -343,6 +344,8 @@ def _cli(args, cwd):
 def test_spec_resolves_from_the_current_directory_like_python_m(user_dir, monkeypatch):
     monkeypatch.chdir(user_dir)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(user_dir))])
+    monkeypatch.setenv("MAMLCONV_TRUSTED_PROBLEMS", "[]")
+    trust_spec("userprob:make")  # the user names the spec (a file alone never runs code)
     a = get_problem("userprob:make")
     b = load_spec(f"{user_dir / 'userprob.py'}:make")
     g = torch.Generator()
@@ -380,6 +383,11 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
     result = load_result(user_dir / "s.npz")
     assert result.config.problem == "userprob:make"  # the spec is recorded
     proc = _cli(["compare", "s.npz", "--out", "cmp", "--k", "2", "--quiet"], user_dir)
+    assert proc.returncode == 2 and "--problem userprob:make" in proc.stderr  # a file's spec
+    proc = _cli(
+        ["compare", "s.npz", "--problem", "userprob:make", "--out", "cmp", "--k", "2", "--quiet"],
+        user_dir,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (user_dir / "cmp" / "s_compare.png").is_file()
     # an interrupted sweep: one finished chunk on disk; --resume trains only the rest,
@@ -393,6 +401,7 @@ def test_cli_sweep_compare_resume_with_a_user_problem(user_dir):
     chunks.mkdir()
     cwd = os.getcwd()
     os.chdir(user_dir)
+    trust_spec("userprob:make")
     try:
         run_chunk(result.config.to_json(), 0, first, str(chunks / "chunk_0000.npz"), "auto")
     finally:

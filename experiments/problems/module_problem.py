@@ -24,8 +24,12 @@ nothing. The user's module is never modified.
 
 Refused up front (one line naming the layer and the fix): uninitialised lazy layers, dropout
 with p > 0 in training mode (random numbers make the loss a random function, and
-``torch.func.vmap`` refuses them), and any other layer whose forward pass writes to a buffer
-(found by running one forward pass and watching each buffer's version counter).
+``torch.func.vmap`` refuses them), any other layer whose forward pass writes to a buffer
+(found by running one forward pass and watching each buffer's version counter), a forward
+pass that gives two outputs on one input (state kept in plain attributes, random numbers),
+outputs whose shape broadcasts against real-valued targets, a sampler that ignores its
+generator (equal seeds must give equal tasks, another seed other tasks), NaN or inf in the
+task data (checked on every batch) and a non-finite loss at the initial parameters.
 
 Initial parameters. ``init='current'`` (default): the module's weights as they are when the
 problem is built (what a user holds after constructing or loading a model); every seed starts
@@ -243,6 +247,7 @@ class ModuleProblem:
                         f"the first axis must be the {n_tasks} tasks"
                     )
             _check_pairs(ts, "sample_tasks", axis=1)
+            _check_finite(ts, "sample_tasks", stacked=True)
             return TaskBatch(*ts).to(device, dtype)
         assert self._sample_task is not None
         tasks = [_four(self._sample_task(generator), "sample_task") for _ in range(n_tasks)]
@@ -254,7 +259,8 @@ class ModuleProblem:
                         f"sample_task: task {i} has {f} of shape {_shape(t)} but task 0 "
                         f"{_shape(t0)}; tasks are stacked, so every task needs the same shapes"
                     )
-        stacked = (torch.stack([task[k] for task in tasks]) for k in range(4))
+        stacked = tuple(torch.stack([task[k] for task in tasks]) for k in range(4))
+        _check_finite(stacked, "sample_task", stacked=True)
         return TaskBatch(*stacked).to(device, dtype)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -280,13 +286,13 @@ class ModuleProblem:
         """Sample two tasks, run the model and the loss once and differentiate it; raise
         ModuleProblemError (one line, with the fix) on mismatched shapes, a non-scalar loss, a
         layer that writes to a buffer, or a forward pass torch.func cannot transform."""
-        gen = torch.Generator().manual_seed(0)
-        tasks = self.sample_tasks(gen, 2, dtype=torch.float64, device="cpu")
+        tasks = self._check_sampler_uses_generator()
         params = self.init_params(
             torch.Generator().manual_seed(0), dtype=torch.float64, device="cpu"
         )
         self._check_buffers_untouched(params, tasks.x_support[0])
         x, y = tasks.x_support[0], tasks.y_support[0]
+        self._check_forward(params, x, y)
         try:
             out = self.loss(params, x, y)
         except ModuleProblemError:
@@ -304,6 +310,12 @@ class ModuleProblem:
             )
         if not out.is_floating_point():
             raise ModuleProblemError(f"loss_fn returned dtype {out.dtype}, not a float")
+        if not torch.isfinite(out):
+            raise ModuleProblemError(
+                f"the loss at the initial parameters is {out.item()} on task 0's support set "
+                "(x_support, y_support): not finite before any training; check the model's "
+                "initial weights and the loss"
+            )
         try:
             torch.func.vmap(torch.func.grad(self.loss), in_dims=(None, 0, 0))(
                 params, tasks.x_support, tasks.y_support
@@ -321,6 +333,72 @@ class ModuleProblem:
                 f"{type(exc).__name__}: {_first_line(exc)}; write loss_fn from elementary "
                 "operations (e.g. ((outputs - targets) ** 2).mean())"
             ) from None
+
+    def _check_sampler_uses_generator(self) -> TaskBatch:
+        """Equal generators give equal tasks, another seed other tasks: a sampler that draws
+        from a module-level generator or torch's global RNG would make ``--seed`` meaningless
+        and the tasks depend on the chunking. Returns the tasks of seed 0."""
+
+        def draw(seed: int) -> TaskBatch:
+            gen = torch.Generator().manual_seed(seed)
+            return self.sample_tasks(gen, 2, dtype=torch.float64, device="cpu")
+
+        def same(a: TaskBatch, b: TaskBatch) -> bool:
+            return all(
+                u.shape == v.shape and torch.equal(u, v)
+                for u, v in zip(a, b, strict=True)  # type: ignore[call-overload]
+            )
+
+        first, again, other = draw(0), draw(0), draw(1)
+        fix = (
+            "draw every random number from the generator it is given (e.g. "
+            "torch.rand(..., generator=generator)), never from torch's global RNG or a "
+            "generator of your own"
+        )
+        if not same(first, again):
+            raise ModuleProblemError(
+                "the sampler gave different tasks for two generators with the same seed: it "
+                f"ignores its generator; {fix}"
+            )
+        if same(first, other):
+            raise ModuleProblemError(
+                "the sampler gave the same tasks for generators of seeds 0 and 1: it ignores "
+                f"its generator, so --seed would change nothing; {fix}"
+            )
+        return first
+
+    def _check_forward(self, params: Params, x: Tensor, y: Tensor) -> None:
+        """The model's output on one support set: the same twice (a forward pass that keeps
+        state or draws random numbers is refused), and of the targets' shape where the targets
+        are real numbers (a loss such as F.mse_loss would broadcast (10, 1) outputs against
+        (10,) targets to a (10, 10) loss without a word)."""
+        constants = self.constants(torch.float64, "cpu")
+        try:
+            with torch.no_grad():
+                first = functional_call(self.module, {**params, **constants}, (x,))
+                second = functional_call(self.module, {**params, **constants}, (x,))
+        except Exception:
+            return  # reported by the loss check, in one line
+        if not isinstance(first, Tensor) or not isinstance(second, Tensor):
+            return
+        if first.shape != second.shape or not torch.equal(first, second):
+            raise ModuleProblemError(
+                "the model's forward pass gave different outputs on the same input twice: it "
+                "changes its own state or draws random numbers; make forward a function of its "
+                "input and parameters (no attribute updated in forward, no dropout in training)"
+            )
+        if not y.is_floating_point() or first.shape == y.shape:
+            return
+        try:
+            joint = torch.broadcast_shapes(first.shape, y.shape)
+        except RuntimeError:
+            return  # the loss reports it
+        if joint != first.shape or joint != y.shape:
+            raise ModuleProblemError(
+                f"the model outputs {_shape(first)} for targets {_shape(y)}: a loss on them "
+                f"broadcasts to {tuple(joint)}, pairing every output with every target; return "
+                f"targets of the outputs' shape (e.g. y.reshape{_shape(first)})"
+            )
 
     def _check_buffers_untouched(self, params: Params, x: Tensor) -> None:
         """One forward pass with every buffer's version counter watched, layer by layer."""
@@ -359,6 +437,23 @@ class ModuleProblem:
                 f"{changed[0]} is written during the forward pass (module state that cannot be "
                 "made functional); make the layer stateless in training (for a normalisation "
                 "layer: track_running_stats=False) or register the value as a constant"
+            )
+
+
+def _check_finite(ts: Sequence[Tensor], who: str, *, stacked: bool) -> None:
+    """NaN or inf in the task data is an error naming the task and the tensor (it would
+    otherwise be reported as a diverged cell)."""
+    for t, f in zip(ts, FIELDS, strict=True):
+        if not t.is_floating_point() and not t.is_complex():
+            continue
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            where = torch.nonzero(bad)[0].tolist()
+            task = f"task {where[0]}'s " if stacked else ""
+            value = t[tuple(where)].item()
+            raise ModuleProblemError(
+                f"{who}: {task}{f} holds {value} at index {tuple(where[1:] if stacked else where)}"
+                ": task data must be finite (a NaN or inf would be reported as a divergence)"
             )
 
 

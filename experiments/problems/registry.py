@@ -20,16 +20,25 @@ A user's problem is named by a *spec* ``module:factory`` (a module on ``sys.path
 current directory, as ``python -m`` finds it) or ``path/to/file.py:factory``; ``factory(**options)``
 returns a ``Problem`` (e.g. from
 :func:`mamlconv.experiments.problems.module_problem.problem_from_module`).
-The spec is what a sweep's configuration records as its ``problem``, so ``compare``, ``--resume``,
-the Fig. 4 plot and ``load_result`` rebuild the problem from the file alone. A problem object
+The spec is what a sweep's configuration records as its ``problem``. A problem object
 built in a Python session is registered under ``memory:<name>`` (:func:`register_problem`) and
 lives only as long as that process.
+
+Trust. A spec names code, and a file (a result, a sidecar, a chunk folder's layout) is not the
+user's word: :func:`get_problem` builds a spec only when this process (or the process that
+started it) was told the same spec by the user, with :func:`trust_spec`, which the command
+line's ``--problem`` and the Python API's ``problem=`` call. A result file of a user's problem
+is therefore compared or resumed with ``--problem SPEC`` repeated; a file alone names only
+built-in problems (docs/security.md). The trusted specs travel to worker processes in the
+environment variable ``MAMLCONV_TRUSTED_PROBLEMS`` (a JSON list), which the Ray backend passes
+on to its tasks.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -51,6 +60,43 @@ _BUILT: dict[tuple[str, str], Problem] = {}
 
 class ProblemSpecError(ProblemError, ValueError):
     """A ``module:factory`` spec that does not resolve; the message is one line."""
+
+
+class UntrustedSpec(ProblemSpecError):
+    """A spec read from a file that the user has not named: its code is not run."""
+
+
+TRUST_ENV = "MAMLCONV_TRUSTED_PROBLEMS"
+"""Environment variable holding the JSON list of the specs the user named (see Trust)."""
+
+
+def trusted_specs() -> list[str]:
+    """The specs the user named in this process or in the one that started it."""
+    try:
+        named = json.loads(os.environ.get(TRUST_ENV, "[]"))
+    except ValueError:
+        return []
+    return [s for s in named if isinstance(s, str)] if isinstance(named, list) else []
+
+
+def trust_spec(spec: str) -> str:
+    """Record that the user named ``spec`` (its code may run); returns the normalised spec."""
+    name = normalize_spec(spec)
+    named = trusted_specs()
+    if name not in named:
+        os.environ[TRUST_ENV] = json.dumps([*named, name])
+    return name
+
+
+def check_trusted(spec: str) -> None:
+    """:class:`UntrustedSpec` unless the user named ``spec`` (:func:`trust_spec`)."""
+    name = normalize_spec(spec)
+    if name not in trusted_specs():
+        raise UntrustedSpec(
+            f"problem {name!r} is code named by a file, not by you, and a file never runs code: "
+            f"repeat it yourself to run it (--problem {name}; in Python problem={name!r}), or "
+            "use a result of a built-in problem"
+        )
 
 
 def is_spec(name: str) -> bool:
@@ -91,6 +137,9 @@ def _import_target(spec: str) -> Any:
         sys.modules[module_name] = module
         try:
             file_spec.loader.exec_module(module)
+        except SystemExit as exc:
+            del sys.modules[module_name]
+            raise ProblemSpecError(_exit_message(spec, exc, f"importing {path}")) from None
         except Exception as exc:
             del sys.modules[module_name]
             raise ProblemSpecError(
@@ -103,6 +152,8 @@ def _import_target(spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         return importlib.import_module(target)
+    except SystemExit as exc:
+        raise ProblemSpecError(_exit_message(spec, exc, f"importing {target!r}")) from None
     except ModuleNotFoundError as exc:
         if exc.name is not None and (target == exc.name or target.startswith(exc.name + ".")):
             searched = [p or cwd for p in sys.path][:3]
@@ -119,6 +170,13 @@ def _import_target(spec: str) -> Any:
         raise ProblemSpecError(
             f"problem {spec}: importing {target!r} failed: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _exit_message(spec: str, exc: SystemExit, doing: str) -> str:
+    return (
+        f"problem {spec}: {doing} called sys.exit({exc.code!r}) (e.g. a script that parses "
+        "its command line when imported); put that code under if __name__ == '__main__':"
+    )
 
 
 def load_spec(spec: str, **options: Any) -> Problem:
@@ -144,6 +202,8 @@ def load_spec(spec: str, **options: Any) -> Problem:
             problem = factory(**options)
     except ValueError as exc:  # e.g. ModuleProblemError: already one line with the fix
         raise ProblemSpecError(f"problem {spec}: {exc}") from None
+    except SystemExit as exc:
+        raise ProblemSpecError(_exit_message(spec, exc, f"{attr}()")) from None
     except Exception as exc:  # the user's code: report it in one line
         raise ProblemSpecError(
             f"problem {spec}: the factory raised {type(exc).__name__}: {exc}"
@@ -186,6 +246,7 @@ def get_problem(name: str, **options: Any) -> Problem:
             "(mamlconv.compare(result, problem=...)) or give --problem MODULE:FACTORY"
         )
     if is_spec(name):
+        check_trusted(name)
         return load_spec(name, **options)
     if name == "sinusoid":
         try:

@@ -23,27 +23,87 @@ from mamlconv.experiments.readings.matrix import (
     reading_name,
 )
 
+FIELDS = ("initial_loss", "final_loss", "max_loss", "dead_fraction", "diverged_at")
+"""What a trained cell records (``learned`` is derived from them)."""
+PARTIAL_SCHEMA = "mamlconv-reading-partial/1"
 
-def _train(problem, config, alphas: np.ndarray, betas: np.ndarray, x_eval: np.ndarray):
-    """Train cells one chunk at a time; return per-cell records (no parameters kept)."""
-    from mamlconv.experiments.engine.loop import train_cells
-    from mamlconv.experiments.sweep.chunks import default_chunk_size, plan_chunks
 
-    n = alphas.size
-    out = {
-        k: np.full(n, np.nan) for k in ("initial_loss", "final_loss", "max_loss", "dead_fraction")
-    }
-    out["diverged_at"] = np.full(n, -1, dtype=np.int64)
-    for cells in plan_chunks(np.arange(n), default_chunk_size(config)):
-        run = train_cells(problem, config, alphas[cells], betas[cells], save_params=True)
-        out["initial_loss"][cells] = run.loss[:, 0]
-        out["final_loss"][cells] = run.final_loss
-        out["max_loss"][cells] = run.max_loss
-        out["diverged_at"][cells] = run.diverged_at
-        assert run.final_params is not None
-        out["dead_fraction"][cells] = dead_fraction_mlp(run.final_params, x_eval)
-    out["learned"] = learned(final_loss=out["final_loss"], initial_loss=out["initial_loss"])
-    return out
+class CellStore:
+    """Every cell trained so far by (alpha, beta), written to ``progress`` (a JSON file beside
+    the result, ``<result>.partial.json``) after each chunk, so a killed run resumes where it
+    stopped. A progress file of another configuration is ignored and replaced; a damaged one
+    too (its cells are trained again)."""
+
+    def __init__(self, identity: dict[str, Any], progress: Path | None = None) -> None:
+        self.identity = identity
+        self.progress = None if progress is None else Path(progress)
+        self.cells: dict[tuple[float, float], dict[str, Any]] = {}
+        self.resumed = 0
+        if self.progress is not None and self.progress.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        from mamlconv.util.files import read_json
+
+        try:
+            rec = read_json(self.progress)
+            if rec.get("schema") != PARTIAL_SCHEMA or not same_identity(
+                rec.get("identity"), self.identity
+            ):
+                return
+            for c in rec["cells"]:
+                key = (float(c["alpha"]), float(c["beta"]))
+                cell = {k: _num(c[k]) for k in FIELDS if k != "diverged_at"}
+                cell["diverged_at"] = int(c["diverged_at"])
+                self.cells[key] = cell
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.cells.clear()  # damaged: start again
+        self.resumed = len(self.cells)
+
+    def _save(self) -> None:
+        if self.progress is None:
+            return
+        from mamlconv.util.files import atomic_write_text, jsonable
+
+        cells = [{"alpha": a, "beta": b, **rec} for (a, b), rec in self.cells.items()]
+        record = {"schema": PARTIAL_SCHEMA, "identity": self.identity, "cells": cells}
+        atomic_write_text(self.progress, json.dumps(jsonable(record)))
+
+    def train(self, problem, config, alphas: np.ndarray, betas: np.ndarray, x_eval):
+        """Per-cell records of the cells (alphas[i], betas[i]): stored ones read back, the
+        others trained one chunk at a time (the chunks an uninterrupted run trains)."""
+        from mamlconv.experiments.engine.loop import train_cells
+        from mamlconv.experiments.sweep.chunks import default_chunk_size, plan_chunks
+
+        keys = [(float(a), float(b)) for a, b in zip(alphas, betas, strict=True)]
+        for cells in plan_chunks(np.arange(len(keys)), default_chunk_size(config)):
+            if all(keys[i] in self.cells for i in cells):
+                continue
+            run = train_cells(problem, config, alphas[cells], betas[cells], save_params=True)
+            assert run.final_params is not None
+            dead = dead_fraction_mlp(run.final_params, x_eval)
+            for j, i in enumerate(cells):
+                self.cells[keys[i]] = {
+                    "initial_loss": float(run.loss[j, 0]),
+                    "final_loss": float(run.final_loss[j]),
+                    "max_loss": float(run.max_loss[j]),
+                    "dead_fraction": float(dead[j]),
+                    "diverged_at": int(run.diverged_at[j]),
+                }
+            self._save()
+        out = {k: np.array([self.cells[key][k] for key in keys], dtype=float) for k in FIELDS}
+        out["diverged_at"] = out["diverged_at"].astype(np.int64)
+        out["learned"] = learned(final_loss=out["final_loss"], initial_loss=out["initial_loss"])
+        return out
+
+    def discard(self) -> None:
+        if self.progress is not None:
+            self.progress.unlink(missing_ok=True)
+
+
+def progress_path(path: Path) -> Path:
+    """Where a reading run writes its cells as it goes: ``<result>.partial.json``."""
+    return Path(path).with_name(Path(path).name.removesuffix(".json") + ".partial.json")
 
 
 def eval_inputs(config) -> np.ndarray:
@@ -93,8 +153,12 @@ def run_reading(
     *,
     device: str = "cpu",
     log: Callable[[str], None] = lambda s: None,
+    progress: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one run reading with one seed: the grid, then the bisections per criterion."""
+    """Train one run reading with one seed: the grid, then the bisections per criterion.
+
+    ``progress``: a file the trained cells are written to as they finish (see
+    :class:`CellStore`); a rerun with the same file trains only the cells not in it."""
     from mamlconv.experiments.problems.registry import get_problem
     from mamlconv.numerics.boundary import bisect_boundary
     from mamlconv.util.provenance import describe
@@ -106,7 +170,10 @@ def run_reading(
     betas = np.asarray(matrix.betas)
     aa, bb = np.meshgrid(alphas, betas, indexing="ij")
     t0 = time.time()
-    grid = _train(problem, config, aa.ravel(), bb.ravel(), x_eval)
+    store = CellStore(jsonable_identity(config), progress)
+    if store.resumed:
+        log(f"{reading_name(reading)} seed {seed}: resuming, {store.resumed} cells from {progress}")
+    grid = store.train(problem, config, aa.ravel(), bb.ravel(), x_eval)
     log(f"{reading_name(reading)} seed {seed}: grid of {aa.size} cells in {time.time() - t0:.0f}s")
     shape = aa.shape
     bisections: dict[str, Any] = {}
@@ -128,7 +195,7 @@ def run_reading(
             keys = [(float(x), float(y)) for x, y in zip(a, b, strict=True)]
             new = [i for i, k in enumerate(keys) if k not in cache]
             if new:
-                rec = _train(problem, config, a[new], b[new], x_eval)
+                rec = store.train(problem, config, a[new], b[new], x_eval)
                 for j, i in enumerate(new):
                     cache[keys[i]] = {k: v[j] for k, v in rec.items()}
             recs = [cache[k] for k in keys]
@@ -266,16 +333,84 @@ def is_done(path: Path, matrix: ReadingMatrix, reading: Mapping[str, str], seed:
         rec = read_json(path)
     except (OSError, ValueError):
         return False
+    if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+        return False
     want = restore_nonfinite(jsonable(matrix.config(reading, seed).identity()))
-    got = dict(rec.get("config", {}))
+    got = dict(rec["config"])
     got.pop("device", None)
     got.pop("chunk_size", None)
-    return got == want and rec.get("matrix", {}).get("alphas") == list(matrix.alphas)
+    described = rec.get("matrix")
+    alphas = described.get("alphas") if isinstance(described, dict) else None
+    return (
+        rec.get("schema") == "mamlconv-reading-run/1"
+        and rec.get("reading") == dict(reading)
+        and rec.get("seed") == seed
+        and same_identity(got, want)
+        and same_identity(alphas, list(matrix.alphas))
+    )
+
+
+def jsonable_identity(config) -> dict[str, Any]:
+    """A configuration's identity as a JSON file holds it (inf restored)."""
+    from mamlconv.util.files import jsonable, restore_nonfinite
+
+    return restore_nonfinite(jsonable(config.identity()))
+
+
+def same_identity(a: Any, b: Any) -> bool:
+    """Equal configurations (or parts); numbers that differ by float rounding only (a
+    geomspace computed by another numpy) are the same number."""
+    from mamlconv.util.files import same_values
+
+    return same_values(a, b, rel_tol=1e-12)
+
+
+def scan_runs(
+    directory: Path, family: str = "sinusoid"
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """(the runs of ``family`` under ``directory`` that ``readings list`` counts as done,
+    every other matching file with the reason it is not one): a run is the file named for its
+    reading and seed (:func:`result_path`) holding that reading and seed made with the
+    matrix's current configuration (:func:`is_done`). A copied or renamed file, a run of a
+    stale configuration and a file that is not a reading run are left out, so no run counts
+    twice and none of another configuration is judged."""
+    from mamlconv.experiments.readings.matrix import MATRICES
+
+    matrix = MATRICES[family]
+    runs: list[tuple[Path, dict[str, Any]]] = []
+    left_out: list[tuple[Path, str]] = []
+    for path in sorted(Path(directory).glob(f"{family}_*_seed*.json")):
+        if path.name.endswith(".partial.json"):
+            continue  # a run in progress
+        try:
+            rec = load_run(path)
+            reading, seed = rec["reading"], rec["seed"]
+            canonical = result_path(Path(directory), matrix, reading, seed)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            left_out.append((path, f"not a readable reading run ({type(exc).__name__}: {exc})"))
+            continue
+        if path.name != canonical.name:
+            left_out.append(
+                (
+                    path,
+                    f"holds {reading_name(reading)} seed {seed}, which is "
+                    f"{canonical.name}: a copy or a renamed file",
+                )
+            )
+        elif not is_done(path, matrix, reading, seed):
+            left_out.append(
+                (
+                    path,
+                    "made with another configuration than the matrix's (stale); "
+                    "rerun it with `mamlconv readings run`",
+                )
+            )
+        else:
+            runs.append((path, rec))
+    return runs, left_out
 
 
 def load_runs(directory: Path, family: str = "sinusoid") -> list[tuple[Path, dict[str, Any]]]:
-    """Every reading-run file of ``family`` under ``directory`` (sorted by name)."""
-    out = []
-    for path in sorted(Path(directory).glob(f"{family}_*_seed*.json")):
-        out.append((path, load_run(path)))
-    return out
+    """The runs of ``family`` under ``directory`` that ``readings list`` counts as done (sorted
+    by name; see :func:`scan_runs` for what is left out)."""
+    return scan_runs(directory, family)[0]

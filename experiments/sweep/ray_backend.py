@@ -204,6 +204,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     if address == "local":
         start_local(num_cpus=options.num_cpus)
     else:
+        check_reachable(address)
         try:
             with _loopback_only(ray) if _is_loopback(address) else contextlib.nullcontext():
                 ray.init(address=address, logging_level=logging.WARNING)
@@ -213,9 +214,69 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
                 f"cannot join the Ray cluster at {address} ({reason}); check --ray-address"
             ) from None
     try:
+        check_resources(ray, options)
         yield ray
     finally:
         ray.shutdown()
+
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long the driver waits for a TCP connection to the head before it reports the address as
+unreachable (Ray itself retries a refused address for minutes)."""
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """:class:`RayUnreachable` (one line) unless something accepts a TCP connection at
+    ``HOST:PORT`` within ``timeout`` seconds (``ray://HOST:PORT`` too)."""
+    import socket
+
+    bare = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = bare.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+        if not sep or not host or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise RayUnreachable(
+            f"--ray-address {address!r} is not HOST:PORT (nor auto or local)"
+        ) from None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError | socket.timeout):
+            reason = f"no answer within {timeout:g} s"
+        raise RayUnreachable(
+            f"cannot join the Ray cluster at {address} ({reason}); check --ray-address and that "
+            "`ray start --head` runs there"
+        ) from None
+
+
+class RayResourcesMissing(RayUnreachable):
+    """No node of the cluster has the resources one task asks for: it would wait forever."""
+
+
+def check_resources(ray: Any, options: RayOptions) -> None:
+    """:class:`RayResourcesMissing` unless some live node has ``cpus_per_task`` CPUs and
+    ``gpus_per_task`` GPUs (Ray would queue such a task for ever)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    want = {"CPU": options.cpus_per_task, "GPU": options.gpus_per_task}
+    for node in nodes:
+        have = node.get("Resources", {})
+        if all(have.get(k, 0.0) >= v for k, v in want.items() if v > 0):
+            return
+    total = ray.cluster_resources()
+    biggest = {
+        k: max((n.get("Resources", {}).get(k, 0.0) for n in nodes), default=0.0) for k in want
+    }
+    raise RayResourcesMissing(
+        f"no node of the Ray cluster has {want['CPU']:g} CPUs and {want['GPU']:g} GPUs for one "
+        f"task (largest node: {biggest['CPU']:g} CPUs, {biggest['GPU']:g} GPUs; cluster total "
+        f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs); lower --cpus-per-task / "
+        "--gpus-per-task or add such a node"
+    )
 
 
 def _cluster_address() -> str | None:
@@ -235,8 +296,13 @@ def _remote(ray: Any, fn: Any, options: RayOptions) -> Any:
         "max_retries": options.max_retries,
         "retry_exceptions": False,  # a chunk's own exception is real: do not rerun it
     }
-    if options.env_vars:
-        kwargs["runtime_env"] = {"env_vars": dict(options.env_vars)}
+    from mamlconv.experiments.problems.registry import TRUST_ENV
+
+    env_vars = dict(options.env_vars)
+    if TRUST_ENV in os.environ and TRUST_ENV not in env_vars:  # the specs the user named
+        env_vars[TRUST_ENV] = os.environ[TRUST_ENV]
+    if env_vars:
+        kwargs["runtime_env"] = {"env_vars": env_vars}
     return ray.remote(**kwargs)(fn)
 
 

@@ -270,6 +270,41 @@ def run_sweep(
         )
 
 
+def check_start(problem: Any, config: SweepConfig) -> None:
+    """A user's problem at the sweep's start point (its seed, dtype, on the CPU): every task of
+    the first batch holds finite data and a finite loss at the initial parameters, else
+    :class:`~mamlconv.errors.ProblemError` naming the task and the tensor (a NaN there would
+    be reported as every cell diverging)."""
+    import torch
+
+    from mamlconv.errors import ProblemError
+    from mamlconv.experiments.engine.state import initial_state
+
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    params, stream = initial_state(problem, config, dtype=dtype, device="cpu")
+    tasks = stream.pool if stream.pool is not None else stream.next()
+    fields = ("x_support", "y_support", "x_query", "y_query")
+    for name, values in zip(fields, tasks, strict=True):
+        if values.is_floating_point() and not torch.isfinite(values).all():
+            task = int(torch.nonzero(~torch.isfinite(values))[0, 0])
+            raise ProblemError(
+                f"problem {config.problem}: task {task}'s {name} holds NaN or inf (seed "
+                f"{config.seed}); task data must be finite (it would read as a divergence)"
+            )
+    for task in range(tasks.x_support.shape[0]):
+        for part, x, y in (
+            ("support", tasks.x_support[task], tasks.y_support[task]),
+            ("query", tasks.x_query[task], tasks.y_query[task]),
+        ):
+            loss = problem.loss(params, x, y)
+            if not torch.isfinite(loss).all():
+                raise ProblemError(
+                    f"problem {config.problem}: the loss at the initial parameters is "
+                    f"{float(loss)} on task {task}'s {part} set (seed {config.seed}), before any "
+                    "training; check the initial weights, the data and the loss"
+                )
+
+
 def resume_chunk_size(config: SweepConfig, out: str | Path) -> SweepConfig:
     """``config`` with the chunk size of ``out``'s chunk folder when ``config`` leaves it open
     (a resume then splits the cells as the interrupted run did)."""
@@ -299,7 +334,9 @@ def _run_sweep_locked(
     from mamlconv.util.provenance import describe
 
     device = resolve_device(config.device)
-    get_problem(config.problem, **config.problem_options)  # a bad problem fails before any file
+    problem = get_problem(config.problem, **config.problem_options)  # fails before any file
+    if config.problem not in ("sinusoid", "omniglot", "miniimagenet"):
+        check_start(problem, config)
     directory = chunk_dir(out)
     storage.clear_if_empty(directory)
     if directory.exists() and not resume:

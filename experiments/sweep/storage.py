@@ -7,7 +7,8 @@ Files of a grid sweep with ``out = res.npz``:
 - ``res.npz`` (the result) and ``res.json`` (its sidecar), written at the end;
 - ``res.npz.chunks/`` while it runs: ``layout.json`` (configuration, chunk size, device,
   backend: what a resume must match) and one ``chunk_NNNN.npz`` per finished chunk;
-- ``res.npz.lock`` while a process works on it: that process's PID and host.
+- ``res.npz.lock`` while a process works on it: that process's PID, host and start time
+  (:func:`take_lock`, also the lock of a reading run).
 
 A bisection writes one ``.json`` file. A grid's ``--out`` must end in ``.npz`` and a
 bisection's in ``.json``, so that a result never collides with its own sidecar.
@@ -15,10 +16,12 @@ bisection's in ``.json``, so that a result never collides with its own sidecar.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ import numpy as np
 
 from mamlconv.errors import OutputError, ResultFileError, ResumeMismatch, SweepLocked
 from mamlconv.experiments.config import SweepConfig
+from mamlconv.experiments.sweep.results import FORMAT
 
 GRID_SUFFIX = ".npz"
 BISECT_SUFFIX = ".json"
@@ -73,10 +77,16 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta_json"]))
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, UnicodeDecodeError) as exc:
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, UnicodeDecodeError, OSError) as exc:
+        # numpy's own text for an object array advises allow_pickle=True, which would let the
+        # file run code: the reason is named without it
+        reason = {
+            zipfile.BadZipFile: "truncated or not a zip archive",
+            KeyError: "no meta_json in it",
+        }.get(type(exc), "not a sweep's JSON or an .npz of plain arrays")
         raise ResultFileError(
-            f"{path} is not a readable mamlconv sweep result ({type(exc).__name__}: {exc}); "
-            "it may be truncated or another program's file"
+            f"{path} is not a readable mamlconv sweep result ({reason}); it may be truncated or "
+            "another program's file"
         ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise ResultFileError(f"{path} holds no sweep configuration; not a mamlconv sweep result")
@@ -254,36 +264,130 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def lock_holder(out: str | os.PathLike[str]) -> tuple[int, str] | None:
-    """(PID, host) of the process holding ``out``'s lock, or None when free or stale."""
-    path = lock_path(out)
+def _start_ticks(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, /proc/PID/stat field 22):
+    with the PID it names one process, so a PID reused by another program is not the owner."""
     try:
-        pid_text, _, host = path.read_text().strip().partition(" ")
-        pid = int(pid_text)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a lock file: PID, host and start time (what the file records)."""
+
+    pid: int
+    host: str
+    since: str
+
+    def __str__(self) -> str:
+        return f"PID {self.pid} on {self.host or 'this machine'} since {self.since}"
+
+
+FRESH_EMPTY_LOCK_S = 5.0
+"""An empty lock file younger than this is a lock being written (its owner is between creating
+and writing it); an older one is a dead owner's (or an old mamlconv's) and is taken over."""
+
+
+def lock_owner(path: str | os.PathLike[str]) -> LockOwner | None:
+    """The live owner of the lock file ``path``, or None when it is free or its owner is dead
+    (a dead PID, a PID now used by another process, an unreadable or old empty file)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return None  # unreadable or half-written: treated as stale
-    if host and host != socket.gethostname():
-        return pid, host  # another machine's: cannot check, assume alive
-    if pid == os.getpid() or not _pid_alive(pid):
+        return None  # unreadable: treated as stale
+    parts = text.split()
+    if not parts:
+        return LockOwner(-1, "", "just now") if age < FRESH_EMPTY_LOCK_S else None
+    try:
+        pid = int(parts[0])
+    except ValueError:
         return None
-    return pid, host
+    host = parts[1] if len(parts) > 1 else ""
+    ticks = parts[2] if len(parts) > 2 else "-"
+    since = parts[3] if len(parts) > 3 else "an unknown time"
+    if host and host != socket.gethostname():
+        return LockOwner(pid, host, since)  # another machine's: cannot check, assume alive
+    if pid == os.getpid() or pid <= 0 or not _pid_alive(pid):
+        return None
+    if ticks != "-" and _start_ticks(pid) not in (None, ticks):
+        return None  # the PID now belongs to another process
+    return LockOwner(pid, host, since)
+
+
+def take_lock(path: str | os.PathLike[str]) -> LockOwner | None:
+    """Create the lock file ``path`` naming this process (PID, host, start time); a dead
+    owner's lock is taken over. Returns None when taken, else the live owner."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = lock_owner(path)
+            if owner is not None:
+                return owner
+            _remove_stale(path)
+            continue
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()} {socket.gethostname()} {_start_ticks(os.getpid()) or '-'} ")
+            fh.write(f"{since}\n")
+        return None
+    owner = lock_owner(path)
+    if owner is not None:
+        return owner
+    raise OutputError(f"cannot take the lock {path}; remove it if no process is running")
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a stale lock, but not one another process has just put in its place: the file
+    is moved aside first and moved back when what was moved is a live owner's."""
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    if lock_owner(aside) is not None:  # replaced by a live owner in between: put it back
+        with contextlib.suppress(FileExistsError, OSError):
+            os.link(aside, path)
+    aside.unlink(missing_ok=True)
+
+
+def release_lock(path: str | os.PathLike[str]) -> None:
+    """Remove the lock file ``path`` if this process holds it."""
+    path = Path(path)
+    try:
+        mine = path.read_text().split()[:1] == [str(os.getpid())]
+    except (OSError, ValueError):
+        return
+    if mine:
+        path.unlink(missing_ok=True)
+
+
+def lock_holder(out: str | os.PathLike[str]) -> tuple[int, str] | None:
+    """(PID, host) of the process holding ``out``'s lock, or None when free or stale."""
+    owner = lock_owner(lock_path(out))
+    return None if owner is None else (owner.pid, owner.host)
 
 
 def check_lock_free(out: Path) -> None:
-    holder = lock_holder(out)
-    if holder is not None:
-        pid, host = holder
+    owner = lock_owner(lock_path(out))
+    if owner is not None:
         raise SweepLocked(
-            f"another sweep (PID {pid} on {host or 'this machine'}) is writing {out} "
+            f"another sweep ({owner}) is writing {out} "
             f"(lock {lock_path(out)}); wait for it to finish or stop it, or choose another --out"
         )
 
 
 class SweepLock:
-    """``<out>.lock`` holding this process's PID while a sweep writes ``out``; a lock left by
-    a dead process is taken over."""
+    """``<out>.lock`` naming this process (PID, host, start time) while a sweep writes
+    ``out``; a lock left by a dead process is taken over."""
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
@@ -291,24 +395,15 @@ class SweepLock:
         self.held = False
 
     def __enter__(self) -> SweepLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                check_lock_free(self.out)
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{os.getpid()} {socket.gethostname()}\n")
-            self.held = True
-            return self
-        check_lock_free(self.out)
-        raise OutputError(f"cannot take the lock {self.path}; remove it if no sweep is running")
+        if take_lock(self.path) is not None:
+            check_lock_free(self.out)
+            raise OutputError(f"cannot take the lock {self.path}; remove it if no sweep runs")
+        self.held = True
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
+            release_lock(self.path)
             self.held = False
 
 
@@ -356,12 +451,53 @@ def read_saved_sweep(path: str | os.PathLike[str]) -> SavedSweep:
         except (ValueError, KeyError, TypeError) as exc:
             raise ResultFileError(f"--config {record_path} is unreadable ({exc})") from None
         out = path.with_name(path.name[: -len(".chunks")])
-        size = record.get("layout", {}).get("chunk_size")
+        layout = record.get("layout") if isinstance(record, dict) else None
+        size = layout.get("chunk_size") if isinstance(layout, dict) else None
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ResultFileError(f"--config {record_path}: its chunk_size {size!r} is not >= 1")
         return SavedSweep(config, out, False, chunk_size=size)
     if not path.is_file():
         raise ResultFileError(f"--config {path}: no such result file or chunk folder")
     meta = read_meta(path)
+    kind = _sweep_record_kind(meta)
+    if kind is None:
+        raise ResultFileError(
+            f"--config {path} is not a sweep record (a grid result .npz or its .json sidecar, "
+            f"a bisection .json, or a chunk folder); it holds {_looks_like(meta)}"
+        )
     config = config_of(meta, path)
-    if "bisection" in meta:
-        return SavedSweep(config, path, True, rtol=meta["bisection"].get("rtol"))
+    if kind == "bisection":
+        return SavedSweep(config, path, True, rtol=_rtol(meta["bisection"].get("rtol"), path))
     return SavedSweep(config, path.with_suffix(GRID_SUFFIX), False)
+
+
+def _sweep_record_kind(meta: dict[str, Any]) -> str | None:
+    """'grid' for a result or its sidecar (the sweep format), 'bisection' for a bisection's
+    record (its ``bisection`` and ``boundary``), None for anything else with a config (a
+    figure record, a comparison, a reading run)."""
+    if meta.get("format") == FORMAT:
+        return "grid"
+    if isinstance(meta.get("bisection"), dict) and isinstance(meta.get("boundary"), list):
+        return "bisection"
+    return None
+
+
+def _looks_like(meta: dict[str, Any]) -> str:
+    for key, what in (
+        ("figure", "a figure record (mamlconv figure)"),
+        ("schema", f"a {meta.get('schema')!r} record"),
+        ("spectra", "a comparison (mamlconv compare)"),
+        ("recheck", "a re-check record"),
+        ("format", f"format {meta.get('format')!r}"),
+    ):
+        if key in meta:
+            return what
+    return f"keys {sorted(meta)[:6]}"
+
+
+def _rtol(value: Any, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < 10):
+        raise ResultFileError(f"--config {path}: its bisection rtol {value!r} is not in (0, 10)")
+    return float(value)

@@ -45,12 +45,17 @@ PROBLEM_SPEC_HELP = (
 
 
 def problem_spec(text: str) -> str:
-    """MODULE:FACTORY or FILE.py:FACTORY (imported where it is used)."""
+    """MODULE:FACTORY or FILE.py:FACTORY (imported where it is used). Naming it on the command
+    line is the user's word that its code may run (``registry.trust_spec``); a spec that only a
+    file names is never run."""
     target, sep, attr = text.rpartition(":")
     if not sep or not target or not attr:
         raise argparse.ArgumentTypeError(
             f"expected MODULE:FACTORY or FILE.py:FACTORY, got {text!r}"
         )
+    from mamlconv.experiments.problems.registry import trust_spec
+
+    trust_spec(text)
     return text
 
 

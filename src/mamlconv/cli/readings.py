@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,10 @@ from mamlconv.cli._args import (
     positive_int,
 )
 
-DEFAULT_OUT = Path("experiments/results/readings")
+DEFAULT_OUT = None
+"""--out's default: the ``readings/`` folder of the results the audit reads (``MAMLCONV_RESULTS``,
+else the package's experiments/results/), wherever the command runs (:func:`_out`)."""
+OUT_HELP = "results folder (default: readings/ of MAMLCONV_RESULTS or the package's results)"
 CLAIM_FAMILY = {"S4-1": "sinusoid", "S5-1": "sinusoid"}
 
 
@@ -58,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     p_list = sub.add_parser("list", help="axes, values and their sources; which runs exist")
-    p_list.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_list.add_argument("--out", type=Path, default=DEFAULT_OUT, help=OUT_HELP)
     p_list.add_argument("--json", action="store_true", help="print one JSON object")
     p_list.set_defaults(func=run_list)
 
@@ -72,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="only this run reading (repeatable), e.g. init=finn,tasks=pool,variant=exact",
     )
     p_run.add_argument("--seeds", type=_int_list, default=None, help="seeds (default: 0,1,2)")
-    p_run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=OUT_HELP)
     p_run.add_argument("--device", type=device_spec, default="cpu", help="cpu (default) | cuda")
     p_run.add_argument(
         "--part", type=_part, default=(1, 1), metavar="K/N", help="run every N-th job from K"
@@ -83,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p_run.set_defaults(func=run_run)
 
     p_judge = sub.add_parser("judge", help="per-reading and per-claim verdicts from the results")
-    p_judge.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p_judge.add_argument("--out", type=Path, default=DEFAULT_OUT, help=OUT_HELP)
     p_judge.add_argument("--json", action="store_true", help="print one JSON object")
     p_judge.set_defaults(func=run_judge)
 
@@ -135,6 +137,16 @@ def _matrix(claim: str):
     return MATRICES[family]
 
 
+def _out(args: argparse.Namespace) -> Path:
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a file, not a folder")
+        return args.out
+    from mamlconv.paper_checks import results_dir
+
+    return results_dir() / "readings"
+
+
 def _jobs(matrix, readings, seeds):
     return [(r, s) for s in seeds for r in readings]  # seed-major: every reading gets seed 0 first
 
@@ -143,6 +155,7 @@ def run_list(args: argparse.Namespace) -> int:
     from mamlconv.experiments.readings.matrix import MATRICES, reading_name
     from mamlconv.experiments.readings.run import is_done, result_path
 
+    args.out = _out(args)
     out = {}
     for family, matrix in MATRICES.items():
         desc = matrix.describe()
@@ -175,7 +188,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     from mamlconv.experiments.readings.matrix import parse_reading, reading_name
-    from mamlconv.experiments.readings.run import is_done, result_path, run_reading, save_run
+    from mamlconv.experiments.readings.run import (
+        is_done,
+        progress_path,
+        result_path,
+        run_reading,
+        save_run,
+    )
+    from mamlconv.experiments.sweep.storage import release_lock, take_lock
 
     matrix = _matrix(args.claim)
     try:
@@ -187,6 +207,10 @@ def run_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     seeds = args.seeds if args.seeds is not None else list(matrix.seeds)
+    bad = [s for s in seeds if not 0 <= s < 2**31]
+    if bad:
+        raise UsageError(f"--seeds {bad[0]} is out of range; seeds are 0 <= S < 2**31")
+    args.out = _out(args)
     k, n = args.part
     jobs = _jobs(matrix, readings, seeds)[k - 1 :: n]
     for reading, seed in jobs:
@@ -199,11 +223,11 @@ def run_run(args: argparse.Namespace) -> int:
             print(f"skip {path} (done)", flush=True)
             continue
         lock = path.with_name(path.name + ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # several `readings run` processes share the jobs: each claims one by a lock file
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            print(f"skip {path} (another process holds {lock.name}; delete it if none does)")
+        # several `readings run` processes share the jobs: each claims one by a lock file that
+        # names its owner; a dead owner's lock (kill -9, OOM) is taken over
+        owner = take_lock(lock)
+        if owner is not None:
+            print(f"skip {path} (held by {owner}: {lock.name})", flush=True)
             continue
         try:
             t0 = time.time()
@@ -213,20 +237,26 @@ def run_run(args: argparse.Namespace) -> int:
                 seed,
                 device=args.device,
                 log=lambda s: print(s, file=sys.stderr, flush=True),
+                progress=progress_path(path),
             )
             save_run(record, path)
+            progress_path(path).unlink(missing_ok=True)
             print(f"wrote {path} ({time.time() - t0:.0f}s)", flush=True)
         finally:
-            lock.unlink(missing_ok=True)
+            release_lock(lock)
     return 0
 
 
 def run_judge(args: argparse.Namespace) -> int:
     from mamlconv.experiments.readings.matrix import SINUSOID
+    from mamlconv.experiments.readings.run import scan_runs
     from mamlconv.paper_checks.judging import summarize
 
+    args.out = _out(args)
     if not args.out.is_dir():
         raise UsageError(f"no results folder {args.out}; run `mamlconv readings run S4-1` first")
+    for path, why in scan_runs(args.out, SINUSOID.family)[1]:  # what `readings list` rejects
+        print(f"mamlconv readings judge: left out {path.name}: {why}", file=sys.stderr)
     summary = summarize(args.out, SINUSOID)
     if args.json:
         from mamlconv.util.files import jsonable

@@ -307,6 +307,16 @@ def _from_saved(args: argparse.Namespace) -> Any:
         )
     if args.preset is not None:
         raise UsageError("--preset and --config exclude each other: the saved sweep is the base")
+    spec = getattr(args, "spec", None)
+    if spec is not None:
+        from mamlconv.experiments.problems.registry import normalize_spec
+
+        if normalize_spec(spec) != saved.config.problem:
+            raise UsageError(
+                f"--config {args.config} is a sweep of {saved.config.problem}, not of "
+                f"--problem {spec}; give the spec the file records, or drop --config"
+            )
+        args.spec = None  # the saved configuration names it (and the user repeated it)
     args.problem = saved.config.problem
     if args.out is None:
         args.out = saved.out

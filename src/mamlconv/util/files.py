@@ -128,3 +128,22 @@ def atomic_write(
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda fh: fh.write(text))
+
+
+def same_values(a: Any, b: Any, *, rel_tol: float = 1e-12) -> bool:
+    """Equal JSON-like data (dicts, lists, numbers, strings), numbers compared to ``rel_tol``
+    (a number written by another numpy may differ in its last digit) and NaN equal to NaN:
+    the one comparison of a file's recorded value with the value recomputed from its data."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b or math.isclose(a, b, rel_tol=rel_tol)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k], rel_tol=rel_tol) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(
+            same_values(x, y, rel_tol=rel_tol) for x, y in zip(a, b, strict=True)
+        )
+    return a == b
