@@ -286,14 +286,16 @@ def test_a_data_error_inside_a_subcommand_is_one_line_exit_2(capsys, monkeypatch
 
 def test_every_subcommand_module_is_in_the_parser():
     """No subcommand is skipped: build_parser registers each module of SUBCOMMANDS (derive.py
-    also registers thresholds), in the order of ``mamlconv --help``."""
+    also registers thresholds, compare.py also local), in the order of ``mamlconv --help``."""
     from mamlconv.cli import SUBCOMMANDS, build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     modules = [m.__name__.rpartition(".")[2] for m in SUBCOMMANDS]
-    assert list(sub.choices) == [
+    expected = [
         *modules[: modules.index("derive") + 1],
         "thresholds",
         *modules[modules.index("derive") + 1 :],
     ]
+    expected.insert(expected.index("compare") + 1, "local")
+    assert list(sub.choices) == expected

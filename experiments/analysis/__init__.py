@@ -12,6 +12,11 @@ Modules, in data-flow order:
   surrogate predictions of beta_c (docs/MATH.md section 8), with their spectra and tables.
 - :mod:`.advisor`: recommended (alpha, beta) at a given point from the measured curvatures,
   optionally verified by short training runs.
+- :mod:`.stationary`: theta*(alpha), a stationary point of a variant's outer update found in
+  float64 (an optimiser, then Newton) and certified (||F||, the Jacobian's spectrum, flat
+  directions).
+- :mod:`.local`: the paper's conditions in their own regime: every prediction of the local beta
+  edge at theta*(alpha) against the edge measured with the real outer update (``mamlconv local``).
 """
 
 from __future__ import annotations

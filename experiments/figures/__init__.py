@@ -14,6 +14,8 @@ Modules, in data-flow order:
   Frobenius norms at checkpoints along training.
 - :mod:`.comparison`: the figure and files of ``mamlconv compare``: a Fig. 4 panel with the
   predicted beta_c(alpha) curves over it.
+- :mod:`.local`: the figure and table of ``mamlconv local``: beta_c(alpha) predicted and
+  measured at theta*(alpha), the Fig. 4 edge of the same problem beside it.
 - :mod:`.reading_maps`: one Fig. 4-style heat map per run reading of the sinusoid reading
   matrix, in one figure with one colour scale and colour bar.
 """

@@ -35,7 +35,7 @@ SUBCOMMANDS = (
     linreg,
     figure,
     sweep,
-    compare,
+    compare,  # compare and local
     advise,
     data,
     readings,

@@ -1,6 +1,9 @@
-"""``mamlconv compare``: a sweep's measured beta edge against three predictions of beta_c.
+"""``mamlconv compare``: a sweep's measured beta edge against three predictions of beta_c; and
+``mamlconv local``: the paper's conditions at a stationary point theta*(alpha), predicted and
+measured (registered from here: the cli folder is at its module limit).
 
-Library: :mod:`mamlconv.experiments.analysis.comparison`.
+Library: :mod:`mamlconv.experiments.analysis.comparison` and
+:mod:`mamlconv.experiments.analysis.local`.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ def add_parser(subparsers: Any) -> None:
     add_problem_argument(p, dest="spec", note=" (default: the one the result file records)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
+    add_local_parser(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,4 +160,197 @@ def run(args: argparse.Namespace) -> int:
     )
     for path in paths.values():
         sys.stdout.write(f"{path}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# mamlconv local: the paper's conditions in their own (local) regime
+# ---------------------------------------------------------------------------------------------
+
+
+def _alphas(text: str) -> list[float]:
+    from mamlconv.cli._args import float_list
+
+    values = float_list(text)
+    bad = [a for a in values if a < 0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"alphas must be >= 0, got {bad[0]!r}")
+    return values
+
+
+def _resolution(text: str) -> float:
+    value = _tol(text)
+    return value
+
+
+def add_local_parser(subparsers: Any) -> None:
+    from mamlconv.cli._args import nonnegative_int
+
+    p = subparsers.add_parser(
+        "local",
+        help="the paper's conditions at a minimum: predicted and measured local beta edge",
+        description=(
+            "For each alpha, find a stationary point theta*(alpha) of the variant's outer update "
+            "in float64 (an optimiser, then Newton steps), certify it (||F||, the smallest "
+            "eigenvalue of its Jacobian, flat directions counted), predict the local beta edge "
+            "from every operator (paper formula on H, H - alpha(Tg + H^2), H - alpha H^2, the "
+            "exact meta-Hessian, the update's own Jacobian) and measure it by running the real "
+            "outer update from a perturbed theta* and bisecting beta. PROBLEM: linreg (the data "
+            "options of `mamlconv linreg`), sinusoid, omniglot, miniimagenet or MODULE:FACTORY."
+        ),
+    )
+    p.add_argument("problem", help="linreg, sinusoid, omniglot, miniimagenet or MODULE:FACTORY")
+    p.add_argument(
+        "--alphas", type=_alphas, required=True, metavar="A,B,...", help="inner rates (>= 0)"
+    )
+    p.add_argument("--variant", choices=("exact", "first_order"), default="exact")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.json", help="result file")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="preset whose problem options and task pool are used (default: paper for "
+        "sinusoid and MODULE:FACTORY, smoke for omniglot / miniimagenet)",
+    )
+    p.add_argument(
+        "--tasks", type=positive_int, default=None, help="tasks in the fixed pool (default: preset)"
+    )
+    p.add_argument(
+        "--optimiser-iters",
+        type=nonnegative_int,
+        default=3000,
+        help="Adam steps before Newton (default 3000; 0 for linreg)",
+    )
+    p.add_argument("--newton-iters", type=positive_int, default=300, help="(default 300)")
+    p.add_argument(
+        "--horizon", type=positive_int, default=1000, help="outer steps per stability run"
+    )
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=0.005,
+        help="width of the bisected bracket in decades (default 0.005)",
+    )
+    p.add_argument(
+        "--fig4",
+        type=Path,
+        default=None,
+        metavar="RESULT.npz",
+        help="a sweep of the "
+        "same problem whose Fig. 4 edge is drawn and tabulated beside the local one",
+    )
+    p.add_argument("--figure", type=Path, default=None, metavar="FILE.png", help="draw it here")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_linreg_data_arguments(p)
+    p.set_defaults(func=run_local)
+
+
+def _add_linreg_data_arguments(p: Any) -> None:
+    """The data options of ``mamlconv linreg`` (same names, defaults and file reader)."""
+    from mamlconv.cli._args import finite_float
+
+    def theta0(text: str) -> tuple[float, float]:
+        parts = text.split(",")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"expected W,C (two numbers), got {text!r}")
+        return finite_float(parts[0]), finite_float(parts[1])
+
+    g = p.add_argument_group("linreg data (as `mamlconv linreg`)")
+    g.add_argument(
+        "--data",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="JSON object with lists 'x' and 'y', or a two-column CSV (x,y)",
+    )
+    g.add_argument(
+        "--n-points", type=positive_int, default=100, help="generated points (default 100)"
+    )
+    g.add_argument("--loss", choices=("mse", "half_mse"), default="mse", help="(default mse)")
+    g.add_argument("--theta0", type=theta0, default=(0.0, 0.0), metavar="W,C", help="start")
+
+
+def _linreg_data(args: argparse.Namespace) -> Any:
+    import torch
+
+    from mamlconv.cli.linreg import read_data
+    from mamlconv.numerics.losses import linreg_from_arrays, sample_linreg
+
+    if args.data is not None:
+        x, y = read_data(args.data)
+        try:
+            return linreg_from_arrays(x, y)
+        except ValueError as exc:
+            raise UsageError(f"--data: {exc}") from None
+    if args.n_points < 2:
+        raise UsageError(f"--n-points must be >= 2, got {args.n_points}")
+    return sample_linreg(torch.Generator().manual_seed(args.seed), n_points=args.n_points)
+
+
+def run_local(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from mamlconv.cli._args import check_output_file
+    from mamlconv.experiments.analysis import local as local_analysis
+    from mamlconv.util.files import atomic_write_text, dumps
+    from mamlconv.util.provenance import describe
+
+    check_output_file(args.out, flag="--out", suffixes=(".json",))
+    if args.figure is not None:
+        check_output_file(args.figure, flag="--figure", suffixes=(".png", ".pdf", ".svg"))
+    if args.fig4 is not None and not args.fig4.is_file():
+        raise UsageError(f"--fig4: no such result file: {args.fig4}")
+    torch.set_num_threads(args.threads)
+    log = None if args.quiet else (lambda line: sys.stderr.write(f"local: {line}\n"))
+    if args.problem == "linreg":
+        data = _linreg_data(args)
+        problem, init, tasks, closed_form, lam = local_analysis.linreg_setup(
+            data, convention=args.loss, theta0=args.theta0, variant=args.variant
+        )
+        name, steps, extra = "linreg", 1, {"hessian_eigs": [float(x) for x in lam]}
+        extra["data"] = str(args.data) if args.data is not None else "generated"
+    else:
+        try:
+            problem, init, tasks, cfg = local_analysis.problem_setup(
+                args.problem, preset=args.preset, seed=args.seed, n_tasks=args.tasks
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        name, steps, closed_form, extra = cfg.problem, cfg.steps, None, {"preset": cfg.to_dict()}
+    study = local_analysis.local_stability(
+        problem,
+        args.alphas,
+        tasks=tasks,
+        init=init,
+        variant=args.variant,
+        steps=steps,
+        seed=args.seed,
+        name=name,
+        optimiser_iters=args.optimiser_iters,
+        newton_iters=args.newton_iters,
+        horizon=args.horizon,
+        resolution=args.resolution,
+        closed_form=closed_form,
+        log=log,
+    )
+    record = study.record()
+    record["config"].update(extra)
+    record["provenance"] = describe("cpu")
+    from mamlconv.experiments.figures import local as local_figure
+
+    if args.fig4 is not None:
+        try:
+            edges = local_figure.fig4_edges(args.fig4, args.alphas)
+        except (ValueError, OSError, KeyError) as exc:
+            raise UsageError(f"--fig4: cannot read {args.fig4}: {exc}") from None
+        record["fig4"] = {"result": str(args.fig4), "edges": edges}
+    atomic_write_text(args.out, dumps(record))
+    table = local_figure.markdown(record, fig4=local_figure.fig4_lookup(record))
+    atomic_write_text(args.out.with_suffix(".md"), table)
+    if args.figure is not None:
+        local_figure.draw_local([record], args.figure)
+    sys.stdout.write(json.dumps({"out": str(args.out), **record["summary"]}, default=str) + "\n")
     return 0
