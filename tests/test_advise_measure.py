@@ -145,3 +145,19 @@ def test_cli_measure_json(capsys) -> None:
         record["cost"]["cell_iterations"] / (400 * 8)
     )
     assert record["config"]["iters"] == 8 and record["recommendation"]["alpha"] >= 0
+
+
+def test_api_measure_on_a_problem_object() -> None:
+    import mamlconv
+
+    adv = mamlconv.advise(QuadraticProblem(), measure=True, iters=20, n_tasks=3, budget=400)
+    assert adv.iters == 20 and adv.edges[0].alpha == 0.0
+    assert adv.edges[0].hi >= 2 / LAM.max() * (1 - 1e-6)  # float32: rounding only
+
+
+def test_figure_is_drawn(quadratic_advice, tmp_path) -> None:
+    from mamlconv.experiments.figures.advice import draw_measured_advice
+
+    paths = draw_measured_advice(quadratic_advice.as_dict(), tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf", ".json"]
+    assert all(p.stat().st_size > 0 for p in paths)

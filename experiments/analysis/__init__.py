@@ -12,6 +12,8 @@ Modules, in data-flow order:
   surrogate predictions of beta_c (docs/MATH.md section 8), with their spectra and tables.
 - :mod:`.advisor`: recommended (alpha, beta) at a given point from the measured curvatures,
   optionally verified by short training runs.
+- :mod:`.measured_advice`: the edges measured instead (``advise --measure``): alpha scan and
+  bisection, batched beta ladders at alpha = 0 and alpha*, within a cell-iteration budget.
 - :mod:`.stationary`: theta*(alpha), a stationary point of a variant's outer update found in
   float64 (an optimiser, then Newton) and certified (||F||, the Jacobian's spectrum, flat
   directions).
@@ -72,6 +74,10 @@ __all__ = [
     "compare",
     "comparison_record",
     "markdown_table",
+    # measured advice: the edges by short training runs
+    "Edge",
+    "MeasuredAdvice",
+    "measure",
     # advisor: recommended rates and their verification
     "ALPHA_FRACTIONS",
     "SOURCES",

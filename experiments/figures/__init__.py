@@ -16,6 +16,8 @@ Modules, in data-flow order:
   predicted beta_c(alpha) curves over it.
 - :mod:`.local`: the figure and table of ``mamlconv local``: beta_c(alpha) predicted and
   measured at theta*(alpha), the Fig. 4 edge of the same problem beside it.
+- :mod:`.advice`: the figure of ``advise --measure``: the cells trained, the measured edges
+  and the predictions at their alphas.
 - :mod:`.reading_maps`: one Fig. 4-style heat map per run reading of the sinusoid reading
   matrix, in one figure with one colour scale and colour bar.
 """
@@ -25,6 +27,8 @@ from __future__ import annotations
 from mamlconv.util.lazy import lazy_exports
 
 _EXPORTS = {
+    "advice_figure": ".advice",
+    "draw_measured_advice": ".advice",
     "comparison_figure": ".comparison",
     "draw_comparison": ".comparison",
     "heatmap": ".comparison",

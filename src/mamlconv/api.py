@@ -159,13 +159,34 @@ def advise(
     verify_iters: int = 0,
     tol: float = 1e-6,
     device: str = "cpu",
+    measure: bool = False,
+    budget: int | None = None,
+    iters: int | None = None,
+    outer: str = "sgd",
 ) -> Any:
     """Recommended (alpha*, beta*) at the problem's initial point (:mod:`.experiments.advisor`:
     the paper's "largest alpha first, then beta" rule on measured spectra). Returns an
-    ``Advice``: ``.alpha_star``, ``.beta_star``, ``.candidates``, ``.as_dict()``."""
+    ``Advice``: ``.alpha_star``, ``.beta_star``, ``.candidates``, ``.as_dict()``.
+
+    ``measure=True``: the edges measured by short training runs instead
+    (:mod:`.experiments.analysis.measured_advice`) within ``budget`` cell-iterations, at the
+    horizon ``iters`` (default: a built-in problem's paper preset, 500; 100 otherwise) with the
+    ``outer`` rule (sgd | adam); returns a ``MeasuredAdvice`` (``.edges``, ``.as_dict()``)."""
     from mamlconv.experiments.analysis.advisor import advise as _advise
 
-    _, prob = _resolve(problem)
+    name, prob = _resolve(problem)
+    if measure:
+        from mamlconv.experiments.analysis.measured_advice import measure as _measure
+        from mamlconv.experiments.config import SweepConfig
+        from mamlconv.experiments.problems.registry import PROBLEMS, get_preset
+
+        if name in PROBLEMS:
+            base = get_preset(name, "paper")
+        else:
+            base = SweepConfig(problem=name, pool_size=n_tasks, tasks_per_batch=n_tasks, iters=100)
+        config = base.replace(variant=variant, steps=steps, seed=seed, device=device, outer=outer)
+        config = config if iters is None else config.replace(iters=iters)
+        return _measure(prob, config, alphas=alphas, safety=safety, budget=budget, k=k)
     params, pool = _initial_point(prob, n_tasks=n_tasks, seed=seed, device=device, steps=steps)
     return _advise(
         prob,
