@@ -487,3 +487,24 @@ def test_reading_maps_stand_alone():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_fig1_redraws_from_its_record_with_labelled_axes(tmp_path):
+    """The committed fig1.json redraws without training; every panel has both axis labels."""
+    import shutil
+
+    from mamlconv.experiments.figures import figure1
+    from mamlconv.util.files import read_json
+
+    committed = Path(__file__).resolve().parents[1] / "experiments/results/fig1.json"
+    shutil.copy(committed, tmp_path / "fig1.json")
+    paths = figure1.redraw_fig1(tmp_path / "fig1.json")
+    assert [p.name for p in paths] == ["fig1.png", "fig1.pdf"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    rec = read_json(committed)
+    fig = figure1.fig1_figure(rec["record_iters"], rec["grad_norm"], rec["grad_inner"],
+                              rec["loss"], iters=rec["iters"], seed=0)  # fmt: skip
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -148,29 +148,10 @@ def fig1(
     start = time.perf_counter()
     config, run = fig1_data(iters=iters, device=device, seed=seed, tasks=tasks)
     wall = time.perf_counter() - start
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = fig1_figure(run.record_iters, run.grad_norm, run.grad_inner, run.loss, iters=iters,
+                      seed=seed)  # fmt: skip
     its = run.record_iters
-    labels = {0: "joint training (α = 0)", 1: "MAML (α = 1e-2)"}
-    panels = [
-        ("grad_norm", "mean per-task gradient norm", "log"),
-        ("grad_inner", "mean gradient inner product\n(different tasks)", "symlog"),
-        ("loss", "training loss (query, after adaptation)", "log"),
-    ]
-    for ax, (field, title, scale) in zip(axes, panels, strict=True):
-        values = getattr(run, field)
-        for c in (0, 1):
-            ax.plot(its, values[c], label=labels[c], lw=1.2)
-        ax.set_yscale(scale)
-        ax.set_xlabel("iteration")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(
-        f"Fig. 1 (sinusoid, β = {FIG1_BETA:g}, Adam, seed {seed}): {_ran_note(iters)}",
-        fontsize=10,
-    )
-    fig.tight_layout()
+    labels = FIG1_LABELS
     summary = {
         labels[c]: {
             "grad_norm_first": float(run.grad_norm[c, 0]),
@@ -202,5 +183,57 @@ def fig1(
         "provenance": describe(resolve_device(config.device)),
     }
     paths = save_figure(fig, Path(out_dir), "fig1", record)
-    plt.close(fig)
+    pyplot().close(fig)
+    return paths
+
+
+FIG1_LABELS = {0: "joint training (α = 0)", 1: "MAML (α = 1e-2)"}
+"""Legend of the two rows of Fig. 1 (row 0: alpha = 0, row 1: the paper's alpha)."""
+
+
+def fig1_figure(
+    record_iters: Any, grad_norm: Any, grad_inner: Any, loss: Any, *, iters: int, seed: int
+) -> Any:
+    """The Fig. 1 figure (three panels, joint training against MAML) from the curves that
+    ``fig1.json`` stores, so a committed record can be redrawn without training."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    its = np.asarray(record_iters)
+    panels = [
+        (grad_norm, "mean per-task gradient norm", "log", "‖∇L_i(θ)‖, mean over tasks"),
+        (grad_inner, "mean gradient inner product\n(different tasks)", "symlog",
+         "∇L_i(θ)ᵀ∇L_j(θ), i ≠ j (symlog)"),
+        (loss, "training loss (query, after adaptation)", "log", "loss"),
+    ]  # fmt: skip
+    for ax, (values, title, scale, ylabel) in zip(axes, panels, strict=True):
+        values = np.asarray(values, dtype=float)
+        for c in (0, 1):
+            ax.plot(its, values[c], label=FIG1_LABELS[c], lw=1.2)
+        ax.set_yscale(scale)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"Fig. 1 (sinusoid, β = {FIG1_BETA:g}, Adam, seed {seed}): {_ran_note(iters)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def redraw_fig1(record_path: str | os.PathLike[str]) -> list[Path]:
+    """Redraw ``fig1.png`` and ``fig1.pdf`` beside a ``fig1.json`` from its stored curves (no
+    training; the JSON is left as it is)."""
+    from mamlconv.util.files import read_json
+
+    path = Path(record_path)
+    rec = read_json(path)
+    fig = fig1_figure(rec["record_iters"], rec["grad_norm"], rec["grad_inner"], rec["loss"],
+                      iters=int(rec["iters"]), seed=int(rec["config"]["seed"]))  # fmt: skip
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    pyplot().close(fig)
     return paths

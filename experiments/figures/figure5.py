@@ -151,6 +151,7 @@ def frobenius_panel(
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_err = max(rel_err, float(np.nanmax(np.abs(err / est))))
     ax.set_yscale("log")
+    ax.set_ylabel("‖·‖_F (estimate)", fontsize=8)
     ax.set_title(
         f"(c) Frobenius norm (Hutchinson, {n_probes} probes;\n"
         f"±1 s.e. bars, at most {100 * rel_err:.2g}% of the value)",
@@ -174,6 +175,7 @@ def fig5_figure(records: list[dict[str, Any]], *, iters: int, seed: int, n_probe
             ax.plot(x, vals, styles[op], label=label, ms=4, lw=1.2)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(("(a) largest" if rank == 0 else "(b) second-largest") + " eigenvalue")
+        ax.set_ylabel(f"λ{rank + 1} of each matrix (symlog)", fontsize=8)
     frobenius_panel(axes[2], x, records, n_probes=n_probes, styles=styles, names=names)
     for ax in axes:
         ax.set_xscale("log")
