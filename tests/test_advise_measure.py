@@ -161,3 +161,24 @@ def test_figure_is_drawn(quadratic_advice, tmp_path) -> None:
     paths = draw_measured_advice(quadratic_advice.as_dict(), tmp_path)
     assert [p.suffix for p in paths] == [".png", ".pdf", ".json"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_adam_analogue_is_the_closed_form_on_a_quadratic() -> None:
+    """At alpha = 0 on the quadratic, M = diag(lambda) and Adam's first-step preconditioner is
+    |g| + eps with g = -lambda * mean(y_query): lambda_max(P^-1 M) has a closed form."""
+    import torch
+
+    from mamlconv.experiments.analysis.measured_advice import adam_sharpness
+    from mamlconv.experiments.engine.state import initial_state
+
+    config = _config(outer="adam")
+    problem = QuadraticProblem()
+    params, stream = initial_state(problem, config, dtype=torch.float64, device="cpu")
+    rec = adam_sharpness(problem, params, stream.pool, alpha=0.0, steps=1, tol=1e-10, seed=0)
+    g = -LAM * stream.pool.y_query.mean(dim=(0, 1)).numpy()
+    want = float(np.max(LAM / (np.abs(g) + 1e-8)))
+    assert rec["preconditioned_sharpness"] == pytest.approx(want, rel=1e-6)
+    assert rec["beta_c"] == pytest.approx(38.0 / want, rel=1e-6)
+    adv = measure(problem, config, tol=1e-8, budget=40 * ITERS)
+    assert adv.adam is not None and adv.adam["per_alpha"][0]["alpha"] == 0.0
+    assert "log10_error" in adv.adam["per_alpha"][0]

@@ -496,6 +496,15 @@ def measure(
     args = (positive, a_c, config.variant, config.steps, tol, config.seed)
     cand0, _ = candidate_at(problem, params64, pool, 0.0, *args)
     guess0 = cand0.beta_c[governing]
+    adam: dict[float, dict[str, Any]] = {}
+
+    def adam_at(a: float) -> float:  # Adam's analogue seeds an Adam search
+        kw = {"alpha": a, "steps": config.steps, "tol": tol, "seed": config.seed}
+        adam[a] = adam_sharpness(problem, params64, pool, **kw)
+        return adam[a]["beta_c"]
+
+    if config.outer == "adam":
+        guess0 = adam_at(0.0)
     if not (0 < guess0 < math.inf):
         guess0 = 10 * config.betas[0]
         notes.append(f"no finite positive beta_c(0) prediction: the search starts at {guess0:g}")
@@ -519,7 +528,7 @@ def measure(
     cand_star = None
     if a_star > 0:
         cand_star, _ = candidate_at(problem, params64, pool, a_star, *args)
-        seed_star = cand_star.beta_c[governing]
+        seed_star = adam_at(a_star) if config.outer == "adam" else cand_star.beta_c[governing]
         seed_star = seed_star if 0 < seed_star < math.inf else guess0
         edge_star = beta_edge(runner, a_star, seed_star, beta_floor=scan, **opts)
     edge0 = beta_edge(runner, 0.0, guess0, beta_floor=scan / 100, **opts)
@@ -541,15 +550,9 @@ def measure(
                 f"{', '.join(f'{b:.3g}' for b in edge.stable_above)} above the divergence at "
                 f"{edge.hi:.3g}; the bracket given is the one below the first divergence"
             )
-    adam = None
-    if config.outer == "adam":
-        adam = [
-            adam_sharpness(
-                problem, params64, pool, alpha=a, steps=config.steps, tol=1e-3, seed=config.seed
-            )
-            for a in sorted({0.0, a_star})
-        ]
-        adam = jsonable({"per_alpha": adam})
+    for edge in (edge0, edge_star) if adam else ():  # Adam's analogue against the measurement
+        adam[edge.alpha]["log10_error"] = math.log10(adam[edge.alpha]["beta_c"] / edge.midpoint)
+    adam_record = jsonable({"per_alpha": [adam[a] for a in sorted(adam)]}) if adam else None
     eta.finish()
     edges = (edge0, edge_star) if a_star > 0 else (edge0,)
     cands = (cand0, cand_star) if a_star > 0 else (cand0,)
@@ -572,7 +575,7 @@ def measure(
         seconds=round(time.perf_counter() - t1, 3),
         budget=budget,
         check=trial,
-        adam=adam,
+        adam=adam_record,
         notes=tuple(notes),
         theory_seconds=round(theory_s, 3),
     )

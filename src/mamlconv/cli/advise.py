@@ -380,7 +380,8 @@ def _print_measured(r: dict[str, Any]) -> None:
         for row in r["adam"]["per_alpha"]:
             print(
                 f"Adam analogue at alpha {_fmt(row['alpha'])}: 38 / lambda_max(P^-1 M) = "
-                f"{_fmt(row['beta_c'] or math.inf)} (Cohen et al. 2022)"
+                f"{_fmt(row['beta_c'] or math.inf)} (Cohen et al. 2022), "
+                f"{row.get('log10_error', math.nan):+.2f} decades from the measured edge"
             )
         for text in r["adam"]["per_alpha"][0]["conditions_no_longer_apply"]:
             print(f"adam: {text}")
