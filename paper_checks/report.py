@@ -370,7 +370,8 @@ def _source_rows(claim: dict[str, Any]) -> list[list[str]]:
         if s["file"] in seen:
             continue
         seen.add(s["file"])
-        facts = {k: v for k, v in s.items() if k not in ("file", "commit", "config")}
+        shown_apart = ("file", "commit", "commit_added", "config")
+        facts = {k: v for k, v in s.items() if k not in shown_apart}
         text = ", ".join(f"{k} {_short(v, 64)}" for k, v in facts.items() if v is not None)
         commit = str(s.get("commit") or "")
         cell = commit[:12] + ("+dirty" if "dirty" in commit else "")

@@ -210,7 +210,11 @@ def test_html_report_holds_every_figure_inline_and_survives_a_move(
     assert len(images) == n_md >= 3
     assert all(img.startswith(b"\x89PNG") for img in images)
     text = lone.read_text()
-    assert "figure missing" not in text and "<table>" in text and "Right:" in text
+    assert "figure missing" not in text and "Right:" in text
+    first = text.split("<table>", 2)[1]  # the first screen's table: one row per claim
+    assert first.count("<tr><td>") == len(audit_run["report"]["claims"])
+    for c in audit_run["report"]["claims"]:
+        assert f'<a href="#claim-{c["id"].lower()}">{c["id"]}</a>' in first
     links = _Links()
     links.feed(text)
     for href in links.anchors:

@@ -106,7 +106,8 @@ def markdown_to_html(md: str, folder: Path) -> str:
             while i < len(lines) and lines[i].startswith("|"):
                 rows.append(lines[i])
                 i += 1
-            head, body = _cells(rows[0]), [r for r in rows[1:] if not re.match(r"\|[ -|]+\|$", r)]
+            rule = re.compile(r"\|(\s*:?-+:?\s*\|)+\s*$")  # the |---|---| line under the head
+            head, body = _cells(rows[0]), [r for r in rows[1:] if not rule.match(r)]
             out.append("<table><thead><tr>")
             out += [f"<th>{_inline(c, folder)}</th>" for c in head]
             out.append("</tr></thead><tbody>")
