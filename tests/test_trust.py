@@ -426,3 +426,64 @@ def test_readings_run_refuses_negative_seeds_and_a_file_as_out(tmp_path, capsys)
     assert "--seeds -1" in capsys.readouterr().err
     assert main(["readings", "list", "--out", str(tmp_path / "afile")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_a_module_that_parses_its_command_line_at_import_sees_none_of_mamlconvs(tmp_path):
+    """Old: argparse in the user's file read `sweep --problem ...`, printed its own usage and
+    exited."""
+    (tmp_path / "script.py").write_text(
+        "import argparse, torch, torch.nn.functional as F\nfrom torch import nn\nimport mamlconv\n"
+        "ARGS = argparse.ArgumentParser().parse_args()\n"
+        "def task(g):\n    x = torch.rand(6, 1, generator=g)\n    return x, 2 * x, x, 2 * x\n"
+        "def make():\n    return mamlconv.problem_from_module(nn.Linear(1, 1), F.mse_loss, task)\n"
+    )
+    proc = cli(
+        ["sweep", "--problem", f"{tmp_path / 'script.py'}:make", "--preset", "smoke", "--iters",
+         "2", "--alphas", "0.1:0.2:2", "--betas", "0.1:1:2", "--no-progress",
+         "--out", str(tmp_path / "s.npz")],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "usage:" not in proc.stderr, proc.stderr
+    assert (tmp_path / "s.npz").is_file()
+
+
+def test_a_record_with_a_broken_bisection_is_not_read_as_a_grid(tmp_path, capsys, tiny_result):
+    side = json.loads(tiny_result.with_suffix(".json").read_text())
+    side["bisection"] = "yes"  # a sidecar (format mamlconv-sweep/1) edited into a bisection
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(side))
+    assert main(["sweep", "--config", str(path), "--out", str(tmp_path / "m.npz")]) == 2
+    assert "not a sweep record" in capsys.readouterr().err
+
+
+def test_the_estimate_probes_a_bounded_number_of_cells_of_a_huge_chunk():
+    """Old: the estimate trained the whole first chunk (90,000 cells: an allocation of tens of
+    GB) before it could refuse the sweep as too large."""
+    from mamlconv.experiments.problems.registry import get_preset
+    from mamlconv.experiments.sweep.estimate import PROBE_CELLS, estimate_sweep
+
+    alphas = tuple(np.geomspace(1e-4, 0.5, 300))
+    betas = tuple(np.geomspace(1e-2, 9, 300))
+    config = get_preset("sinusoid", "smoke").replace(
+        alphas=alphas, betas=betas, chunk_size=90000, device="cpu"
+    )
+    est = estimate_sweep(config)
+    assert f"probe of {PROBE_CELLS} cells" in est.probe
+    assert est.memory_bytes > 4 * 2**30  # scaled up to the chunk: big enough to be refused
+
+
+def test_a_checksum_record_is_not_written_through_a_planted_link(tmp_path):
+    """Old: the record went to a temporary file of a predictable name (host and PID), written
+    through whatever link another user had planted there."""
+    from mamlconv.experiments.data import integrity
+
+    target = tmp_path / "cache.npy"
+    target.write_bytes(b"x" * 10)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    side = integrity.record_path(target)
+    planted = side.with_name(f".{side.name}.{integrity.writer_tag()}.tmp")
+    planted.symlink_to(victim)
+    integrity.write_record(target, sha256="0" * 64, source_sha256="1" * 64)
+    assert victim.read_text() == "keep me"
+    assert json.loads(side.read_text())["sha256"] == "0" * 64

@@ -54,10 +54,12 @@ class Probe:
         self.env.pop("RAY_ADDRESS", None)
         self.outcomes: dict[str, str] = {}
 
-    def run(self, argv, *, code=None, timeout=90, cpu=120, env=None, cwd=None):
+    def run(self, argv, *, code=None, timeout=90, cpu=120, env=None, cwd=None, memory=None):
         def limit() -> None:
             os.nice(10)
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+            if memory:  # address space: a runaway allocation must not take the shared machine
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
         cmd = [self.python, "-c", code or CODE, *argv]
         try:
@@ -95,9 +97,10 @@ def classify_error(rc, out) -> str:
     if rc == 0:
         return "silent-wrong"
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    mine = [ln for ln in lines if ln.startswith("mamlconv")]
-    if rc == 2 and len(mine) >= 1 and len(lines) <= 2:
-        return "clear-error"
+    errors = [ln for ln in lines if ln.startswith("mamlconv") and "error:" in ln]
+    foreign = [ln for ln in lines if ln.startswith(("usage:", "-c: error"))]
+    if rc == 2 and len(errors) == 1 and "internal error" not in errors[0] and not foreign:
+        return "clear-error"  # (an estimate line or Ray's own log lines may come with it)
     return "unclear"
 
 
@@ -350,7 +353,7 @@ def scenarios(p: Probe, root: Path) -> None:
     rc_j, out_j = p.run(["readings", "judge", "--json", "--out", str(readings)], timeout=120)
     try:
         listed = sum(x["done"] for x in json.loads(out_l)["sinusoid"]["runs"])
-        text = json.loads(out_j[out_j.index("{") :])["text"]
+        text = json.JSONDecoder().raw_decode(out_j[out_j.index("{") :])[0]["text"]
         judged = int(re.search(r"(\d+) runs in", text).group(1))
         p.note(
             "readings judge: a copied file and a stale run",
@@ -459,6 +462,24 @@ def scenarios(p: Probe, root: Path) -> None:
         code="import sys, pathlib; d = pathlib.Path(sys.argv[-1]).parent; d.mkdir(); "
         "(d / 't.npz').write_bytes(b'PK\\x03\\x04' + bytes(50)); "
         "from mamlconv.cli import main; sys.exit(main(sys.argv[1:]))",
+    )
+
+    # ---- extreme numbers: the estimate must refuse, not allocate -------------------------
+    p.error(
+        "sweep: a 90,300-cell chunk (--chunk-size 90000)",
+        [
+            *SMOKE,
+            "--alphas",
+            "1e-4:0.5:300",
+            "--betas",
+            "1e-2:9:300",
+            "--chunk-size",
+            "90000",
+            "--out",
+            str(r / "big.npz"),
+        ],
+        timeout=120,
+        memory=6 << 30,
     )
 
     # ---- Ray ------------------------------------------------------------------------------

@@ -72,9 +72,13 @@ def write_record(target: Path, *, sha256: str, source_sha256: str) -> Path:
         "source_sha256": source_sha256,
     }
     side = record_path(target)
-    tmp = side.with_name(f".{side.name}.{writer_tag()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, side)
+    tmp = temp_file(side.parent, side.name)  # a fresh file: never one a link points through
+    try:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        os.replace(tmp, side)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return side
 
 

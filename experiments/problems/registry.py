@@ -36,11 +36,13 @@ on to its tasks.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +120,24 @@ def _is_file(target: str) -> bool:
     return target.endswith(".py") or "/" in target or os.sep in target
 
 
+@contextlib.contextmanager
+def _own_argv(spec: str) -> Iterator[None]:
+    """``sys.argv`` as if the user's file ran alone (``[file]``) while its code runs, so a
+    module that parses its command line when imported sees none of mamlconv's arguments."""
+    saved = sys.argv
+    sys.argv = [spec.rpartition(":")[0]]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def _import_target(spec: str) -> Any:
+    with _own_argv(spec):
+        return _import_target_here(spec)
+
+
+def _import_target_here(spec: str) -> Any:
     target, _, _ = spec.rpartition(":")
     if _is_file(target):
         path = Path(target).expanduser().resolve()
@@ -197,7 +216,7 @@ def load_spec(spec: str, **options: Any) -> Problem:
     import torch
 
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _own_argv(spec):
             torch.manual_seed(0)
             problem = factory(**options)
     except ValueError as exc:  # e.g. ModuleProblemError: already one line with the fix

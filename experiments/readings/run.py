@@ -30,7 +30,7 @@ PARTIAL_SCHEMA = "mamlconv-reading-partial/1"
 
 class CellStore:
     """Every cell trained so far by (alpha, beta), written to ``progress`` (a JSON file beside
-    the result, ``<result>.partial.json``) after each chunk, so a killed run resumes where it
+    the result, ``.<result stem>.partial.json``) after each chunk, so a killed run resumes where it
     stopped. A progress file of another configuration is ignored and replaced; a damaged one
     too (its cells are trained again)."""
 
@@ -102,8 +102,10 @@ class CellStore:
 
 
 def progress_path(path: Path) -> Path:
-    """Where a reading run writes its cells as it goes: ``<result>.partial.json``."""
-    return Path(path).with_name(Path(path).name.removesuffix(".json") + ".partial.json")
+    """Where a reading run writes its cells as it goes: ``.<result stem>.partial.json`` beside
+    it (hidden, so no reader's ``sinusoid_*_seed*.json`` pattern finds a run in progress)."""
+    path = Path(path)
+    return path.with_name(f".{path.name.removesuffix('.json')}.partial.json")
 
 
 def eval_inputs(config) -> np.ndarray:

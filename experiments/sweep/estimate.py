@@ -31,6 +31,9 @@ PROBE_ITERS = 3
 """Outer iterations of the sweep probe: the first one warms up, the others are timed."""
 PROBE_TASKS = 64
 """Tasks per batch (and pool size) of the sweep probe; the time scales linearly above it."""
+PROBE_CELLS = 256
+"""Cells of the probe at most (of the first chunk): time and memory scale linearly above it, so
+a chunk too large for the machine is refused by its estimate instead of allocated by it."""
 LIMIT_SECONDS = 4 * 3600.0
 """Above this estimated wall time a command needs ``--yes``."""
 LIMIT_MEMORY_FRACTION = 0.8
@@ -201,7 +204,7 @@ def estimate_sweep(
         pool_size=probe_pool,
         save_params="none",
     )
-    cells = plan_chunks(np.arange(n_total), chunk)[0] if n_total else np.arange(0)
+    cells = plan_chunks(np.arange(n_total), chunk)[0][:PROBE_CELLS] if n_total else np.arange(0)
     stamps: list[float] = []
 
     def tick(t: int, n_active: int) -> None:

@@ -196,6 +196,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     one made here (cluster or local instance) is closed afterwards."""
     ray = require_ray()
     if ray.is_initialized():
+        check_resources(ray, options)
         yield ray
         return
     address = options.address

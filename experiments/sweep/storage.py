@@ -475,10 +475,11 @@ def _sweep_record_kind(meta: dict[str, Any]) -> str | None:
     """'grid' for a result or its sidecar (the sweep format), 'bisection' for a bisection's
     record (its ``bisection`` and ``boundary``), None for anything else with a config (a
     figure record, a comparison, a reading run)."""
+    if "bisection" in meta:  # a bisection's record, whatever else it holds
+        ok = isinstance(meta["bisection"], dict) and isinstance(meta.get("boundary"), list)
+        return "bisection" if ok else None
     if meta.get("format") == FORMAT:
         return "grid"
-    if isinstance(meta.get("bisection"), dict) and isinstance(meta.get("boundary"), list):
-        return "bisection"
     return None
 
 
