@@ -274,3 +274,16 @@ def test_sweep_argument_errors_name_the_argument(problem, kwargs, needle):
     args = {"alphas": [0.01], "betas": [0.1], **kwargs}
     with pytest.raises(UsageError, match=needle):
         mamlconv.sweep(problem, args["alphas"], args["betas"], iters=2)
+
+
+def test_advice_and_comparison_reprs_are_short_tables(problem, swept):
+    advice = mamlconv.advise(problem, n_tasks=4, k=2, tol=1e-3)
+    text = repr(advice)
+    assert text.startswith("Advice for apitiny (exact MAML") and len(text) < 1500
+    assert f"{advice.alpha_star:.4g}" in text and "beta_c from" in text
+    assert advice._repr_html_().startswith("<table>")
+    cmp = mamlconv.compare(swept, k=2, tol=1e-3, points=("init",))
+    text = repr(cmp)
+    assert text.startswith("Comparison: measured beta edge vs predictions, 2 alphas")
+    assert "meta @ init" in text and "formula @ init" in text and len(text) < 1500
+    assert cmp._repr_html_().startswith("<table>")

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from mamlconv.numerics.maml import check_variant
 from mamlconv.numerics.tasks import Params, Problem, TaskBatch
+from mamlconv.util.display import TableRepr
 
 ALPHA_FRACTIONS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
 """Candidate inner rates as fractions of the paper's alpha_c = 1/lambda_max(H). Ours (the
@@ -164,9 +165,10 @@ class Verification:
         )
 
 
-@dataclass(frozen=True)
-class Advice:
-    """Recommended (alpha*, beta*) with every number it came from (see module docstring)."""
+@dataclass(frozen=True, repr=False)
+class Advice(TableRepr):
+    """Recommended (alpha*, beta*) with every number it came from (see module docstring).
+    ``repr`` and Jupyter show a short table (:class:`mamlconv.util.display.TableRepr`)."""
 
     problem: str
     variant: str
@@ -205,6 +207,25 @@ class Advice:
     wall_s: float
     verification: Verification | None = None
     notes: tuple[str, ...] = ()
+
+    def _display_title(self) -> str:
+        return f"Advice for {self.problem} ({self.variant} MAML, {self.steps} inner step(s))"
+
+    def _display_rows(self) -> list[tuple[str, Any]]:
+        rows: list[tuple[str, Any]] = [
+            ("alpha*", self.alpha_star),
+            ("beta*", f"{self.beta_star:.4g} = {self.safety:g} x beta_c {self.beta_c_star:.4g}"),
+            ("beta_c from", self.governing),
+            ("alpha_c (paper, variant)", f"{self.alpha_c_paper:.4g}, {self.alpha_c_variant:.4g}"),
+            ("H top eigenvalues", self.hessian_top),
+            ("H smallest eigenvalue", self.hessian_min),
+            ("candidates", f"{len(self.candidates)} alphas"),
+            ("measured on", f"{self.n_params} parameters, {self.n_tasks} tasks"),
+        ]
+        if self.verification is not None:
+            rows.append(("verified by training", self.verification.passed))
+        rows += [("note", n) for n in self.notes]
+        return rows
 
     @property
     def candidate_star(self) -> Candidate:

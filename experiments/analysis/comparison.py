@@ -39,6 +39,7 @@ import numpy as np
 
 from mamlconv.experiments.sweep.results import SweepResult
 from mamlconv.numerics.boundary import Boundary
+from mamlconv.util.display import TableRepr
 from mamlconv.util.files import jsonable, read_json
 
 
@@ -154,9 +155,10 @@ class PointSpectra:
         return bool(self.hessian_top.size and self.hessian_top[-1] < self.lambda_max / 2)
 
 
-@dataclass
-class Comparison:
-    """Per alpha row: the measured bracket and each prediction at each point."""
+@dataclass(repr=False)
+class Comparison(TableRepr):
+    """Per alpha row: the measured bracket and each prediction at each point. ``repr`` and
+    Jupyter show a short table (:class:`mamlconv.util.display.TableRepr`)."""
 
     alphas: np.ndarray
     boundary: Boundary
@@ -167,6 +169,26 @@ class Comparison:
     spectra: dict[str, Any]
     alpha0: dict[str, Any]
     trained_cells: list[dict[str, Any]]
+
+    def _display_title(self) -> str:
+        return f"Comparison: measured beta edge vs predictions, {len(self.alphas)} alphas"
+
+    def _display_rows(self) -> list[tuple[str, Any]]:
+        rows: list[tuple[str, Any]] = [
+            ("alphas", np.asarray(self.alphas)),
+            ("measured edge (beta_lo)", np.asarray(self.boundary.beta_lo)),
+        ]
+        for point, preds in self.summary().items():
+            for name, s in preds.items():
+                rows.append(
+                    (
+                        f"{name} @ {point}",
+                        f"median {s['median_log10_error']:.3g} dec., max "
+                        f"{s['max_log10_error']:.3g} dec., {s['n_within_bracket']} of "
+                        f"{s['n_alphas']} alphas inside the bracket",
+                    )
+                )
+        return rows
 
     def summary(self) -> dict[str, dict[str, dict[str, float | int]]]:
         """Per point and prediction: median and max |log10 error| over the alphas with a
