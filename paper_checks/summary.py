@@ -151,7 +151,22 @@ def _readings_reason(claim: dict[str, Any]) -> str | None:
         text = f"{len(pairs)} readings: " + ", ".join(f"{n} {v}" for v, n in counts.most_common())
     iters = [deciding_iters(t["evidence"]) for t in leading_tests(claim)]
     at = next((n for n in iters if n), None)
-    return text + (f" (at {at:,} iterations)" if at else "")
+    older = sorted(
+        {
+            int(n)
+            for t in leading_tests(claim)
+            for n in (t["evidence"].get("per_length") or {})
+            if str(n).isdigit() and at and int(n) != at
+        }
+    )
+    if at:
+        text += f" (at {at:,} iterations"
+        text += (
+            f"; the {', '.join(f'{n:,}' for n in older)}-iteration runs superseded)"
+            if older
+            else ")"
+        )
+    return text
 
 
 def reason(claim: dict[str, Any], width: int = REASON_WIDTH) -> str:

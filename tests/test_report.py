@@ -399,7 +399,10 @@ def test_superseded_reading_tables_and_results_are_labelled() -> None:
     row50k = next(line for line in md.splitlines() if "`r/fig1_50000it.json`" in line)
     assert "superseded" not in row50k and "not recorded" in row50k and "?" not in row50k
     s27 = first_screen_rows(md)["S2-7"]
-    assert s27[4] == "(a) literal: INCONCLUSIVE; (b) contrast: FAILS (at 50,000 iterations)"
+    assert s27[4] == (
+        "(a) literal: INCONCLUSIVE; (b) contrast: FAILS (at 50,000 iterations; the "
+        "5,000-iteration runs superseded)"
+    )
 
 
 def test_commit_of_a_committed_result_without_one_is_found_in_git() -> None:
