@@ -231,6 +231,15 @@ def report(rows: list[dict]) -> dict:
         "cost_cell_iterations": {"max": max(costs), "median": float(np.median(costs))},
         "grid_fraction_max": max(r["advisor"]["cost"]["grid_fraction"] for r in rows),
         "alpha_star_agrees": sum(r["alpha_star"] == r["reference_alpha_star"] for r in rows),
+        "cases_both_within": sum(
+            all(e["error_decades"] <= TOLERANCE for e in r["edges"]) for r in rows
+        ),
+        "grid20_alpha0_errors": {
+            r["case"]: e["grid20"]["error_decades"]
+            for r in rows
+            for e in r["edges"]
+            if "grid20" in e
+        },
         "misses": misses,
         "load_average": os.getloadavg(),
     }
@@ -243,6 +252,69 @@ def report(rows: list[dict]) -> dict:
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     return summary
+
+
+def markdown(record: dict) -> str:
+    """The committed note: the table and the summary the run printed, as Markdown."""
+    rules = ("stop", "steepest", "min/10")
+    sm = record["summary"]
+    lines = [
+        "# Measured advice against the reading runs and LR range tests (sinusoid)",
+        "",
+        "Written by `nice python benchmarks/advisor_bench.py` (the data: `advisor_bench.json`;",
+        "the method and the range-test rule with its source: the benchmark's docstring). Error:",
+        "decades from the measured edge (its bracket's geometric midpoint) to the reference",
+        "bracket of the committed reading run (0 inside it). Range tests: `rt100` at",
+        "torch-lr-finder's default 100 iterations, `rt=` at the advisor's cost per edge.",
+        "",
+        "| case | alpha | measured | reference | advisor | "
+        + " | ".join(f"rt100 {r}" for r in rules)
+        + " | "
+        + " | ".join(f"rt= {r}" for r in rules)
+        + " | cell-iterations | % of 20x20x500 |",
+        "|" + " --- |" * 13,
+    ]
+
+    def br(pair: list) -> str:
+        lo, hi = pair
+        return f"[{'-' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
+
+    for row in record["cases"]:
+        cost = row["advisor"]["cost"]
+        for e in row["edges"]:
+            rt_d, rt_e = (
+                e["range_test"]["default"]["errors"],
+                e["range_test"]["equal_cost"]["errors"],
+            )
+            lines.append(
+                f"| {row['case']} | {e['alpha']:g} | {br(e['measured'])} | {br(e['reference'])} "
+                f"| {_fmt(e['error_decades'])} | "
+                + " | ".join(_fmt(rt_d[r]) for r in rules)
+                + " | "
+                + " | ".join(_fmt(rt_e[r]) for r in rules)
+                + f" | {cost['cell_iterations']} | {100 * cost['grid_fraction']:.2f} |"
+            )
+    med = sm["median_error_decades"]
+    lines += [
+        "",
+        f"- Within {sm['tolerance_decades']} decades: {sm['within_tolerance']} of {sm['edges']} "
+        f"edges ({100 * sm['fraction_within']:.0f} %); misses: "
+        f"{', '.join(sm['misses']) or 'none'}.",
+        f"- Advisor cost: at most {sm['cost_cell_iterations']['max']} cell-iterations "
+        f"({100 * sm['grid_fraction_max']:.2f} % of a 20 x 20 x 500 grid), median "
+        f"{sm['cost_cell_iterations']['median']:.0f}.",
+        f"- Cases with both edges within: {sm['cases_both_within']} of {len(record['cases'])}.",
+        f"- alpha* equal to the reading's last stable grid alpha in {sm['alpha_star_agrees']} "
+        f"of {len(record['cases'])} cases.",
+        "- Against the committed 20 x 20 grids' alpha = 0 bracket (second reference): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sm["grid20_alpha0_errors"].items())
+        + " decades.",
+        "- Median error (decades): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()) + ".",
+        f"- Load average when the summary was written: "
+        f"{', '.join(f'{x:.2f}' for x in sm['load_average'])} (2 cores shared by 5 sessions).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(args.out, dumps(record))
     record["summary"] = report(record["cases"])
     atomic_write_text(args.out, dumps(record))
+    atomic_write_text(args.out.with_suffix(".md"), markdown(record))
     return 0
 
 

@@ -89,7 +89,8 @@ def add_parser(subparsers: Any) -> None:
         type=float_list,
         default=None,
         metavar="A1,A2,...",
-        help="candidate inner rates (default: 0, 0.25, 0.5, 0.75, 0.9 x alpha_c)",
+        help="candidate inner rates (default: 0, 0.25, 0.5, 0.75, 0.9 x alpha_c; with --measure "
+        "the alpha ladder, default 0.01, 0.03, ..., 10 x alpha_c)",
     )
     p.add_argument("--k", type=positive_int, default=5, help="Hessian eigenvalues (default 5)")
     p.add_argument("--seed", type=integer, default=0, help="seed of init, tasks and Lanczos")
