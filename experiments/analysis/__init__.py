@@ -14,11 +14,15 @@ Modules, in data-flow order:
   optionally verified by short training runs.
 - :mod:`.measured_advice`: the edges measured instead (``advise --measure``): alpha scan and
   bisection, batched beta ladders at alpha = 0 and alpha*, within a cell-iteration budget.
+- :mod:`.adam_edge`: Adam's analogue of the meta-rate bound, 38 / lambda_max(P^-1 M) (Cohen et
+  al. 2022), for the measured advice of an Adam outer loop.
 - :mod:`.stationary`: theta*(alpha), a stationary point of a variant's outer update found in
   float64 (an optimiser, then Newton) and certified (||F||, the Jacobian's spectrum, flat
   directions).
 - :mod:`.local`: the paper's conditions in their own regime: every prediction of the local beta
   edge at theta*(alpha) against the edge measured with the real outer update (``mamlconv local``).
+- :mod:`.mechanism`: what sets the Fig. 4 edge: catapult ratio and edge-of-stability product
+  beside the measured and the local edge (``mamlconv compare --mechanism``).
 """
 
 from __future__ import annotations

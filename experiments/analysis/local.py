@@ -91,6 +91,7 @@ class LocalRow:
     seconds: dict[str, float] = field(default_factory=dict)
     theta: torch.Tensor | None = None
     eigenvalues: np.ndarray | None = None
+    measured_status: str = "measured"
 
     def record(self) -> dict[str, Any]:
         return {
@@ -104,6 +105,7 @@ class LocalRow:
             "predictions": dict(self.predictions),
             "governing": self.governing,
             "measured": self.measured,
+            "measured_status": self.measured_status,
             "log10_error": dict(self.errors),
             "certificate": self.point,
             "seconds": dict(self.seconds),
@@ -352,6 +354,7 @@ def local_stability(
     closed_form: Any = None,
     flat_rtol: float = FLAT_RTOL,
     grad_rtol: float = GRAD_RTOL,
+    measure_uncertified: bool = False,
     log: Any = None,
 ) -> LocalStudy:
     """Per alpha: theta*(alpha) from ``init`` (float64), its certificate, every prediction and
@@ -423,14 +426,26 @@ def local_stability(
         horizon=horizon,
         seed=seed,
     )
-    centres = np.array([r.predictions[governing] for r in rows])
-    edges = measure_edges(is_stable, alphas, centres, resolution=resolution)
+    # Only where theta* is stationary to round-off (a minimum or not: past alpha_c first order's
+    # fixed point repels, and "no stable beta" is then the measurement): elsewhere theta* + delta
+    # is not near a fixed point, and growth or decay of ||F|| says nothing about the local edge.
+    measured_rows = [r for r in rows if r.point["stationary"] or measure_uncertified]
+    centres = np.array([r.predictions[governing] for r in measured_rows])
+    edges = measure_edges(
+        is_stable, np.array([r.alpha for r in measured_rows]), centres, resolution=resolution
+    )
     share = (time.perf_counter() - t4) / max(len(rows), 1)
     for r in rows:
-        r.measured = edges[r.alpha]
-        r.errors = {
-            n_: decades_off(v, r.measured) for n_, v in r.predictions.items() if n_ in LOCAL_LABELS
-        }
+        r.measured = edges.get(r.alpha)
+        r.measured_status = (
+            "measured" if r.alpha in edges else "not measured: theta* not stationary"
+        )
+        if r.measured_status == "measured":
+            r.errors = {
+                n_: decades_off(v, r.measured)
+                for n_, v in r.predictions.items()
+                if n_ in LOCAL_LABELS
+            }
         r.seconds["measured_share"] = share
     config = {
         "variant": variant,
@@ -443,6 +458,7 @@ def local_stability(
         "k": k,
         "flat_rtol": flat_rtol,
         "grad_rtol": grad_rtol,
+        "measure_uncertified": measure_uncertified,
         "growth": GROWTH,
         "decay": DECAY,
         "n_params": int(theta0.numel()),

@@ -54,6 +54,8 @@ def markdown(
     for r in record["rows"]:
         m = r["measured"]
         meas = "none stable" if m is None else f"[{_fmt(m['lo'], '.4g')}, {_fmt(m['hi'], '.4g')}]"
+        if r.get("measured_status", "measured") != "measured":
+            meas = "not measured (not stationary)"
         cells = [
             f"{r['alpha']:.3g}",
             "yes" if r["certified"] else "NO",
@@ -65,7 +67,7 @@ def markdown(
             e = fig4.get(r["alpha"])
             cells.append("–" if e is None else f"[{_fmt(e[0])}, {_fmt(e[1])}]")
         for n in names:
-            cells.append(f"{_fmt(r['predictions'][n], '.4g')} ({_fmt(r['log10_error'][n])})")
+            cells.append(f"{_fmt(r['predictions'][n], '.4g')} ({_fmt(r['log10_error'].get(n))})")
         lines.append("| " + " | ".join(cells) + " |")
     s = record["summary"]
     lines += [

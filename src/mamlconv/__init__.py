@@ -34,6 +34,7 @@ _API = {
     "advise": "mamlconv.api",
     "sweep": "mamlconv.api",
     "compare": "mamlconv.api",
+    "local_stability": "mamlconv.api",
     "load": "mamlconv.api",
     "SweepMap": "mamlconv.api",
     "problem_from_module": "mamlconv.experiments.problems.module_problem",

@@ -484,3 +484,50 @@ def compare(
         stem = f"{sweep_map.path.stem}_compare" if sweep_map.path is not None else "compare"
         cmp.files = write_comparison(cmp, res, Path(out), source=source, stem=stem)
     return cmp
+
+
+@heavy_call
+def local_stability(
+    problem: ProblemLike,
+    alphas: Sequence[float],
+    *,
+    variant: str = "exact",
+    steps: int = 1,
+    n_tasks: int = 16,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    tasks: Any = None,
+    optimiser_iters: int = 3000,
+    newton_iters: int = 300,
+    horizon: int = 1000,
+    resolution: float = 0.005,
+    log: Any = None,
+) -> Any:
+    """The paper's conditions in their own regime (:mod:`mamlconv.experiments.analysis.local`,
+    ``mamlconv local``): per alpha, a stationary point theta*(alpha) of the variant's outer
+    update found in float64 from ``params`` (default: the initial point of a sweep with
+    ``seed``) on the fixed ``tasks`` (default: a pool of ``n_tasks``), its certificate, every
+    prediction of the local beta edge and, where theta* is certified, the edge measured with the
+    real outer update. Returns a ``LocalStudy`` (``.rows``, ``.record()`` for the JSON)."""
+    from mamlconv.experiments.analysis.local import local_stability as _local
+
+    name, prob = _resolve(problem)
+    if params is None or tasks is None:
+        p0, t0 = _initial_point(prob, n_tasks=n_tasks, seed=seed, device="cpu", steps=steps)
+        params = p0 if params is None else params
+        tasks = t0 if tasks is None else tasks
+    return _local(
+        prob,
+        alphas,
+        tasks=tasks,
+        init=params,
+        variant=variant,
+        steps=steps,
+        seed=seed,
+        name=name,
+        optimiser_iters=optimiser_iters,
+        newton_iters=newton_iters,
+        horizon=horizon,
+        resolution=resolution,
+        log=log,
+    )

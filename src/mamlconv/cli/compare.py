@@ -95,6 +95,38 @@ def add_parser(subparsers: Any) -> None:
         "--recheck-seed", type=int, default=None, help="seed of the re-check (default: the sweep's)"
     )
     add_problem_argument(p, dest="spec", note=" (default: the one the result file records)")
+    p.add_argument(
+        "--mechanism",
+        action="store_true",
+        help="also the mechanism of the edge: catapult ratio per alpha and the edge-of-stability "
+        "product of the stable cells above the init prediction (retrained; claim X-8)",
+    )
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="take the spectra, table and figure of this earlier `compare` of the same sweep "
+        "instead of recomputing them, and add the mechanism (implies --mechanism)",
+    )
+    p.add_argument(
+        "--local",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE.json",
+        help="a `mamlconv local` result of the same problem and variant whose local edge is put "
+        "beside the Fig. 4 edge (repeatable: one per seed)",
+    )
+    p.add_argument(
+        "--cells-per-alpha",
+        type=positive_int,
+        default=3,
+        help="stable cells above the init prediction retrained per alpha (default 3)",
+    )
+    p.add_argument(
+        "--along", type=int, default=4, help="alphas whose product is followed along training"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
     add_local_parser(subparsers)
@@ -110,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # before minutes of spectra
     if not args.result.is_file():
         raise UsageError(f"no such result file: {args.result}")
+    if args.reuse is not None:
+        return _run_reuse(args)
     try:
         result = load_result(args.result)
     except ResultFileError:
@@ -158,7 +192,82 @@ def run(args: argparse.Namespace) -> int:
     paths = write_comparison(
         cmp, result, args.out, source=str(args.result), stem=stem, recheck=recheck
     )
+    if args.mechanism:
+        from mamlconv.util.files import read_json
+
+        _add_mechanism(args, result, read_json(paths["json"]), paths["json"], paths["md"])
     for path in paths.values():
+        sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def _add_mechanism(
+    args: argparse.Namespace,
+    result: Any,
+    record: dict,
+    json_path: Path,
+    md_path: Path,
+    old_md: str | None = None,
+) -> None:
+    from mamlconv.experiments.analysis.mechanism import mechanism, mechanism_markdown
+    from mamlconv.util.files import atomic_write_text, dumps, jsonable, read_json
+    from mamlconv.util.provenance import describe
+
+    local_records = []
+    for path in args.local:
+        if not path.is_file():
+            raise UsageError(f"--local: no such file: {path}")
+        rec = read_json(path)
+        if not isinstance(rec, dict) or "rows" not in rec:
+            raise UsageError(f"--local: {path} is not a `mamlconv local` result")
+        if rec.get("variant") != result.config.variant:
+            raise UsageError(
+                f"--local: {path} is {rec.get('variant')} MAML, the sweep {result.config.variant}"
+            )
+        local_records.append(rec)
+    log = None if args.quiet else (lambda line: sys.stderr.write(f"compare: {line}\n"))
+    mech = mechanism(
+        result,
+        record,
+        cells_per_alpha=args.cells_per_alpha,
+        along=args.along,
+        local_records=tuple(local_records),
+        log=log,
+    )
+    record["mechanism"] = jsonable(mech)
+    record["mechanism_provenance"] = describe("cpu")
+    record["mechanism_local_files"] = [str(p) for p in args.local]
+    atomic_write_text(json_path, dumps(record))
+    text = md_path.read_text(encoding="utf-8") if old_md is None else old_md
+    cut = text.find("\n## Mechanism of the Fig. 4 edge")
+    text = text if cut < 0 else text[:cut] + "\n"
+    atomic_write_text(md_path, text.rstrip("\n") + "\n" + mechanism_markdown(record["mechanism"]))
+
+
+def _run_reuse(args: argparse.Namespace) -> int:
+    from mamlconv.experiments.sweep.results import load_result
+    from mamlconv.util.files import read_json
+
+    if not args.reuse.is_file():
+        raise UsageError(f"--reuse: no such file: {args.reuse}")
+    try:
+        result = load_result(args.result)
+        record = read_json(args.reuse)
+    except (ValueError, OSError, KeyError) as exc:
+        raise UsageError(f"cannot read {args.result} / {args.reuse}: {exc}") from None
+    if not isinstance(record, dict) or "rows" not in record or "spectra" not in record:
+        raise UsageError(f"--reuse: {args.reuse} is not a `mamlconv compare` result")
+    if record.get("config") != result.config.to_dict():
+        raise UsageError(f"--reuse: {args.reuse} was made from another sweep than {args.result}")
+    from mamlconv.util.threads import set_threads
+
+    set_threads(args.threads)
+    stem = args.stem or f"{args.result.stem}_compare"
+    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
+    old_md_path = args.reuse.with_suffix(".md")
+    old_md = old_md_path.read_text(encoding="utf-8") if old_md_path.is_file() else ""
+    _add_mechanism(args, result, record, json_path, md_path, old_md)
+    for path in (json_path, md_path):
         sys.stdout.write(f"{path}\n")
     return 0
 
@@ -240,7 +349,12 @@ def add_local_parser(subparsers: Any) -> None:
         "same problem whose Fig. 4 edge is drawn and tabulated beside the local one",
     )
     p.add_argument("--figure", type=Path, default=None, metavar="FILE.png", help="draw it here")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (default 1, or MAMLCONV_THREADS)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_linreg_data_arguments(p)
     p.set_defaults(func=run_local)
@@ -291,8 +405,6 @@ def _linreg_data(args: argparse.Namespace) -> Any:
 def run_local(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from mamlconv.cli._args import check_output_file
     from mamlconv.experiments.analysis import local as local_analysis
     from mamlconv.util.files import atomic_write_text, dumps
@@ -303,7 +415,9 @@ def run_local(args: argparse.Namespace) -> int:
         check_output_file(args.figure, flag="--figure", suffixes=(".png", ".pdf", ".svg"))
     if args.fig4 is not None and not args.fig4.is_file():
         raise UsageError(f"--fig4: no such result file: {args.fig4}")
-    torch.set_num_threads(args.threads)
+    from mamlconv.util.threads import set_threads
+
+    set_threads(args.threads)
     log = None if args.quiet else (lambda line: sys.stderr.write(f"local: {line}\n"))
     if args.problem == "linreg":
         data = _linreg_data(args)
