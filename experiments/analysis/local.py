@@ -355,6 +355,7 @@ def local_stability(
     flat_rtol: float = FLAT_RTOL,
     grad_rtol: float = GRAD_RTOL,
     measure_uncertified: bool = False,
+    newton_start_rtol: float | None = None,
     log: Any = None,
 ) -> LocalStudy:
     """Per alpha: theta*(alpha) from ``init`` (float64), its certificate, every prediction and
@@ -377,6 +378,7 @@ def local_stability(
             optimiser_iters=optimiser_iters,
             newton_iters=newton_iters,
             flat_rtol=flat_rtol,
+            newton_start_rtol=newton_start_rtol,
         )
         t1 = time.perf_counter()
         cert = certify(field_, point, flat_rtol=flat_rtol, grad_rtol=grad_rtol)
@@ -459,6 +461,7 @@ def local_stability(
         "flat_rtol": flat_rtol,
         "grad_rtol": grad_rtol,
         "measure_uncertified": measure_uncertified,
+        "newton_start_rtol": newton_start_rtol,
         "growth": GROWTH,
         "decay": DECAY,
         "n_params": int(theta0.numel()),
@@ -538,4 +541,38 @@ __all__ = [
     "linreg_setup",
     "problem_setup",
     "LinRegLocal",
+    "SmoothSinusoid",
+    "smooth_sinusoid",
 ]
+
+
+@dataclass(frozen=True)
+class SmoothSinusoid:
+    """The sinusoid tasks and MLP of :mod:`mamlconv.experiments.problems.sinusoid` with tanh in
+    place of ReLU: a twice-differentiable network, the setting the paper's Taylor expansions
+    assume (a ReLU network's update jumps across its activation kinks, docs/MATH.md "Two
+    regimes"). A composition, not a subclass, so that the engine uses its generic step and not
+    the ReLU MLP backend. Spec: ``mamlconv.experiments.analysis.local:smooth_sinusoid``."""
+
+    base: Any
+    name: str = "sinusoid-tanh"
+
+    def init_params(self, generator: torch.Generator, *, dtype: torch.dtype, device: Any) -> Params:
+        return self.base.init_params(generator, dtype=dtype, device=device)
+
+    def sample_tasks(
+        self, generator: torch.Generator, n_tasks: int, *, dtype: torch.dtype, device: Any
+    ) -> TaskBatch:
+        return self.base.sample_tasks(generator, n_tasks, dtype=dtype, device=device)
+
+    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(x @ params["w1"] + params["b1"])
+        h = torch.tanh(h @ params["w2"] + params["b2"])
+        return ((h @ params["w3"] + params["b3"] - y) ** 2).mean()
+
+
+def smooth_sinusoid(**options: Any) -> SmoothSinusoid:
+    """Factory of :class:`SmoothSinusoid` (options as :class:`SinusoidProblem`'s)."""
+    from mamlconv.experiments.problems.sinusoid import SinusoidProblem
+
+    return SmoothSinusoid(SinusoidProblem(**options))

@@ -274,6 +274,7 @@ def find_stationary(
     optimiser_iters: int = 3000,
     newton_iters: int = 300,
     flat_rtol: float = FLAT_RTOL,
+    newton_start_rtol: float | None = None,
 ) -> StationaryPoint:
     """theta*(alpha) from ``theta0`` (flat): Adam then Newton (module text)."""
     start = time.perf_counter()
@@ -282,7 +283,8 @@ def find_stationary(
     if optimiser_iters > 0:
         theta, n_opt = adam(field_, theta0, iters=optimiser_iters)
     g_opt = _norm(field_, theta)
-    if optimiser_iters == 0 or g_opt <= NEWTON_START_RTOL * g0:
+    start_rtol = NEWTON_START_RTOL if newton_start_rtol is None else newton_start_rtol
+    if optimiser_iters == 0 or g_opt <= start_rtol * g0:
         theta, n_newton, history = newton(field_, theta, max_iter=newton_iters, flat_rtol=flat_rtol)
     else:
         # Farther out a Newton step is orders of magnitude longer than the distance to the
