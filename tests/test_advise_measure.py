@@ -168,7 +168,7 @@ def test_adam_analogue_is_the_closed_form_on_a_quadratic() -> None:
     |g| + eps with g = -lambda * mean(y_query): lambda_max(P^-1 M) has a closed form."""
     import torch
 
-    from mamlconv.experiments.analysis.measured_advice import adam_sharpness
+    from mamlconv.experiments.analysis.adam_edge import adam_sharpness
     from mamlconv.experiments.engine.state import initial_state
 
     config = _config(outer="adam")

@@ -66,20 +66,6 @@ DEFAULT_GRID_FRACTION = 0.05
 GRID_SHAPE = (20, 20)
 """The full grid the cost is compared with: 20 alphas x 20 betas (the paper preset's grid,
 without its alpha = 0 row) at the same horizon."""
-ADAM_THRESHOLD = 38.0
-"""Cohen et al. 2022 (arXiv 2207.14484, Sec. 3): Adam with momentum beta1 is linearly stable
-while the preconditioned sharpness lambda_max(P^-1 H) < (2 + 2 beta1) / ((1 - beta1) eta),
-38 / eta for beta1 = 0.9."""
-ADAM_CONDITIONS = (
-    "beta < 2/(lambda - alpha lambda^2) (Eq. 14) and the growth of beta_c as alpha -> 1/lambda "
-    "no longer apply: they bound the SGD step beta * gradient, while Adam's step is "
-    "beta * m/(sqrt(v) + eps), of size about beta per coordinate whatever the curvature; its "
-    "linear-stability analogue is 38/beta on the preconditioned sharpness (Cohen et al. 2022), "
-    "with a preconditioner that changes during training.",
-    "alpha <= 1/lambda_max (Eq. 11) still applies: the inner step is still plain gradient descent.",
-    "Adam's bounded step makes divergence slower and less sharp (oscillation rather than "
-    "overflow), so an edge measured by a loss level is fuzzier than under SGD.",
-)
 
 
 @dataclass(frozen=True)
@@ -93,6 +79,8 @@ class Trial:
     final_loss: float
     cost: int
     """Cell-iterations it took (the horizon, or diverged_at + 1)."""
+    initial_loss: float = math.nan
+    """The MAML loss at iteration 0 (at alpha = 0: the plain loss at the initial point)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +176,17 @@ class MeasuredAdvice:
     adam: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
     theory_seconds: float = 0.0
+    learned_reference: float = math.nan
+    """A cell *learned* when its final loss is below 0.9 of this (``criteria.learned``)."""
+
+    def cell_learned(self, alpha: float, beta: float | None) -> bool | None:
+        """Did the trained cell (alpha, beta) learn (None: no such cell)?"""
+        from mamlconv.experiments.criteria import learned
+
+        cell = next((t for t in self.trials if t.alpha == alpha and t.beta == beta), None)
+        if cell is None:
+            return None
+        return bool(learned(final_loss=cell.final_loss, initial_loss=self.learned_reference))
 
     @property
     def grid_cell_iterations(self) -> int:
@@ -217,7 +216,13 @@ class MeasuredAdvice:
                         "beta* = safety x the largest beta measured stable at alpha*"
                     ),
                 },
-                "measured_edges": [e.as_dict() for e in self.edges],
+                "measured_edges": [
+                    e.as_dict() | {"lo_learned": self.cell_learned(e.alpha, e.lo)}
+                    for e in self.edges
+                ],
+                "learned_reference": self.learned_reference,
+                "check_learned": self.check
+                and self.cell_learned(self.check.alpha, self.check.beta),
                 "cost": {
                     "cell_iterations": self.cell_iterations,
                     "seconds": self.seconds,
@@ -282,8 +287,8 @@ class _Runner:
             for i, key in enumerate(todo):
                 at = int(run.diverged_at[i])
                 cost = self.config.iters if at < 0 else at + 1
-                loss = float(run.final_loss[i])
-                self.trials[key] = Trial(key[0], key[1], at < 0, at, loss, cost)
+                loss, loss0 = float(run.final_loss[i]), float(run.loss[i, 0])
+                self.trials[key] = Trial(key[0], key[1], at < 0, at, loss, cost, loss0)
                 self.spent += cost
             self.eta.advance(max(0, self.spent - before - seen[0]), note="round done")
         return [self.trials[(float(a), float(b))] for a, b in pairs]
@@ -394,44 +399,6 @@ def alpha_scan(
     return alpha_star, (stable_lo, hi)
 
 
-def adam_sharpness(
-    problem: Problem, params: Any, tasks: Any, *, alpha: float, steps: int, tol: float, seed: int
-) -> dict[str, Any]:
-    """Cohen et al.'s preconditioned sharpness at the initial point: lambda_max(P^-1 M) for the
-    exact meta-Hessian M at ``alpha`` and Adam's first-step preconditioner P = diag(|g| + eps)
-    (after one step the bias-corrected second moment is g^2), and 38 / it, Adam's analogue of
-    the SGD bound 2 / lambda_max."""
-    from mamlconv.experiments.engine.loop import ADAM_B1, ADAM_EPS
-    from mamlconv.numerics.curvature import flatten, lanczos, n_params, task_matvec
-    from mamlconv.numerics.maml import meta_objective
-
-    p = {k: v.detach() for k, v in params.items()}
-
-    def objective(q: Any) -> torch.Tensor:
-        return meta_objective(q, tasks, loss_fn=problem.loss, alpha=alpha, steps=steps)
-
-    g = flatten(torch.func.grad(objective)(p)).detach()
-    inv_sqrt = (g.abs() + ADAM_EPS).rsqrt()
-    meta_mv = task_matvec(problem.loss, p, tasks, operator="meta", alpha=alpha, steps=steps)
-
-    def mv(v: torch.Tensor) -> torch.Tensor:
-        return inv_sqrt * meta_mv(inv_sqrt * v)
-
-    like = next(iter(p.values()))
-    res = lanczos(mv, n_params(p), like=like, k=1, which="LA", tol=tol, seed=seed)
-    lam = float(res.eigenvalues[0])
-    threshold = (2 + 2 * ADAM_B1) / (1 - ADAM_B1)
-    return {
-        "alpha": alpha,
-        "preconditioned_sharpness": lam,
-        "threshold": threshold,
-        "beta_c": threshold / lam if lam > 0 else math.inf,
-        "source": "Cohen et al. 2022, arXiv 2207.14484: Adam stable while lambda_max(P^-1 H) "
-        "< (2 + 2 beta1) / ((1 - beta1) beta) = 38 / beta; P = diag(|g| + eps) at the first step",
-        "conditions_no_longer_apply": list(ADAM_CONDITIONS),
-    }
-
-
 def measure(
     problem: Problem,
     config: SweepConfig,
@@ -457,7 +424,9 @@ def measure(
     batched round; ``check``: train (alpha*, beta*) for the horizon once more and report it
     (counted in the cost). The predictions that seed the search are the advisor's, in float64
     with Lanczos tolerance ``tol`` and ``k`` Hessian eigenvalues. See the module docstring."""
+    from mamlconv.experiments.analysis.adam_edge import adam_sharpness
     from mamlconv.experiments.analysis.comparison import hessian_extremes
+    from mamlconv.experiments.criteria import learned_reference
     from mamlconv.experiments.engine.state import initial_state
     from mamlconv.theory.thresholds import alpha_c
     from mamlconv.util.progress import Eta
@@ -578,12 +547,13 @@ def measure(
         adam=adam_record,
         notes=tuple(notes),
         theory_seconds=round(theory_s, 3),
+        learned_reference=learned_reference(config.problem_options, losses0)
+        if (losses0 := [t.initial_loss for t in runner.at(0.0)])
+        else math.nan,
     )
 
 
 __all__ = [
-    "ADAM_CONDITIONS",
-    "ADAM_THRESHOLD",
     "ALPHA_LADDER",
     "DEFAULT_GRID_FRACTION",
     "GRID_SHAPE",
@@ -591,7 +561,6 @@ __all__ = [
     "Edge",
     "MeasuredAdvice",
     "Trial",
-    "adam_sharpness",
     "alpha_scan",
     "beta_edge",
     "closest_prediction",

@@ -363,6 +363,8 @@ def _print_measured(r: dict[str, Any]) -> None:
                 f"; closest prediction {close['name']} {_fmt(close['value'])}, "
                 f"{close['log10_error']:+.2f} decades"
             )
+        if edge["lo_learned"] is False:
+            line += " (the stable end did not learn: final loss >= 0.9 x reference)"
         print(line + ("  NON-MONOTONE in beta" if edge["non_monotone"] else ""))
     print(
         f"recommendation  alpha* = {_fmt(rec['alpha'])}  beta* = {_fmt(rec['beta'] or math.nan)}"
@@ -371,7 +373,11 @@ def _print_measured(r: dict[str, Any]) -> None:
     check = r["check"]
     if check is not None:
         state = "trained the horizon" if check["stable"] else f"diverged at {check['diverged_at']}"
-        print(f"check run at (alpha*, beta*): {state}, final loss {_fmt(check['final_loss'])}")
+        learned = "learned" if r["check_learned"] else "did not learn"
+        print(
+            f"check run at (alpha*, beta*): {state}, final loss {_fmt(check['final_loss'])} "
+            f"({learned}: reference {_fmt(r['learned_reference'])})"
+        )
     print(
         f"cost: {c['cell_iterations']} cell-iterations ({100 * c['grid_fraction']:.1f}% of a "
         f"20 x 20 x {r['iters']} grid), {c['seconds']:.1f} s training + "
