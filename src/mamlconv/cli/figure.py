@@ -2,7 +2,8 @@
 
 fig2 and fig3 come from ``mamlconv.numerics.figures`` (theory curves; linear-regression grids);
 fig1 and fig5 from ``mamlconv.experiments.figures`` (sinusoid training); fig4 from
-``mamlconv.experiments.figures.figure4`` (any sweep result), imported only when asked.
+``mamlconv.experiments.figures.figure4`` (any sweep result), imported only when asked. Fig. 4
+reads a result file and draws it without importing torch (tests/test_figures_exp.py checks).
 """
 
 from __future__ import annotations
