@@ -327,6 +327,9 @@ def _run_measure(args: argparse.Namespace, config: Any, problem: Any) -> int:
         raise UsageError(str(exc).splitlines()[0]) from None
     record = advice.as_dict()
     record.update(steps=config.steps, n_tasks=config.tasks_per_batch, config=config.to_dict())
+    # today's field names, for the predictions at the measured alphas
+    record.update(safety=args.safety, candidates=record["predictions"])
+    record["alpha_c"] = {"paper": record["alpha_scan"]["alpha_c_paper"]}
     if args.figure:
         from mamlconv.experiments.figures.advice import draw_measured_advice
 
