@@ -46,11 +46,13 @@ def task_meta_gradient(
     alpha: float | Tensor,
     steps: int = 1,
     variant: Variant = "exact",
+    with_loss_pre: bool = True,
 ) -> tuple[Params, dict[str, Tensor]]:
     """Meta-gradient of one task (fields of ``task`` WITHOUT a task axis) and diagnostics.
 
     Returns ``(direction, aux)``: ``direction`` has the structure of ``params``; ``aux`` holds
-    ``loss_post`` = L_q(theta_k) (the MAML training loss), ``loss_pre`` = L_q(theta) and
+    ``loss_post`` = L_q(theta_k) (the MAML training loss), ``loss_pre`` = L_q(theta) (only with
+    ``with_loss_pre``: one more query forward pass, a diagnostic) and
     ``support_grad`` = grad L_s(theta) (for per-task gradient norms and inner products).
     """
     xs, ys, xq, yq = task
@@ -88,9 +90,10 @@ def task_meta_gradient(
         raise AssertionError("unreachable")
     aux = {
         "loss_post": loss_post.detach(),
-        "loss_pre": loss_fn(params, xq, yq).detach(),
         "support_grad": {n: g.detach() for n, g in support_grad.items()},
     }
+    if with_loss_pre:
+        aux["loss_pre"] = loss_fn(params, xq, yq).detach()
     return {n: d.detach() for n, d in direction.items()}, aux
 
 

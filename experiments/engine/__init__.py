@@ -11,10 +11,15 @@ and see the same task batch at each iteration, so a cell's trajectory is the one
 training loop with the same seed makes (:mod:`mamlconv.experiments.engine.reference` is that
 loop, and the tests hold the two together).
 
-Two step backends compute the same numbers (:mod:`.step` is their contract):
+Three step backends compute the same numbers (:mod:`.step` is their contract):
 
 - ``generic`` (:mod:`.generic`): :func:`mamlconv.numerics.maml.task_meta_gradient`, ``vmap``-ed
   over tasks and over cells; works for any ``Problem`` and any number of inner steps.
+- ``grouped`` (:mod:`.grouped`): for convolutional networks of known layers on a CPU: the
+  (cell, task) pairs as channel groups of native kernels (grouped convolutions, native batch
+  norm), plain autograd, the first convolution and its batch norm folded into one affine
+  convolution, the query pass a few pairs at a time; ``make_step(..., device='cpu')`` picks
+  it for the few-shot CNN and for ``problem_from_module`` networks of supported layers.
 - ``mlp`` (:mod:`.mlp`): for the ReLU MLP of :mod:`mamlconv.experiments.problems.sinusoid` and
   one inner step. The support gradient is written out layer by layer, and the adapted forward
   pass uses ``a' W' = a' W - alpha (a' a_s^T) dz_s`` (the adapted weight of a task is
@@ -37,6 +42,7 @@ Modules, in data-flow order:
   meta-gradients and diagnostics.
 - :mod:`.generic`: the generic step backend (``task_meta_gradient`` vmapped over tasks and cells).
 - :mod:`.mlp`: the hand-batched step backend for the sinusoid MLP, one inner step.
+- :mod:`.grouped`: the grouped step backend for CNNs on a CPU (native kernels, autograd).
 - :mod:`.loop`: the training loop: ``train_cells`` (SGD or Adam, freezing diverged cells) and
   ``make_step``, the choice of backend.
 - :mod:`.reference`: the slow twin: one cell, one task at a time, plain autograd and
@@ -53,6 +59,9 @@ from __future__ import annotations
 from mamlconv.experiments.engine.generic import (
     make_generic_step,
 )
+from mamlconv.experiments.engine.grouped import (
+    make_grouped_step,
+)
 from mamlconv.experiments.engine.loop import (
     ADAM_B1,
     ADAM_B2,
@@ -60,6 +69,7 @@ from mamlconv.experiments.engine.loop import (
     BACKENDS,
     CellRun,
     ProgressFn,
+    auto_backend,
     make_step,
     train_cells,
 )
@@ -86,11 +96,13 @@ __all__ = [
     # the step contract
     "StepOut",
     "StepFn",
-    # the two step backends
+    # the step backends
     "make_generic_step",
     "make_mlp_step",
+    "make_grouped_step",
     # the training loop and its choice of backend
     "BACKENDS",
+    "auto_backend",
     "make_step",
     "ADAM_B1",
     "ADAM_B2",

@@ -20,7 +20,7 @@ from mamlconv.experiments.engine.state import initial_state, resolve_device, res
 from mamlconv.experiments.engine.step import StepFn
 from mamlconv.numerics.tasks import Params, Problem
 
-BACKENDS: tuple[str, ...] = ("auto", "generic", "mlp")
+BACKENDS: tuple[str, ...] = ("auto", "generic", "mlp", "grouped")
 
 
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
@@ -31,16 +31,43 @@ ProgressFn = Callable[[int, int], None]
 """Called as ``progress(iteration, n_active_cells)`` after every outer iteration."""
 
 
-def make_step(problem: Problem, *, variant: str, steps: int, backend: str = "auto") -> StepFn:
-    """The step function of ``backend`` (``auto``: ``mlp`` where it applies, else ``generic``)."""
+def auto_backend(problem: Problem, *, variant: str, steps: int, device: str | None) -> str:
+    """The backend ``auto`` picks (docs/engine.md, "Three backends"): ``mlp`` for the sinusoid
+    MLP with one inner step; ``grouped`` on a CPU for a network of known layers
+    (:func:`~mamlconv.experiments.engine.grouped.layer_plan`) and exact or first-order MAML
+    (measured ahead of ``generic`` and of a per-task loop, ``benchmarks/cnn_bench.py``);
+    ``generic`` otherwise, the batched path a GPU runs (``device`` None: not known to be a
+    CPU)."""
+    from mamlconv.experiments.engine.grouped import VARIANTS, layer_plan
+    from mamlconv.experiments.problems.sinusoid import SinusoidProblem
+
+    if isinstance(problem, SinusoidProblem) and steps == 1:
+        return "mlp"
+    on_cpu = device is not None and str(device).startswith("cpu")
+    if on_cpu and variant in VARIANTS and layer_plan(problem) is not None:
+        return "grouped"
+    return "generic"
+
+
+def make_step(
+    problem: Problem,
+    *,
+    variant: str,
+    steps: int,
+    backend: str = "auto",
+    device: str | None = None,
+) -> StepFn:
+    """The step function of ``backend`` (``auto``: :func:`auto_backend` for ``device``)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        from mamlconv.experiments.problems.sinusoid import SinusoidProblem
-
-        backend = "mlp" if isinstance(problem, SinusoidProblem) and steps == 1 else "generic"
+        backend = auto_backend(problem, variant=variant, steps=steps, device=device)
     if backend == "mlp":
         return make_mlp_step(problem, variant=variant, steps=steps)
+    if backend == "grouped":
+        from mamlconv.experiments.engine.grouped import make_grouped_step
+
+        return make_grouped_step(problem, variant=variant, steps=steps)
     return make_generic_step(problem, variant=variant, steps=steps)
 
 
@@ -149,7 +176,9 @@ def train_cells(
         raise ValueError(f"alphas and betas differ in size: {alphas.size} vs {betas.size}")
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
-    step = make_step(problem, variant=config.variant, steps=config.steps, backend=backend)
+    step = make_step(
+        problem, variant=config.variant, steps=config.steps, backend=backend, device=device
+    )
     if compile:
         step = torch.compile(step, dynamic=False)
     init, stream = initial_state(problem, config, dtype=dtype, device=device)
@@ -222,7 +251,8 @@ def train_cells(
             traj["loss"][cells[fresh], rec] = loss_np[fresh]
             for name in ("loss_pre", "grad_norm", "grad_inner"):
                 value = getattr(out, name)
-                traj[name][cells[fresh], rec] = value.double().cpu().numpy()[fresh]
+                if value is not None:  # None: a diagnostic the backend did not compute
+                    traj[name][cells[fresh], rec] = value.double().cpu().numpy()[fresh]
             if out.direction is not None:
                 sq = sum((d.flatten(1) ** 2).sum(1) for d in out.direction.values())
                 traj["meta_grad_norm"][cells[fresh], rec] = sq.sqrt().double().cpu().numpy()[fresh]

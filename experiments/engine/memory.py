@@ -149,18 +149,22 @@ def _status_bytes(key: str) -> int:
     return int(match.group(1)) * 1024
 
 
+def peak_bytes(function: Any) -> float:
+    """Resident high-water mark above the start while ``function()`` runs (Linux; meaningful
+    when the process started with ``MALLOC_MMAP_THRESHOLD_`` = :data:`MMAP_THRESHOLD`, see the
+    module docstring; ``benchmarks/cnn_bench.py`` re-executes itself so)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident size
+    before = _status_bytes("VmRSS")
+    function()
+    return float(_status_bytes("VmHWM") - before)
+
+
 def _measure_cpu_here(config: SweepConfig, cells: tuple[int, ...]) -> list[float]:
     """The child's side of :func:`measure_cpu` (needs the mmap threshold set at start-up)."""
     device = torch.device("cpu")
     _one_step(config, 1, device)
-    peaks = []
-    for n in cells:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current resident size
-        before = _status_bytes("VmRSS")
-        _one_step(config, n, device)
-        peaks.append(float(_status_bytes("VmHWM") - before))
-    return peaks
+    return [peak_bytes(lambda n=n: _one_step(config, n, device)) for n in cells]
 
 
 def measure_cpu(config: SweepConfig, cells: tuple[int, ...] = (1, 2, 4)) -> list[float]:
