@@ -487,3 +487,39 @@ def test_a_checksum_record_is_not_written_through_a_planted_link(tmp_path):
     integrity.write_record(target, sha256="0" * 64, source_sha256="1" * 64)
     assert victim.read_text() == "keep me"
     assert json.loads(side.read_text())["sha256"] == "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"seed": 2**70}, "seed must be"),
+        ({"iters": 10**12}, "iters must be at most"),
+        ({"steps": 10**6}, "steps must be at most"),
+        ({"problem_options": {"hidden": [-5]}}, "option hidden"),
+        ({"problem_options": {"k_support": 10**9}}, "option k_support"),
+        ({"problem_options": {"amplitude": [float("nan"), 1]}}, "option amplitude"),
+    ],
+)
+def test_extreme_numbers_in_a_saved_config_are_one_line(
+    tmp_path, capsys, tiny_result, change, fragment
+):
+    """Old: 'internal error' lines (an overflow, a MemoryError, an allocation of GBs, a shape
+    error inside torch) or a run that never ends (10**6 inner steps)."""
+    side = json.loads(tiny_result.with_suffix(".json").read_text())
+    side["config"].update(change)
+    path = tmp_path / "extreme.json"
+    path.write_text(json.dumps(side))
+    rc = main(["sweep", "--config", str(path), "--out", str(tmp_path / "e.npz"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and fragment in err and "internal error" not in err, err
+    assert not (tmp_path / "e.npz.chunks").exists()
+
+
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path):
+    """Old: a lock naming a PID (here 1, alive) was honoured for ever, whoever had it now."""
+    from mamlconv.experiments.sweep.storage import lock_owner, take_lock
+
+    lock = tmp_path / "x.npz.lock"
+    lock.write_text(f"1 {os.uname().nodename} 999999999 2026-01-01T00:00:00Z\n")
+    assert lock_owner(lock) is None
+    assert take_lock(lock) is None and lock.read_text().split()[0] == str(os.getpid())

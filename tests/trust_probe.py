@@ -247,6 +247,41 @@ def scenarios(p: Probe, root: Path) -> None:
         timeout=60,
     )
 
+    marker.unlink(missing_ok=True)
+    hostile_dir = r / "hostile_dir.npz.chunks"
+    hostile_dir.mkdir()
+    bad_config = {**side["config"], "problem": "os:system",
+                  "problem_options": {"command": f"touch {marker}"}}  # fmt: skip
+    (hostile_dir / "layout.json").write_text(json.dumps({"config": bad_config, "layout": {}}))
+    rc, out = p.run(["sweep", "--config", str(hostile_dir), "--no-progress"], timeout=60)
+    p.note("sweep --config: a chunk folder naming os:system",
+           "security" if marker.exists() else classify_error(rc, out))  # fmt: skip
+    for label, change in (
+        ("seed 2**70", {"seed": 2**70}),
+        ("iters 10**12", {"iters": 10**12}),
+        ("steps 10**6", {"steps": 10**6}),
+        ("sinusoid hidden [-5]", {"problem_options": {"hidden": [-5]}}),
+        ("sinusoid k_support 10**9", {"problem_options": {"k_support": 10**9}}),
+        ("sinusoid amplitude [nan, 1]", {"problem_options": {"amplitude": [float("nan"), 1]}}),
+    ):
+        rec = json.loads(json.dumps(side))
+        rec["config"].update(change)
+        path = r / f"extreme_{len(p.outcomes)}.json"
+        path.write_text(json.dumps(rec))
+        p.error(f"sweep --config: a sidecar with {label}",
+                ["sweep", "--config", str(path), "--out", str(r / f"e{len(p.outcomes)}.npz"),
+                 "--no-progress"], timeout=60, memory=6 << 30)  # fmt: skip
+    for label, extra in (("--seed 2**70", ["--seed", str(2**70)]),
+                         ("--iters 10**12", ["--iters", str(10**12)])):  # fmt: skip
+        p.error(f"sweep: {label}", [*SMOKE, *extra, "--out", str(r / "ext.npz")], timeout=60,
+                memory=6 << 30)  # fmt: skip
+    # a lock naming a PID that now belongs to another process (PID 1, another start time)
+    host = os.uname().nodename
+    (r / "relock.npz.lock").write_text(f"1 {host} 999999999 2026-01-01T00:00:00Z\n")
+    rc, out = p.run([*SMOKE, "--iters", "2", "--out", str(r / "relock.npz")], timeout=90)
+    p.note("sweep: a lock whose PID was reused", "correct" if rc == 0 else
+           "silent-wrong" if rc == 2 else classify_error(rc, out))  # fmt: skip
+
     # ---- user problems ----------------------------------------------------------------------
     cases = {
         "sampler on torch's global RNG": dict(
@@ -288,6 +323,13 @@ def scenarios(p: Probe, root: Path) -> None:
     for label, kw in cases.items():
         spec = user_file(r, "u_" + "".join(c for c in label if c.isalnum())[:20], **kw)
         out_file = r / f"u{len(p.outcomes)}.npz"
+        if label == "argparse at import":  # a script's own command line: it must just work
+            argv = ["sweep", "--problem", spec, "--preset", "smoke", "--iters", "3"]
+            rc, out = p.run([*argv, "--no-progress", "--out", str(out_file)], timeout=90)
+            fine = rc == 0 and out_file.is_file() and "usage:" not in out
+            verdict = "correct" if fine else classify_error(rc, out) if rc else "silent-wrong"
+            p.note(f"sweep --problem: {label}", verdict)
+            continue
         p.error(
             f"sweep --problem: {label}",
             [

@@ -40,6 +40,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -254,6 +255,39 @@ def register_problem(problem: Problem) -> str:
     return key
 
 
+SINUSOID_LIMIT = 100_000
+"""The largest task size (k_support, k_query) and hidden width a sinusoid option may ask for."""
+
+
+def check_sinusoid_options(options: dict[str, Any]) -> None:
+    """Types and ranges of the sinusoid's options (they may come from a file): a ValueError
+    naming the option, never an allocation error or a shape error inside torch later."""
+
+    def whole(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"sinusoid option {key} must be an integer, got {value!r}")
+        if not 1 <= value <= SINUSOID_LIMIT:
+            raise ValueError(f"sinusoid option {key} must be in [1, {SINUSOID_LIMIT}], got {value}")
+
+    for key, value in options.items():
+        if key in ("k_support", "k_query"):
+            whole(key, value)
+        elif key == "hidden":
+            if not isinstance(value, list | tuple) or not 1 <= len(value) <= 16:
+                raise ValueError(f"sinusoid option hidden must be 1 to 16 widths, got {value!r}")
+            for width in value:
+                whole("hidden", width)
+        elif key in ("amplitude", "phase", "x_range"):
+            ok = isinstance(value, list | tuple) and len(value) == 2
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            if not ok or not all(math.isfinite(v) for v in value) or value[0] > value[1]:
+                raise ValueError(
+                    f"sinusoid option {key} must be two finite numbers lo <= hi, got {value!r}"
+                )
+        elif key in ("init", "name") and not isinstance(value, str):
+            raise ValueError(f"sinusoid option {key} must be a string, got {value!r}")
+
+
 def get_problem(name: str, **options: Any) -> Problem:
     """The problem called ``name`` built with ``options`` (ValueError naming a bad name):
     a built-in name, a ``module:factory`` spec or a registered ``memory:<name>``."""
@@ -268,6 +302,7 @@ def get_problem(name: str, **options: Any) -> Problem:
         check_trusted(name)
         return load_spec(name, **options)
     if name == "sinusoid":
+        check_sinusoid_options(options)
         try:
             return SinusoidProblem(**options)
         except TypeError as exc:  # an unknown option

@@ -334,6 +334,7 @@ def _run_sweep_locked(
     from mamlconv.util.provenance import describe
 
     device = resolve_device(config.device)
+    storage.check_extremes(config)
     problem = get_problem(config.problem, **config.problem_options)  # fails before any file
     if config.problem not in ("sinusoid", "omniglot", "miniimagenet"):
         check_start(problem, config)

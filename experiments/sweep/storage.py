@@ -95,9 +95,38 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def config_of(meta: dict[str, Any], path: Path) -> SweepConfig:
     try:
-        return SweepConfig.from_dict(meta["config"])
+        config = SweepConfig.from_dict(meta["config"])
+        check_extremes(config)
     except (TypeError, ValueError) as exc:
         raise ResultFileError(f"{path}: its sweep configuration is invalid ({exc})") from None
+    return config
+
+
+MAX_SEED = 2**63
+"""Seeds are 0 <= seed < 2**63 (torch's generator takes 64-bit seeds)."""
+MAX_ITERS = 10**9
+MAX_RECORDS = 10**7
+"""Recorded iterations of one run at most (``iters / record_every``; arrays of that length are
+allocated before any training)."""
+MAX_STEPS = 1000
+"""Inner steps at most (every step is a differentiated forward pass per task)."""
+
+
+def check_extremes(config: SweepConfig) -> None:
+    """A ValueError naming the field for numbers no sweep can run (a seed beyond 64 bits,
+    10**12 iterations, a million inner steps): what a configuration read from a file or given
+    on the command line must pass before anything is allocated or trained."""
+    if not 0 <= config.seed < MAX_SEED:
+        raise ValueError(f"seed must be 0 <= seed < 2**63, got {config.seed}")
+    if config.iters > MAX_ITERS:
+        raise ValueError(f"iters must be at most {MAX_ITERS:.0e}, got {config.iters}")
+    if config.iters // config.record_every > MAX_RECORDS:
+        raise ValueError(
+            f"iters / record_every = {config.iters // config.record_every} recorded iterations, "
+            f"more than {MAX_RECORDS:.0e}; raise record_every"
+        )
+    if config.steps > MAX_STEPS:
+        raise ValueError(f"steps must be at most {MAX_STEPS}, got {config.steps}")
 
 
 def summary(meta: dict[str, Any]) -> str:

@@ -401,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
     from mamlconv.experiments.sweep.bisection import bisect_sweep
     from mamlconv.experiments.sweep.ray_backend import ChunkFailed, RayUnreachable
     from mamlconv.experiments.sweep.run import run_sweep
-    from mamlconv.experiments.sweep.storage import chunk_dir
+    from mamlconv.experiments.sweep.storage import check_extremes, chunk_dir
     from mamlconv.util.files import atomic_write_text
 
     base = _from_saved(args) if args.config is not None else None
@@ -416,6 +416,7 @@ def run(args: argparse.Namespace) -> int:
         args.rtol = DEFAULT_RTOL
     try:
         config = build_config(args, base)
+        check_extremes(config)
         resolve_device(config.device)
         ray = ray_options(args)
     except ValueError as exc:
