@@ -94,6 +94,12 @@ def audit_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("report")
     results = root / "results"
     shutil.copytree(RESULTS, results)
+    listed = json.loads((RESULTS / "MANIFEST.json").read_text())
+    known = {e["path"] for e in listed["files"]} | {e["path"] for e in listed["not_audited"]}
+    for path in sorted(results.rglob("*"), reverse=True):  # a working tree's unlisted files out
+        rel = path.relative_to(results).as_posix()
+        if path.is_file() and rel != "MANIFEST.json" and rel not in known:
+            path.unlink()
     record = json.loads((RESULTS / "fig1.json").read_text())
     record.update(
         iters=3,
