@@ -63,7 +63,11 @@ def reading_maps_figure(directory: Path, *, criterion: str = "absolute") -> Any:
         loss = np.where(bad, np.nan, np.asarray(g["final_loss"], dtype=float))
         groups.append((recs, np.asarray(g["alphas"]), np.asarray(g["betas"]), loss))
     finite = np.concatenate([lo[np.isfinite(lo) & (lo > 0)] for *_, lo in groups])
-    norm = LogNorm(vmin=float(finite.min()), vmax=float(finite.max())) if finite.size else None
+    # One scale for every panel; its top at the 99th percentile so that a single outlier does
+    # not flatten the rest (cells above it take the top colour; the bar's arrow says so).
+    top = float(np.percentile(finite, 99)) if finite.size else 1.0
+    norm = LogNorm(vmin=float(finite.min()), vmax=top) if finite.size else None
+    extend = "max" if finite.size and float(finite.max()) > top else "neither"
     cols = min(4, len(groups))
     rows = int(np.ceil(len(groups) / cols))
     plt = pyplot()
@@ -77,8 +81,8 @@ def reading_maps_figure(directory: Path, *, criterion: str = "absolute") -> Any:
             loss.T, origin="lower", aspect="auto", cmap="viridis", norm=norm,
             interpolation="nearest",
         )  # fmt: skip
-        ax.set_xticks(range(alphas.size), [f"{a:.2g}" for a in alphas], fontsize=6, rotation=60)
-        ax.set_yticks(range(betas.size)[::2], [f"{b:.2g}" for b in betas[::2]], fontsize=6)
+        ax.set_xticks(range(alphas.size), [f"{a:.2g}" for a in alphas], fontsize=7, rotation=60)
+        ax.set_yticks(range(betas.size)[::2], [f"{b:.2g}" for b in betas[::2]], fontsize=7)
         for rec in recs:
             for row in rec["bisections"][criterion]["rows"]:
                 if not row.get("bisect_inside"):
@@ -87,13 +91,13 @@ def reading_maps_figure(directory: Path, *, criterion: str = "absolute") -> Any:
                 colour = "black" if rec["seed"] == recs[0]["seed"] else "0.55"
                 shift = 0.0 if colour == "black" else 0.18
                 ax.plot([row["row"] + shift] * 2, ys, color=colour, lw=4, solid_capstyle="butt")
-        ax.set_title(_panel_title(recs[0]["reading"]), fontsize=7)
-        ax.set_xlabel("α (inner learning rate)", fontsize=7)
-        ax.set_ylabel("β (meta learning rate)", fontsize=7)
+        ax.set_title(_panel_title(recs[0]["reading"]), fontsize=8)
+        ax.set_xlabel("α (inner learning rate)", fontsize=8)
+        ax.set_ylabel("β (meta learning rate)", fontsize=8)
     for ax in axes.ravel()[len(groups) :]:
         ax.axis("off")
     if mesh is not None and norm is not None:
-        bar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.01)
+        bar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.85, pad=0.01, extend=extend)
         bar.set_label(f"final training loss, seed 0 (log scale)\nwhite: diverged ({criterion})")
     seeds = sorted({r["seed"] for recs, *_ in groups for r in recs})
     fig.legend(
@@ -101,7 +105,7 @@ def reading_maps_figure(directory: Path, *, criterion: str = "absolute") -> Any:
             Line2D([], [], color="black", lw=3, label=f"bisected β edge, seed {seeds[0]}"),
             Line2D([], [], color="0.55", lw=3, label="other seeds"),
         ],
-        loc="outside lower center", ncol=2, fontsize=7, frameon=False,
+        loc="outside lower center", ncol=2, fontsize=8, frameon=False,
     )  # fmt: skip
     fig.suptitle(
         f"Sinusoid reading matrix: {len(groups)} readings, final loss per (α, β) cell", fontsize=10
