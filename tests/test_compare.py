@@ -172,3 +172,74 @@ def test_prediction_errors_from_comparison_rows() -> None:
         "max": pytest.approx(1.0),
         "n_alphas": 1,
     }
+
+
+def test_mechanism_catapult_and_edge_of_stability(small_sweep, tmp_path):
+    """compare --mechanism: the catapult ratio is the Fig. 4 edge times the meta-Hessian's top
+    eigenvalue at init over 2 (that eigenvalue recomputed densely here); the retrained cells
+    reproduce the sweep's final losses; each EoS product is beta times the meta-Hessian's top
+    eigenvalue at the retrained point (dense, float64). Then the CLI's --reuse path."""
+    from mamlconv.experiments.analysis.mechanism import mechanism
+    from mamlconv.experiments.engine.loop import train_cells
+
+    path, result = small_sweep
+    mech = mechanism(result, cells_per_alpha=1, along=1, along_iters=(0, 15))
+    problem = get_problem(result.config.problem, **result.config.problem_options)
+    init, stream = initial_state(problem, result.config, dtype=torch.float64, device="cpu")
+    tasks = stream.next()
+    boundary = result.boundary().as_records()
+    rows = [r for r in mech["rows"] if r["alpha"] > 0]
+    for i, row in enumerate(rows):
+        dense = dense_operator(problem.loss, init, tasks, operator="meta", alpha=row["alpha"])
+        lam = float(torch.linalg.eigvalsh(dense)[-1])
+        assert row["lambda_gov_init"] == pytest.approx(lam, rel=1e-6)
+        lo = boundary[i]["beta_lo"]
+        if lo is not None:
+            assert row["catapult_ratio"]["lo"] == pytest.approx(lo * lam / 2, rel=1e-6)
+            assert row["catapult"] == (lo > 2 / lam)
+    for cell in mech["eos_cells"]:
+        assert (
+            cell["beta"]
+            > 2 / rows[[r["alpha"] for r in rows].index(cell["alpha"])]["lambda_gov_init"]
+        )
+        assert cell["final_loss"] == pytest.approx(cell["sweep_final_loss"], rel=1e-9)
+        run = train_cells(
+            problem,
+            result.config,
+            np.array([cell["alpha"]]),
+            np.array([cell["beta"]]),
+            save_params=True,
+        )
+        theta = {k: torch.as_tensor(v[0]) for k, v in run.final_params.items()}
+        dense = dense_operator(problem.loss, theta, tasks, operator="meta", alpha=cell["alpha"])
+        lam_end = float(torch.linalg.eigvalsh(dense)[-1])
+        assert cell["product"] == pytest.approx(cell["beta"] * lam_end, rel=1e-5)
+    for t in mech["trajectories"]:
+        assert t["iters"] == [0, 15] and len(t["product"]) == 2
+    # the CLI: a plain compare, then --reuse adds the mechanism to its JSON and table
+    assert main(["compare", str(path), "--out", str(tmp_path), "--k", "20", "--quiet"]) == 0
+    reuse = tmp_path / "small_compare.json"
+    out = tmp_path / "again"
+    out.mkdir()
+    assert (
+        main(
+            [
+                "compare",
+                str(path),
+                "--out",
+                str(out),
+                "--reuse",
+                str(reuse),
+                "--cells-per-alpha",
+                "1",
+                "--along",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / "small_compare.json").read_text())
+    assert record["rows"] == json.loads(reuse.read_text())["rows"]
+    assert {"rows", "eos_cells", "summary"} <= set(record["mechanism"])
+    assert "## Mechanism of the Fig. 4 edge" in (out / "small_compare.md").read_text()

@@ -116,6 +116,7 @@ def mechanism(
     along_iters: tuple[int, ...] = (0, 50, 100, 200, 300, 500),
     tol: float = 1e-4,
     local_records: tuple[dict[str, Any], ...] = (),
+    retrain_dtype: str = "float64",
     log: Any = None,
 ) -> dict[str, Any]:
     """Catapult ratio per alpha, edge-of-stability products, local edges (module text).
@@ -124,6 +125,10 @@ def mechanism(
     reused (exact MAML); ``along`` alphas get a trajectory of products at ``along_iters``."""
     from mamlconv.experiments.engine.loop import train_cells
 
+    # float32 edges are chaotic (docs/engine.md): a cell retrained in another batch can end
+    # elsewhere, or diverge; the retraining runs in float64 and a retrained cell that diverges
+    # is reported, not used.
+    train_config = result.config.replace(dtype=retrain_dtype)
     variant = result.config.variant
     steps = result.config.steps
     problem, init, tasks = _tasks_and_init(result)
@@ -169,7 +174,8 @@ def mechanism(
                 cells_b.append(int(j))
         if log is not None:
             log(f"alpha={a:.3g}: lambda_gov(init) {lam:.4g}, catapult {row['catapult_ratio']}")
-    eos = []
+    eos: list[dict[str, Any]] = []
+    not_reproduced: list[dict[str, Any]] = []
     if cells_a:
         run = train_cells(problem, result.config, alphas[cells_a], betas[cells_b], save_params=True)
         for c, (i, j) in enumerate(zip(cells_a, cells_b, strict=True)):
@@ -215,7 +221,7 @@ def mechanism(
                 else:
                     run = train_cells(
                         problem,
-                        result.config.replace(iters=int(t)),
+                        train_config.replace(iters=int(t)),
                         alphas[[i]],
                         betas[[j]],
                         save_params=True,
@@ -269,7 +275,16 @@ def mechanism(
         if eos
         else None,
     }
-    return {"rows": rows, "eos_cells": eos, "trajectories": trajectories, "summary": summary}
+    summary["retrain_dtype"] = retrain_dtype
+    summary["n_retrained"] = len(cells_a)
+    summary["n_retrain_diverged"] = len(not_reproduced)
+    return {
+        "rows": rows,
+        "eos_cells": eos,
+        "not_reproduced": not_reproduced,
+        "trajectories": trajectories,
+        "summary": summary,
+    }
 
 
 def mechanism_markdown(mech: dict[str, Any]) -> str:
@@ -324,9 +339,11 @@ def mechanism_markdown(mech: dict[str, Any]) -> str:
         f"{s['n_catapult_columns']} columns; median ratio (lower end) "
         f"{f(s['catapult_ratio_median_lo'])}",
         f"- edge of stability (product within the band): {f(s['eos_fraction'])} of "
-        f"{s['n_eos_cells']} cells; median product {f(s['eos_product_median'])}; retrained "
-        f"cells reproduce the sweep's final loss to {f(s['retrain_max_rel_loss_diff'])} "
-        "(relative)",
+        f"{s['n_eos_cells']} cells; median product {f(s['eos_product_median'])}; cells retrained "
+        f"in {s.get('retrain_dtype')}: {s.get('n_retrained')}, of which "
+        f"{s.get('n_retrain_diverged')} diverged (float32 edges are chaotic) and are left out; "
+        f"largest relative difference of a retrained final loss from the sweep's: "
+        f"{f(s['retrain_max_rel_loss_diff'])}",
     ]
     for t in mech["trajectories"]:
         prods = ", ".join(f"{it}: {f(p)}" for it, p in zip(t["iters"], t["product"], strict=True))
