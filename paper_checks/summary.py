@@ -176,7 +176,9 @@ def reason(claim: dict[str, Any], width: int = REASON_WIDTH) -> str:
     verdict = claim["verdict"]
     lead = leading_tests(claim)
     if verdict == "NOT-RUN":
-        text = why_not_run(claim.get("key_number") or "no test collected")
+        key = claim.get("key_number") or "no test collected"
+        text = why_not_run(key)
+        text = key if text.endswith("…") else text  # no short form: the reason itself
     else:
         text = _readings_reason(claim) or ""
         if not text and verdict in ("HOLDS-FOR", "INCONCLUSIVE"):
