@@ -4,10 +4,11 @@ Each side is a whole fresh process (start-up included, so both pay the same impo
 interleaved, best of ``--repeat``, on the problem of ``examples/own_model.py`` (a CNN with
 BatchNorm through ``problem_from_module``):
 
-- ``mamlconv advise --problem examples/own_model.py:make_problem --tasks 16`` against
-  ``mamlconv.advise(make_problem(), n_tasks=16)``;
-- ``mamlconv compare SWEEP --out DIR`` against ``mamlconv.compare(mamlconv.load(SWEEP),
-  out=DIR)`` on one small sweep made first (not timed).
+- ``mamlconv advise --problem examples/own_model.py:make_problem --tasks 4 --k 2`` against
+  ``mamlconv.advise(make_problem(), n_tasks=4, k=2)``;
+- ``mamlconv compare SWEEP --problem SPEC --points init --k 5 --out DIR`` against
+  ``mamlconv.compare(mamlconv.load(SWEEP), problem=SPEC, points=('init',), k=5, out=DIR)``
+  on one small sweep made first (not timed).
 
 The API processes leave torch's threads as torch sets them (the point: the package's thread
 rule, ``mamlconv.util.threads``, applies inside the call). ``--keep`` also times the API with
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per side (best)")
     ap.add_argument("--keep", action="store_true", help="also time the API with the rule off")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument("--only", nargs="+", choices=("advise", "compare"), default=None)
     args = ap.parse_args(argv)
     env = {k: v for k, v in os.environ.items() if k != "MAMLCONV_THREADS"}
     cli = [sys.executable, "-m", "mamlconv"]
@@ -68,21 +70,39 @@ def main(argv: list[str] | None = None) -> int:
         )
         work = {
             "advise": {
-                "cli": [*cli, "advise", "--problem", SPEC, "--tasks", "16", "--quiet", "--json"],
+                "cli": [
+                    *cli,
+                    "advise",
+                    "--problem",
+                    SPEC,
+                    "--tasks",
+                    "4",
+                    "--k",
+                    "2",
+                    "--quiet",
+                    "--json",
+                ],
                 "api": _api(
                     "from own_model import make_problem; "
-                    "print(mamlconv.advise(make_problem(), n_tasks=16).alpha_star)"
+                    "print(mamlconv.advise(make_problem(), n_tasks=4, k=2).alpha_star)"
                 ),
             },
             "compare": {
-                "cli": [*cli, "compare", str(sweep), "--out", str(Path(tmp) / "c1"), "--quiet"],
+                "cli": [
+                    *cli,
+                    *("compare", str(sweep), "--problem", SPEC, "--points", "init", "--k", "5"),
+                    *("--out", str(Path(tmp) / "c1"), "--quiet"),
+                ],
                 "api": _api(
-                    f"mamlconv.compare(mamlconv.load({str(sweep)!r}), "
+                    f"mamlconv.compare(mamlconv.load({str(sweep)!r}), problem={SPEC!r}, "
+                    "points=('init',), k=5, "
                     f"out={str(Path(tmp) / 'c2')!r})"
                 ),
             },
         }
         for name, sides in work.items():
+            if args.only and name not in args.only:
+                continue
             best: dict[str, float] = {}
             order = [("cli", sides["cli"], env), ("api", sides["api"], env)]
             if args.keep:

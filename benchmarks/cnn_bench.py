@@ -38,7 +38,6 @@ machine may be shared; compare ratios, not absolute times).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -218,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     from mamlconv.experiments.engine.flops import counter
     from mamlconv.experiments.engine.loop import auto_backend
     from mamlconv.experiments.engine.memory import peak_bytes
+    from mamlconv.util.files import dumps
     from mamlconv.util.provenance import describe
 
     torch.set_num_threads(1)
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        args.json.write_text(dumps(record) + "\n")  # strict JSON (docs/engine.md)
     return 0
 
 
