@@ -342,13 +342,14 @@ def _images(x: Tensor) -> Tensor:
     return x.transpose(0, 1).reshape(n, g * c, h, w)
 
 
-CACHE_BYTES = 2 << 20
+CACHE_BYTES = 4 << 20
 """Bytes of the first convolution's output that one call may hold, (pairs per call) x (one
 pair's output on that call's set): the elementwise kernels (pooling, ReLU, batch norm and
-their derivatives) run from cache below it and from memory above it (measured with
-``benchmarks/cnn_bench.py``: the paper's Omniglot query activation, 15 MB a pair, runs fastest
-one pair at a time; its 1 MB support activation and the 55 kB query activation of
-``examples/own_model.py`` fastest with many pairs in one call)."""
+their derivatives) run from cache below it and from memory above it. Measured on the paper's
+Omniglot episode (``benchmarks/cnn_bench.py`` and single-step timings): its query activation,
+15 MB a task, runs fastest one task at a time (two at a time was slower by a quarter); its
+1 MB support activations fastest about four at a time; the 55 kB query activation of
+``examples/own_model.py`` with all of a cell's tasks in one call."""
 
 
 def pairs_per_call(plan: Plan, params: Params, x: Tensor, *, n_pairs: int) -> int:
