@@ -132,7 +132,9 @@ def _module_plan(problem: Any) -> Plan | None:
         elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
             if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
                 return None
-            if isinstance(m, nn.AvgPool2d) and not m.count_include_pad:
+            if isinstance(m, nn.AvgPool2d) and (
+                not m.count_include_pad or m.divisor_override is not None
+            ):
                 return None
             kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
             opts = (("kernel", m.kernel_size), ("stride", m.stride), ("padding", m.padding))
@@ -329,7 +331,8 @@ def _forward(
 
 def _group_losses(plan: Plan, outputs: Tensor, y: Tensor) -> Tensor:
     """(G,) each pair's loss ``plan.loss(outputs[g], y[g])``."""
-    if plan.loss in (_cross_entropy, F.cross_entropy):  # one native call for all pairs
+    if plan.loss in (_cross_entropy, F.cross_entropy) and not y.is_floating_point():
+        # class labels: one native call for all pairs
         g, n, k = outputs.shape
         per = F.cross_entropy(outputs.reshape(g * n, k), y.reshape(g * n), reduction="none")
         return per.view(g, n).mean(1)
