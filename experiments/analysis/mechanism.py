@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mamlconv.experiments.analysis.stationary import UpdateField, jacobian_beta_c, to_flat
+from mamlconv.experiments.analysis.stationary import UpdateField, to_flat
 from mamlconv.numerics.curvature import spectrum
 
 EOS_FACTOR = 1.5
@@ -44,10 +44,10 @@ def governing_curvature(
     steps: int = 1,
     tol: float = 1e-4,
 ) -> float:
-    """lambda_gov = 2 / beta_c of the operator that linearises the variant's update at
-    ``params``: exact, the meta-Hessian's largest eigenvalue (Lanczos); first order, the
-    first-order Jacobian's eigenvalues of largest modulus (ARPACK), through
-    :func:`.stationary.jacobian_beta_c`."""
+    """lambda_gov, the sharpness of the operator that linearises the variant's update at
+    ``params``: exact, the meta-Hessian's largest eigenvalue (Lanczos); first order, max
+    |mu|^2 / (2 Re mu) over the first-order Jacobian's eigenvalues of largest modulus (ARPACK)
+    with Re mu > 0, so that 2 / lambda_gov is the beta those modes allow."""
     if variant == "exact":
         r = spectrum(
             problem.loss, params, tasks, operator="meta", alpha=alpha, steps=steps, k=1, tol=tol
@@ -67,8 +67,14 @@ def governing_curvature(
 
     op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
     mu = eigs(op, k=4, which="LM", tol=tol, v0=np.random.default_rng(0).standard_normal(n))[0]
-    beta = jacobian_beta_c(mu)
-    return 2.0 / beta if beta > 0 else math.inf
+    # Sharpness, as for gradient descent: the modes that limit beta (Re mu > 0; each needs
+    # beta < 2 Re mu / |mu|^2); a mode with Re mu <= 0 is an escape direction away from a
+    # minimum, not a limit on beta, and is left out here (the local regime's certificate is
+    # where it counts).
+    limiting = mu[mu.real > 0]
+    if not limiting.size:
+        return 0.0
+    return float(np.max(np.abs(limiting) ** 2 / (2 * limiting.real)))
 
 
 def _tasks_and_init(result: Any) -> tuple[Any, Any, Any]:
@@ -177,8 +183,17 @@ def mechanism(
     eos: list[dict[str, Any]] = []
     not_reproduced: list[dict[str, Any]] = []
     if cells_a:
-        run = train_cells(problem, result.config, alphas[cells_a], betas[cells_b], save_params=True)
+        run = train_cells(problem, train_config, alphas[cells_a], betas[cells_b], save_params=True)
         for c, (i, j) in enumerate(zip(cells_a, cells_b, strict=True)):
+            if run.diverged[c]:
+                not_reproduced.append(
+                    {
+                        "alpha": float(alphas[i]),
+                        "beta": float(betas[j]),
+                        "diverged_at": int(run.diverged_at[c]),
+                    }
+                )
+                continue
             params = _as_params(run.final_params, c)
             lam_end = governing_curvature(
                 problem,
