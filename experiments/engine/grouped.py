@@ -208,9 +208,6 @@ class Patches(NamedTuple):
     cov: Tensor
     side: tuple[int, int]
 
-    def pick(self, tasks: Tensor) -> Patches:
-        return Patches(self.rows[tasks], self.mean[tasks], self.cov[tasks], self.side)
-
 
 def _pair(v: Any) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
@@ -425,10 +422,6 @@ def make_grouped_step(
         )
         names = list(params)
         device = alphas.device
-        ms = mq = None
-        if fused:
-            ms = _patches(plan.layers[0], tasks.x_support)
-            mq = _patches(plan.layers[0], tasks.x_query)
         direction = {n: torch.zeros_like(p) for n, p in params.items()} if need_direction else None
         loss_post = torch.zeros(n_pairs, dtype=alphas.dtype, device=device)
         loss_pre = torch.zeros(n_pairs, dtype=alphas.dtype, device=device) if need_stats else None
@@ -436,8 +429,9 @@ def make_grouped_step(
         cell_sum: Tensor | None = None
         track = need_direction and second_order  # keep the support graph for the backward
 
-        def pick(m: Patches | None, tk: Tensor) -> Patches | None:
-            return None if m is None else m.pick(tk)
+        def patches(x: Tensor) -> Patches | None:
+            # made per call, just before use: they stay in cache, and memory stays per call
+            return _patches(plan.layers[0], x) if fused else None
 
         starts = [c * n_tasks + t for c in range(n_cells) for t in range(0, n_tasks, per_support)]
         for p0 in starts:
@@ -447,7 +441,7 @@ def make_grouped_step(
             c0, c1 = int(cells[0]), int(cells[-1]) + 1
             g = idx.numel()
             xs, ys = _images(tasks.x_support[task_idx]), tasks.y_support[task_idx]
-            mom_s = pick(ms, task_idx)
+            mom_s = patches(tasks.x_support[task_idx])
             with torch.enable_grad():
                 # phase 1: the inner steps of g pairs in one grouped graph
                 theta = {n: p[c0:c1].detach().requires_grad_(track) for n, p in params.items()}
@@ -478,12 +472,11 @@ def make_grouped_step(
                     j = torch.arange(j0, min(j0 + per_query, g), device=device)
                     tk = task_idx[j]
                     xq, yq = _images(tasks.x_query[tk]), tasks.y_query[tk]
+                    mom_q = patches(tasks.x_query[tk])
                     leaf = {
                         n: f.detach()[j].requires_grad_(need_direction) for n, f in fast.items()
                     }
-                    per_pair = _group_losses(
-                        plan, _forward(plan, leaf, xq, j.numel(), pick(mq, tk)), yq
-                    )
+                    per_pair = _group_losses(plan, _forward(plan, leaf, xq, j.numel(), mom_q), yq)
                     loss_post[idx[j]] = per_pair.detach()
                     if need_direction:
                         qs = _grad(per_pair.sum() / n_tasks, [leaf[n] for n in names])
@@ -492,7 +485,7 @@ def make_grouped_step(
                     if loss_pre is not None:
                         with torch.no_grad():
                             start = _stack(params, cells[j])
-                            pre = _forward(plan, start, xq, j.numel(), pick(mq, tk))
+                            pre = _forward(plan, start, xq, j.numel(), mom_q)
                             loss_pre[idx[j]] = _group_losses(plan, pre, yq)
                 if direction is not None:
                     q_all = {n: torch.cat(q_grads[n]) for n in names}
