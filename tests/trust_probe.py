@@ -9,9 +9,10 @@ copy of an older commit laid out as ``mamlconv/`` with its subpackages). Each ou
 
 - ``clear-error``: exit 2 with one ``mamlconv`` line, no traceback (what a bad input must give);
 - ``correct``: the expected result (exit 0 and what the scenario checks);
-- ``traceback``, ``hang`` (past the time limit), ``silent-wrong`` (exit 0, or a number or a
+- ``traceback`` (a Python traceback, or the CLI's "internal error (...)" line that stands for
+  one), ``hang`` (past the time limit), ``silent-wrong`` (exit 0, or a number or a
   verdict, that is wrong), ``data-lost``, ``security`` (a file made code run);
-- ``unclear`` (exit 2 but not one line from mamlconv).
+- ``unclear`` (an error, but not one line from mamlconv: e.g. a foreign program's usage text).
 
 The counts print as JSON at the end (the closing note's before/after). Every process runs niced,
 single-threaded, with a CPU-time limit. Not a pytest module: the item tests are
@@ -97,6 +98,8 @@ def classify_error(rc, out) -> str:
     if rc == 0:
         return "silent-wrong"
     lines = [ln for ln in out.splitlines() if ln.strip()]
+    if any("internal error (" in ln for ln in lines):
+        return "traceback"  # the CLI's one-line form of an unexpected exception
     errors = [ln for ln in lines if ln.startswith("mamlconv") and "error:" in ln]
     foreign = [ln for ln in lines if ln.startswith(("usage:", "-c: error"))]
     if rc == 2 and len(errors) == 1 and "internal error" not in errors[0] and not foreign:

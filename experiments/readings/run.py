@@ -310,6 +310,15 @@ def load_run(path: Path) -> dict[str, Any]:
     for k in ("alphas", "betas", "initial_loss", "final_loss", "max_loss", "dead_fraction"):
         g[k] = np.vectorize(_num, otypes=[float])(np.asarray(g[k], dtype=object))
     g["diverged_at"] = np.asarray(g["diverged_at"], dtype=np.int64)
+    grid_shape = (g["alphas"].size, g["betas"].size)
+    for k in ("initial_loss", "final_loss", "max_loss", "dead_fraction", "diverged_at"):
+        if g[k].shape != grid_shape or g["alphas"].ndim != 1 or g["betas"].ndim != 1:
+            raise ValueError(
+                f"{path}: grid array {k} has shape {g[k].shape}, its alphas and betas say "
+                f"{grid_shape}; the file is damaged or was edited"
+            )
+    if not isinstance(rec.get("bisections"), dict):
+        raise ValueError(f"{path}: no bisections record; not a complete reading run")
     # learned and the edge cells' mechanism are re-derived from the stored losses, so the
     # current LEARNED_FRACTION applies to old files too
     ref = reference_loss(g["alphas"], g["initial_loss"])
@@ -388,8 +397,9 @@ def scan_runs(
             rec = load_run(path)
             reading, seed = rec["reading"], rec["seed"]
             canonical = result_path(Path(directory), matrix, reading, seed)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            left_out.append((path, f"not a readable reading run ({type(exc).__name__}: {exc})"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            left_out.append((path, f"not a readable reading run ({reason})"))
             continue
         if path.name != canonical.name:
             left_out.append(

@@ -107,10 +107,12 @@ class RayOptions:
     def __post_init__(self) -> None:
         if not self.address:
             raise ValueError("Ray address is empty; use auto, local or HOST:PORT")
-        if self.cpus_per_task <= 0:
-            raise ValueError(f"cpus per task must be > 0, got {self.cpus_per_task}")
-        if self.gpus_per_task < 0:
-            raise ValueError(f"gpus per task must be >= 0, got {self.gpus_per_task}")
+        if not (0 < self.cpus_per_task < float("inf")):  # NaN fails both
+            raise ValueError(f"cpus per task must be a finite number > 0, got {self.cpus_per_task}")
+        if not (0 <= self.gpus_per_task < float("inf")):
+            raise ValueError(
+                f"gpus per task must be a finite number >= 0, got {self.gpus_per_task}"
+            )
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
 

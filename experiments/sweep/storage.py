@@ -97,7 +97,7 @@ def config_of(meta: dict[str, Any], path: Path) -> SweepConfig:
     try:
         config = SweepConfig.from_dict(meta["config"])
         check_extremes(config)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # e.g. "device": null
         raise ResultFileError(f"{path}: its sweep configuration is invalid ({exc})") from None
     return config
 
@@ -471,7 +471,7 @@ def read_saved_sweep(path: str | os.PathLike[str]) -> SavedSweep:
         record_path = path / LAYOUT_FILE
         try:
             record = json.loads(record_path.read_text())
-            config = SweepConfig.from_dict(record["config"])
+            config = config_of(record, record_path)
         except FileNotFoundError:
             raise ResultFileError(
                 f"--config {path} has no {LAYOUT_FILE} (made by an older mamlconv); pass the "

@@ -288,11 +288,19 @@ def ray_options(args: argparse.Namespace) -> Any:
         require_ray()
     except RayMissing as exc:
         raise UsageError(str(exc)) from None
-    return RayOptions(
+    options = RayOptions(
         address=args.ray_address,
         cpus_per_task=args.cpus_per_task,
         gpus_per_task=args.gpus_per_task,
     )
+    if options.address not in ("auto", "local"):  # before the estimate and any file: one line
+        from mamlconv.experiments.sweep.ray_backend import RayUnreachable, check_reachable
+
+        try:
+            check_reachable(options.address)
+        except RayUnreachable as exc:
+            raise UsageError(str(exc)) from None
+    return options
 
 
 def _from_saved(args: argparse.Namespace) -> Any:
