@@ -154,3 +154,17 @@ def test_cli_local_linreg_writes_json_and_table(tmp_path):
     assert [r["alpha"] for r in rec["rows"]] == [0.0, 0.02]
     assert all(r["certified"] for r in rec["rows"])
     assert out.with_suffix(".md").read_text().startswith("# linreg / exact")
+
+
+def test_first_order_sharpness_is_the_top_mode_curvature(data):
+    """mechanism.governing_curvature for first order: 2 / lambda_gov is the largest stable beta
+    of the first-order update, so on linear regression lambda_gov = max lambda (1 - alpha lambda)
+    (the closed-form Jacobian A (I - alpha A)), and 2 / lambda_gov is Eq. 15's beta_c."""
+    from mamlconv.experiments.analysis.mechanism import governing_curvature
+    from mamlconv.theory.thresholds import beta_c
+
+    problem, init, tasks, _, lam = local.linreg_setup(data, variant="first_order")
+    for alpha in (0.0, 0.01, 0.05):
+        got = governing_curvature(problem, init, tasks, alpha=alpha, variant="first_order")
+        assert got == pytest.approx(np.max(lam * (1 - alpha * lam)), rel=1e-9)
+        assert 2 / got == pytest.approx(float(beta_c(lam, alpha, model="first_order")), rel=1e-9)

@@ -46,7 +46,7 @@ def governing_curvature(
 ) -> float:
     """lambda_gov, the sharpness of the operator that linearises the variant's update at
     ``params``: exact, the meta-Hessian's largest eigenvalue (Lanczos); first order, max
-    |mu|^2 / (2 Re mu) over the first-order Jacobian's eigenvalues of largest modulus (ARPACK)
+    |mu|^2 / Re mu over the first-order Jacobian's eigenvalues of largest modulus (ARPACK)
     with Re mu > 0, so that 2 / lambda_gov is the beta those modes allow."""
     if variant == "exact":
         r = spectrum(
@@ -65,8 +65,12 @@ def governing_curvature(
         t = torch.as_tensor(np.ascontiguousarray(np.real(v)).reshape(-1), dtype=theta.dtype)
         return mv(t).detach().double().numpy()
 
-    op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
-    mu = eigs(op, k=4, which="LM", tol=tol, v0=np.random.default_rng(0).standard_normal(n))[0]
+    if n <= 50:  # ARPACK needs k < n - 1: a small model's Jacobian is diagonalised densely
+        mu = np.linalg.eigvals(field.dense_jacobian(theta))
+    else:
+        op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
+        v0 = np.random.default_rng(0).standard_normal(n)
+        mu = eigs(op, k=4, which="LM", tol=tol, v0=v0)[0]
     # Sharpness, as for gradient descent: the modes that limit beta (Re mu > 0; each needs
     # beta < 2 Re mu / |mu|^2); a mode with Re mu <= 0 is an escape direction away from a
     # minimum, not a limit on beta, and is left out here (the local regime's certificate is
@@ -74,7 +78,7 @@ def governing_curvature(
     limiting = mu[mu.real > 0]
     if not limiting.size:
         return 0.0
-    return float(np.max(np.abs(limiting) ** 2 / (2 * limiting.real)))
+    return float(np.max(np.abs(limiting) ** 2 / limiting.real))
 
 
 def _tasks_and_init(result: Any) -> tuple[Any, Any, Any]:
