@@ -25,6 +25,22 @@ original rule) and ``stop`` (the lr at which the test stopped: the range test's 
 the divergence point). Each runs at the torch-lr-finder default of 100 iterations and at the
 advisor's cost (its cell-iterations split over the two edges).
 
+Two further cases are measured against a full grid of their own, made with the package's own
+``mamlconv sweep`` (real training, committed as ``experiments/results/advisor_ref_<case>.npz``
+with its JSON sidecar; the commands in ``GRID_CASES``): the own-model CNN of
+``examples/own_model.py`` (spec ``examples/own_model.py:make_problem``, the advisor's own-model
+protocol: 100 iterations on a pool of 16 tasks, float32, level 1e3) and Omniglot at the smoke
+preset's size (5-way 1-shot, 8 filters, 2 query examples, 2 inner steps, fresh tasks) at a
+horizon of 50 iterations with 4 tasks and the preset's level 100. The advisor runs on the
+grid's recorded configuration (same problem, horizon, tasks, seed, level), with the grid's
+inner rates as its alpha ladder. The reference edge at an alpha is that grid row's bracket
+[largest stable grid beta, next grid beta] (``SweepMap.boundary``): the grid's own bracket,
+its width in decades the reference's error bar. The reference alpha* is the largest grid alpha
+stable at the grid's smallest beta (the advisor scans at or below it). Cost: the advisor's
+cell-iterations as a fraction of the grid's nominal cost (cells x iterations, alpha = 0 row
+included) and of what the grid actually spent (diverged cells stop early). The range test's
+ramp there runs from a decade below the grid's smallest beta to a decade above its largest.
+
     nice python benchmarks/advisor_bench.py [--out experiments/results/advisor_bench.json]
 
 Writes the JSON after every case (a rerun skips the cases already there) and prints the table.
@@ -103,7 +119,9 @@ def error_decades(edge: float, lo: float | None, hi: float) -> float:
     return max(0.0, low - x, x - high)
 
 
-def range_test(problem, config: SweepConfig, alpha: float, num_iter: int) -> dict:
+def range_test(
+    problem, config: SweepConfig, alpha: float, num_iter: int, start=START, end=END
+) -> dict:
     """torch-lr-finder's range test on the MAML outer step (see the module docstring)."""
     step = make_step(problem, variant=config.variant, steps=config.steps)
     params, stream = initial_state(problem, config, dtype=torch.float32, device="cpu")
@@ -111,7 +129,7 @@ def range_test(problem, config: SweepConfig, alpha: float, num_iter: int) -> dic
     alpha_t = torch.tensor([alpha], dtype=torch.float32)
     lrs, smooth, best = [], [], math.inf
     for i in range(num_iter):
-        lr = START * (END / START) ** (i / (num_iter - 1))
+        lr = start * (end / start) ** (i / (num_iter - 1))
         out = step(params, alpha_t, stream.next(), need_direction=True, need_stats=False)
         loss = float(out.loss_post[0])
         s = loss if i == 0 else SMOOTH * loss + (1 - SMOOTH) * smooth[-1]
@@ -174,6 +192,191 @@ def run_case(init: str, variant: str, seed: int) -> dict:
             entry["grid20"]["error_decades"] = error_decades(edge.midpoint, *grid["bracket"])
         row["edges"].append(entry)
     return row
+
+
+OWN_MODEL = "examples/own_model.py:make_problem"
+GRID_CASES: dict[str, dict] = {
+    "own_model/exact/seed0": {
+        "file": "advisor_ref_toycnn.npz",
+        "problem": OWN_MODEL,
+        # mamlconv.sweep, since the CLI's sweep has no --pool-size and gives a user's problem
+        # the sinusoid pool of 100; advise --measure --problem trains on a pool of 16
+        "sweep": {
+            "alphas": np.geomspace(0.03, 9.0, 10).tolist(),
+            "betas": np.geomspace(0.003, 12.0, 13).tolist(),
+            "iters": 100,
+            "tasks_per_batch": 16,
+            "task_source": "pool",
+            "pool_size": 16,
+            "divergence_level": LEVEL,
+            "seed": 0,
+            "dtype": "float32",
+            "device": "cpu",
+        },
+        "command": "nice python benchmarks/advisor_bench.py --make-grid own_model/exact/seed0",
+        # a second reference at twice the beta resolution (the coarse betas are every other
+        # one of it), where the machine had the time: its bracket is half as wide
+        "fine": {
+            "file": "advisor_ref_toycnn_fine.npz",
+            "betas": np.geomspace(0.003, 12.0, 25).tolist(),
+            "command": "nice python benchmarks/advisor_bench.py --make-grid "
+            "own_model/exact/seed0 --fine",
+        },
+    },
+    "omniglot_smoke/exact/seed0": {
+        "file": "advisor_ref_omniglot_smoke.npz",
+        "problem": "omniglot",
+        "command": "nice mamlconv sweep omniglot --preset smoke --alphas 0.01:10:10 "
+        "--betas 0.01:100:13 --iters 50 --tasks 4 --seed 0 --device cpu --threads 1 "
+        "--resume --out experiments/results/advisor_ref_omniglot_smoke.npz",
+    },
+}
+"""The cases with a reference grid of their own: the result file under experiments/results/,
+the problem the benchmark names (a spec is trusted because this file names it, and must equal
+the grid's), and the command that made the grid."""
+
+
+def make_grid(name: str, fine: bool = False) -> Path:
+    """The reference grid of a ``GRID_CASES`` entry with a ``sweep`` spec (``fine``: its finer
+    second grid), by the package's own ``mamlconv.sweep`` (resumable: an interrupted run
+    continues from its chunks)."""
+    import mamlconv
+
+    case = GRID_CASES[name]
+    options = dict(case["sweep"])
+    if fine:
+        options["betas"] = case["fine"]["betas"]
+    out = RESULTS / (case["fine"]["file"] if fine else case["file"])
+    mamlconv.sweep(case["problem"], out=out, resume=True, progress=True, **options)
+    return out
+
+
+def _decades(lo: float | None, hi: float) -> float:
+    if lo is None or not (lo > 0) or not math.isfinite(hi):
+        return math.inf
+    return math.log10(hi / lo)
+
+
+def run_grid_case(name: str) -> dict:
+    """The advisor on the recorded configuration of a committed reference grid, its edges
+    against that grid's brackets, and the range tests beside it."""
+    import mamlconv
+    from mamlconv.experiments.problems.registry import normalize_spec, trust_spec
+
+    case = GRID_CASES[name]
+    ref = mamlconv.load(RESULTS / case["file"])
+    config = ref.config.replace(device="cpu")
+    is_spec = ":" in case["problem"]
+    expected = normalize_spec(case["problem"]) if is_spec else case["problem"]
+    if config.problem != expected:  # the grid must be the problem this file names
+        raise SystemExit(f"{case['file']} holds problem {config.problem!r}, not {expected!r}")
+    if is_spec:  # named here, by this file, so it may run
+        trust_spec(case["problem"])
+    problem = get_problem(config.problem, **config.problem_options)
+    alphas, betas = [float(a) for a in ref.alphas], [float(b) for b in ref.betas]
+    stable = ~ref.diverged
+    edges_ref = {float(r["alpha"]): r for r in ref.boundary().as_records()}
+    t0 = time.perf_counter()
+    advice = measure(problem, config, alphas=alphas, tol=1e-4)
+    wall = time.perf_counter() - t0
+    stable_low = [a for a, ok in zip(alphas, stable[:, 0], strict=True) if ok]
+    n_cells = stable.size + (len(betas) if ref.alpha0_final_loss is not None else 0)
+    nominal = n_cells * config.iters
+    spent = ref.result.run_info.get("cell_iterations")
+    cost = advice.cell_iterations
+    row = {
+        "case": name,
+        "reference_grid": {
+            "file": case["file"],
+            "command": case["command"],
+            "shape": [len(alphas), len(betas)],
+            "alpha_zero_row": ref.alpha0_final_loss is not None,
+            "alphas": alphas,
+            "betas": betas,
+            "beta_step_decades": math.log10(betas[1] / betas[0]),
+            "cell_iterations_nominal": nominal,
+            "cell_iterations_spent": spent,
+            "wall_s": ref.result.run_info.get("wall_s"),
+        },
+        "advisor": advice.as_dict(),
+        "wall_s": round(wall, 1),
+        "alpha_star": advice.alpha_star,
+        "reference_alpha_star": max(stable_low) if stable_low else 0.0,
+        "cost_fraction_of_grid": cost / nominal,
+        "cost_fraction_of_grid_spent": cost / spent if spent else None,
+        "edges": [],
+    }
+    ramp = (betas[0] / 10, betas[-1] * 10)
+    per_edge = max(2, cost // 2)
+    for edge in advice.edges:
+        rec = edges_ref.get(float(edge.alpha))
+        if rec is None:  # alpha* is a grid alpha (the ladder is the grid's): never expected
+            raise SystemExit(f"{name}: no grid row at alpha {edge.alpha}")
+        lo = rec["beta_lo"] if rec["beta_lo"] is not None and rec["beta_lo"] > 0 else None
+        hi = rec["beta_hi"] if rec["beta_hi"] is not None else math.inf
+        entry = {
+            "alpha": edge.alpha,
+            "measured": [edge.lo, edge.hi],
+            "reference": [lo, hi],
+            "reference_kind": "grid",
+            "reference_width_decades": _decades(lo, hi),
+            "reference_monotone": rec.get("monotone"),
+            "error_decades": error_decades(edge.midpoint, lo, hi),
+            "non_monotone": edge.non_monotone,
+            "range_test": {},
+        }
+        for label, n in (("default", DEFAULT_ITERS), ("equal_cost", per_edge)):
+            rt = range_test(problem, config, edge.alpha, n, *ramp)
+            rt["errors"] = {
+                rule: error_decades(rt[rule], lo, hi) for rule in ("stop", "steepest", "min/10")
+            }
+            entry["range_test"][label] = rt
+        row["edges"].append(entry)
+    return row
+
+
+def _rate(x: float | None) -> float:
+    return math.nan if x is None else x  # a NaN rule reads back from JSON as null
+
+
+def add_fine_reference(row: dict) -> bool:
+    """Score a finished grid case against its case's finer grid as well, once that grid exists
+    (no training: the advisor's brackets and the range tests' rates are in the row)."""
+    import mamlconv
+
+    fine = GRID_CASES[row["case"]].get("fine")
+    if fine is None or not (RESULTS / fine["file"]).exists():
+        return False
+    if all("fine_grid" in e for e in row["edges"]):
+        return False
+    records = {
+        float(r["alpha"]): r for r in mamlconv.load(RESULTS / fine["file"]).boundary().as_records()
+    }
+    for e in row["edges"]:
+        rec = records[float(e["alpha"])]
+        lo = rec["beta_lo"] if rec["beta_lo"] is not None and rec["beta_lo"] > 0 else None
+        hi = rec["beta_hi"] if rec["beta_hi"] is not None else math.inf
+        m_lo, m_hi = e["measured"]  # as Edge.midpoint; a null in a reloaded list is inf here
+        m_hi = math.inf if m_hi is None else m_hi
+        mid = (
+            m_hi if m_lo is None else (m_lo if not math.isfinite(m_hi) else math.sqrt(m_lo * m_hi))
+        )
+        e["fine_grid"] = {
+            "file": fine["file"],
+            "command": fine["command"],
+            "bracket": [lo, hi],
+            "width_decades": _decades(lo, hi),
+            "monotone": rec.get("monotone"),
+            "error_decades": error_decades(mid, lo, hi),
+            "range_test_errors": {
+                label: {
+                    r: error_decades(_rate(e["range_test"][label][r]), lo, hi)
+                    for r in ("stop", "steepest", "min/10")
+                }
+                for label in ("default", "equal_cost")
+            },
+        }
+    return True
 
 
 def _grid_reference(variant: str, seed: int, init: str) -> dict | None:
@@ -254,12 +457,84 @@ def report(rows: list[dict]) -> dict:
     return summary
 
 
+def report_grid(rows: list[dict]) -> dict:
+    """The cases with a reference grid of their own: per edge the advisor's and the range
+    tests' errors, the grid's bracket width (its error bar) and the cost against the grid."""
+    rules = ("stop", "steepest", "min/10")
+    print(
+        f"{'case':28} {'alpha':>6} {'advisor':>7} {'ref width':>9} "
+        + " ".join(f"{'rt100 ' + r:>13}" for r in rules)
+        + " "
+        + " ".join(f"{'rt= ' + r:>11}" for r in rules)
+        + f" {'cost':>6} {'% grid':>7} {'% spent':>7}"
+    )
+    errors = {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in rules}}
+    for row in rows:
+        cost = row["advisor"]["cost"]["cell_iterations"]
+        spent = row["cost_fraction_of_grid_spent"]
+        for e in row["edges"]:
+            rt_d, rt_e = e["range_test"]["default"], e["range_test"]["equal_cost"]
+            errors["advisor"].append(e["error_decades"])
+            for r in rules:
+                errors[f"default:{r}"].append(rt_d["errors"][r])
+                errors[f"equal_cost:{r}"].append(rt_e["errors"][r])
+            print(
+                f"{row['case']:28} {e['alpha']:6.3g} {_fmt(e['error_decades']):>7} "
+                f"{_fmt(e['reference_width_decades']):>9} "
+                + " ".join(f"{_fmt(rt_d['errors'][r]):>13}" for r in rules)
+                + " "
+                + " ".join(f"{_fmt(rt_e['errors'][r]):>11}" for r in rules)
+                + f" {cost:6d} {100 * row['cost_fraction_of_grid']:7.2f} "
+                f"{'-' if spent is None else f'{100 * spent:.2f}':>7}"
+            )
+    fine = {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in rules}}
+    for row in rows:
+        for e in row["edges"]:
+            if "fine_grid" not in e:
+                continue
+            f = e["fine_grid"]
+            fine["advisor"].append(f["error_decades"])
+            for k in ("default", "equal_cost"):
+                for r in rules:
+                    fine[f"{k}:{r}"].append(f["range_test_errors"][k][r])
+            print(
+                f"{row['case']:28} {e['alpha']:6.3g} fine grid {f['file']}: bracket "
+                f"{f['bracket']}, width {_fmt(f['width_decades'])} decades, advisor error "
+                f"{_fmt(f['error_decades'])}"
+            )
+    summary = {
+        "cases": [r["case"] for r in rows],
+        "edges": len(errors["advisor"]),
+        "within_grid_bracket": sum(x == 0 for x in errors["advisor"]),
+        "within_tolerance": sum(x <= TOLERANCE for x in errors["advisor"]),
+        "median_error_decades": {k: float(np.median(v)) for k, v in errors.items()},
+        "alpha_star_agrees": sum(r["alpha_star"] == r["reference_alpha_star"] for r in rows),
+        "load_average": os.getloadavg(),
+    }
+    if fine["advisor"]:
+        summary["fine_grid"] = {
+            "edges": len(fine["advisor"]),
+            "within_grid_bracket": sum(x == 0 for x in fine["advisor"]),
+            "within_tolerance": sum(x <= TOLERANCE for x in fine["advisor"]),
+            "median_error_decades": {k: float(np.median(v)) for k, v in fine.items()},
+        }
+    print(
+        f"grid cases: {summary['within_grid_bracket']}/{summary['edges']} advisor edges inside "
+        f"the grid's bracket, alpha* equal to the grid's in {summary['alpha_star_agrees']}/"
+        f"{len(rows)}; median error (decades): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in summary["median_error_decades"].items())
+    )
+    return summary
+
+
 def markdown(record: dict) -> str:
     """The committed note: the table and the summary the run printed, as Markdown."""
     rules = ("stop", "steepest", "min/10")
     sm = record["summary"]
     lines = [
-        "# Measured advice against the reading runs and LR range tests (sinusoid)",
+        "# Measured advice against reference runs and LR range tests",
+        "",
+        "## Sinusoid: against the committed reading runs",
         "",
         "Written by `nice python benchmarks/advisor_bench.py` (the data: `advisor_bench.json`;",
         "the method and the range-test rule with its source: the benchmark's docstring). Error:",
@@ -279,7 +554,7 @@ def markdown(record: dict) -> str:
         lo, hi = pair
         return f"[{'-' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
 
-    for row in record["cases"]:
+    for row in (r for r in record["cases"] if "reference_grid" not in r):
         cost = row["advisor"]["cost"]
         for e in row["edges"]:
             rt_d, rt_e = (
@@ -295,6 +570,7 @@ def markdown(record: dict) -> str:
                 + f" | {cost['cell_iterations']} | {100 * cost['grid_fraction']:.2f} |"
             )
     med = sm["median_error_decades"]
+    n_sin = sum("reference_grid" not in r for r in record["cases"])
     lines += [
         "",
         f"- Within {sm['tolerance_decades']} decades: {sm['within_tolerance']} of {sm['edges']} "
@@ -303,9 +579,9 @@ def markdown(record: dict) -> str:
         f"- Advisor cost: at most {sm['cost_cell_iterations']['max']} cell-iterations "
         f"({100 * sm['grid_fraction_max']:.2f} % of a 20 x 20 x 500 grid), median "
         f"{sm['cost_cell_iterations']['median']:.0f}.",
-        f"- Cases with both edges within: {sm['cases_both_within']} of {len(record['cases'])}.",
+        f"- Cases with both edges within: {sm['cases_both_within']} of {n_sin}.",
         f"- alpha* equal to the reading's last stable grid alpha in {sm['alpha_star_agrees']} "
-        f"of {len(record['cases'])} cases.",
+        f"of {n_sin} cases.",
         "- Against the committed 20 x 20 grids' alpha = 0 bracket (second reference): "
         + ", ".join(f"{k} {v:.3f}" for k, v in sm["grid20_alpha0_errors"].items())
         + " decades.",
@@ -314,15 +590,137 @@ def markdown(record: dict) -> str:
         f"{', '.join(f'{x:.2f}' for x in sm['load_average'])} (2 cores shared by 5 sessions).",
         "",
     ]
+    if "summary_grid_cases" in record:
+        lines += grid_markdown(record, br)
     return "\n".join(lines)
+
+
+def grid_markdown(record: dict, br) -> list[str]:
+    """The section on the cases with a reference grid of their own."""
+    rules = ("stop", "steepest", "min/10")
+    sm = record["summary_grid_cases"]
+    lines = [
+        "## Own-model CNN and Omniglot (smoke size): against a full grid of the same problem",
+        "",
+        "Reference: a full alpha x beta grid of the same problem, horizon, tasks, seed and",
+        "divergence level (made by the command below each case, committed beside this file).",
+        "The reference bracket at an alpha is the grid row's [largest stable beta, next beta]:",
+        "the grid's own bracket, whose width (`ref width`, decades) is the reference's error",
+        "bar; an error of 0 means the advisor's midpoint lies inside it, and only says the",
+        "advisor is as good as the grid can tell. Cost: the advisor's cell-iterations as a",
+        "percentage of the grid's nominal cost (cells x iterations, alpha = 0 row included) and",
+        "of what the grid spent (diverged cells stop early).",
+        "",
+        "| case | alpha | measured | grid bracket | ref width | advisor | "
+        + " | ".join(f"rt100 {r}" for r in rules)
+        + " | "
+        + " | ".join(f"rt= {r}" for r in rules)
+        + " | cell-iterations | % of grid | % of grid spent |",
+        "|" + " --- |" * 15,
+    ]
+    for row in (r for r in record["cases"] if "reference_grid" in r):
+        cost = row["advisor"]["cost"]["cell_iterations"]
+        spent = row["cost_fraction_of_grid_spent"]
+        for e in row["edges"]:
+            rt_d = e["range_test"]["default"]["errors"]
+            rt_e = e["range_test"]["equal_cost"]["errors"]
+            lines.append(
+                f"| {row['case']} | {e['alpha']:.4g} | {br(e['measured'])} | "
+                f"{br(e['reference'])} | {_fmt(e['reference_width_decades'])} | "
+                f"{_fmt(e['error_decades'])} | "
+                + " | ".join(_fmt(rt_d[r]) for r in rules)
+                + " | "
+                + " | ".join(_fmt(rt_e[r]) for r in rules)
+                + f" | {cost} | {100 * row['cost_fraction_of_grid']:.2f} | "
+                f"{'-' if spent is None else f'{100 * spent:.2f}'} |"
+            )
+    lines.append("")
+    for row in (r for r in record["cases"] if "reference_grid" in r):
+        g = row["reference_grid"]
+        lines += [
+            f"- {row['case']}: grid `{g['file']}`, {g['shape'][0]} alphas x {g['shape'][1]} "
+            f"betas{' + the alpha = 0 row' if g['alpha_zero_row'] else ''}, beta step "
+            f"{g['beta_step_decades']:.2f} decades, {g['cell_iterations_nominal']} cell-iterations "
+            f"nominal, {g['cell_iterations_spent']} spent, {g['wall_s']} s wall; alpha* "
+            f"{row['alpha_star']:.4g} (grid: {row['reference_alpha_star']:.4g}"
+            + (
+                "; the grid's largest alpha, so the ladder, which is the grid's, bounds it"
+                if row["alpha_star"] == max(g["alphas"])
+                else ""
+            )
+            + f"); advisor {row['wall_s']} s wall. Made by `{g['command']}`.",
+        ]
+    fine_rows = [
+        (row, e)
+        for row in record["cases"]
+        if "reference_grid" in row
+        for e in row["edges"]
+        if "fine_grid" in e
+    ]
+    if fine_rows:
+        lines += [
+            "",
+            "Second reference, where the machine had the time: a grid of the same alphas at",
+            "twice the beta resolution (the first grid's betas are every other one of it).",
+            "",
+            "| case | alpha | measured | fine grid bracket | ref width | advisor | "
+            + " | ".join(f"rt100 {r}" for r in rules)
+            + " | "
+            + " | ".join(f"rt= {r}" for r in rules)
+            + " |",
+            "|" + " --- |" * 12,
+        ]
+        for row, e in fine_rows:
+            f = e["fine_grid"]
+            lines.append(
+                f"| {row['case']} | {e['alpha']:.4g} | {br(e['measured'])} | "
+                f"{br(f['bracket'])} | {_fmt(f['width_decades'])} | {_fmt(f['error_decades'])} | "
+                + " | ".join(_fmt(f["range_test_errors"]["default"][r]) for r in rules)
+                + " | "
+                + " | ".join(_fmt(f["range_test_errors"]["equal_cost"][r]) for r in rules)
+                + " |"
+            )
+        lines.append("")
+        lines += [
+            f"- Fine grid made by `{f['command']}`."
+            for f in {e["fine_grid"]["file"]: e["fine_grid"] for _, e in fine_rows}.values()
+        ]
+    med = sm["median_error_decades"]
+    lines += [
+        f"- Advisor edges inside the grid's bracket: {sm['within_grid_bracket']} of "
+        f"{sm['edges']}; within {TOLERANCE} decades of it: {sm['within_tolerance']}.",
+        "- Median error (decades): " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()) + ".",
+    ]
+    if "fine_grid" in sm:
+        fg = sm["fine_grid"]
+        lines += [
+            f"- Against the fine grid: {fg['within_grid_bracket']} of {fg['edges']} edges inside "
+            f"its bracket, {fg['within_tolerance']} within {TOLERANCE} decades; median error "
+            "(decades): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in fg["median_error_decades"].items())
+            + ".",
+        ]
+    lines += [
+        f"- Load average when the summary was written: "
+        f"{', '.join(f'{x:.2f}' for x in sm['load_average'])}.",
+        "",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "advisor_bench.json")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument(
+        "--make-grid", default=None, choices=[k for k, v in GRID_CASES.items() if "sweep" in v]
+    )
+    ap.add_argument("--fine", action="store_true", help="with --make-grid: the finer grid")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.make_grid:
+        print(make_grid(args.make_grid, fine=args.fine))
+        return 0
     record = read_json(args.out) if args.out.exists() else {"cases": []}
     done = {r["case"] for r in record["cases"]}
     for init, variant, seed in cases():
@@ -335,7 +733,28 @@ def main(argv: list[str] | None = None) -> int:
         record["cases"].append(row)
         print(f"{name}: {row['wall_s']} s (load {load[0]:.2f})", file=sys.stderr, flush=True)
         atomic_write_text(args.out, dumps(record))
-    record["summary"] = report(record["cases"])
+    for name, case in GRID_CASES.items():
+        if name in done or (args.only and args.only not in name):
+            continue
+        if not (RESULTS / case["file"]).exists():
+            print(
+                f"{name}: no reference grid {case['file']} yet ({case['command']})", file=sys.stderr
+            )
+            continue
+        load = os.getloadavg()
+        row = run_grid_case(name)
+        row["load_average_at_start"] = load
+        record["cases"].append(row)
+        print(f"{name}: {row['wall_s']} s (load {load[0]:.2f})", file=sys.stderr, flush=True)
+        atomic_write_text(args.out, dumps(record))
+    for row in record["cases"]:
+        if "reference_grid" in row and add_fine_reference(row):
+            atomic_write_text(args.out, dumps(record))
+    sinusoid = [r for r in record["cases"] if "reference_grid" not in r]
+    record["summary"] = report(sinusoid)
+    grid_rows = [r for r in record["cases"] if "reference_grid" in r]
+    if grid_rows:
+        record["summary_grid_cases"] = report_grid(grid_rows)
     atomic_write_text(args.out, dumps(record))
     atomic_write_text(args.out.with_suffix(".md"), markdown(record))
     return 0
