@@ -595,6 +595,22 @@ def markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_text(advice: dict) -> str:
+    """What the advisor's own check run at (alpha*, beta*) did, in words."""
+    check = advice.get("check")
+    if not check:
+        return "no check run"
+    rec = advice["recommendation"]
+    learned = advice.get("check_learned")
+    return (
+        f"its check at (alpha* {rec['alpha']:.4g}, beta* {rec['beta']:.4g}) "
+        + ("trained the horizon without divergence" if check["stable"] else "diverged")
+        + f", final loss {check['final_loss']:.3g} against a learned reference of "
+        f"{advice.get('learned_reference', math.nan):.3g}"
+        + ("" if learned is None else (" (learned)" if learned else " (did not learn)"))
+    )
+
+
 def grid_markdown(record: dict, br) -> list[str]:
     """The section on the cases with a reference grid of their own."""
     rules = ("stop", "steepest", "min/10")
@@ -648,7 +664,8 @@ def grid_markdown(record: dict, br) -> list[str]:
                 if row["alpha_star"] == max(g["alphas"])
                 else ""
             )
-            + f"); advisor {row['wall_s']} s wall. Made by `{g['command']}`.",
+            + f"); advisor {row['wall_s']} s wall; {_check_text(row['advisor'])}. Made by "
+            f"`{g['command']}`.",
         ]
     fine_rows = [
         (row, e)
