@@ -229,6 +229,12 @@ GRID_CASES: dict[str, dict] = {
         "command": "nice mamlconv sweep omniglot --preset smoke --alphas 0.01:10:10 "
         "--betas 0.01:100:13 --iters 50 --tasks 4 --seed 0 --device cpu --threads 1 "
         "--resume --out experiments/results/advisor_ref_omniglot_smoke.npz",
+        "fine": {
+            "file": "advisor_ref_omniglot_smoke_fine.npz",
+            "command": "nice mamlconv sweep omniglot --preset smoke --alphas 0.01:10:10 "
+            "--betas 0.01:100:25 --iters 50 --tasks 4 --seed 0 --device cpu --threads 1 "
+            "--resume --out experiments/results/advisor_ref_omniglot_smoke_fine.npz",
+        },
     },
 }
 """The cases with a reference grid of their own: the result file under experiments/results/,
@@ -349,9 +355,20 @@ def add_fine_reference(row: dict) -> bool:
         return False
     if all("fine_grid" in e for e in row["edges"]):
         return False
-    records = {
-        float(r["alpha"]): r for r in mamlconv.load(RESULTS / fine["file"]).boundary().as_records()
-    }
+    fine_map = mamlconv.load(RESULTS / fine["file"])
+    records = {float(r["alpha"]): r for r in fine_map.boundary().as_records()}
+    coarse = mamlconv.load(RESULTS / GRID_CASES[row["case"]]["file"])
+    shared = np.isclose(coarse.betas[:, None], fine_map.betas[None, :], rtol=1e-9).argmax(axis=1)
+    if np.allclose(fine_map.betas[shared], coarse.betas, rtol=1e-9) and np.allclose(
+        fine_map.alphas, coarse.alphas
+    ):  # the cells both grids trained: the same run twice, so the same verdicts
+        row["fine_grid_consistency"] = {
+            "shared_cells": int(coarse.diverged.size),
+            "stability_disagreements": int((coarse.diverged != fine_map.diverged[:, shared]).sum()),
+            "max_final_loss_difference": float(
+                np.nanmax(np.abs(coarse.final_loss - fine_map.final_loss[:, shared]))
+            ),
+        }
     for e in row["edges"]:
         rec = records[float(e["alpha"])]
         lo = rec["beta_lo"] if rec["beta_lo"] is not None and rec["beta_lo"] > 0 else None
@@ -698,10 +715,14 @@ def grid_markdown(record: dict, br) -> list[str]:
                 + " |"
             )
         lines.append("")
-        lines += [
-            f"- Fine grid made by `{f['command']}`."
-            for f in {e["fine_grid"]["file"]: e["fine_grid"] for _, e in fine_rows}.values()
-        ]
+        for row in (r for r in record["cases"] if "fine_grid_consistency" in r):
+            c = row["fine_grid_consistency"]
+            lines.append(
+                f"- {row['case']}: fine grid made by `{row['edges'][0]['fine_grid']['command']}`; "
+                f"on the {c['shared_cells']} cells both grids trained (alpha = 0 row aside), "
+                f"{c['stability_disagreements']} stability verdicts differ and the final losses "
+                f"differ by at most {c['max_final_loss_difference']:.3g}."
+            )
     med = sm["median_error_decades"]
     lines += [
         f"- Advisor edges inside the grid's bracket: {sm['within_grid_bracket']} of "
