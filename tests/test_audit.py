@@ -287,6 +287,12 @@ def test_schema_rejects_a_broken_report(change) -> None:
         validate(change(report))
 
 
+def test_schema_requires_every_claim() -> None:
+    """The schema's claim count follows the claim list (a report that drops a claim is refused)."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert schema["properties"]["claims"]["minItems"] == len(CLAIMS)
+
+
 def test_schema_is_valid_draft_2020_12() -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
 

@@ -79,6 +79,11 @@ def _write_sweep(
     loss[..., 0] = INITIAL_LOSS
     loss0 = np.repeat(np.where(div0 < 0, 0.5, 2e3)[:, None], n_rec, axis=-1)
     loss0[:, 0] = INITIAL_LOSS
+    # as the engine stores them: a diverged cell's records after its divergence are not finite
+    # (the audit recomputes diverged_at from the trajectory and refuses a file that disagrees)
+    after = np.asarray(config.record_iters) > 7
+    loss[(diverged_at >= 0)[..., None] & after] = np.nan
+    loss0[(div0 >= 0)[:, None] & after] = np.nan
     result = SweepResult(
         config=config,
         alphas=ALPHAS,
