@@ -287,3 +287,11 @@ def test_cuda_float64_equals_cpu(variant, backend):
         np.testing.assert_allclose(
             gpu.final_params[name], cpu.final_params[name], rtol=1e-9, atol=1e-12
         )
+
+
+def test_sweep_command_offers_every_engine_backend() -> None:
+    """The hidden ``sweep --kernel`` choices are the engine's backends (spelled out in the CLI)."""
+    from mamlconv.cli.sweep import KERNEL_CHOICES
+    from mamlconv.experiments.engine.loop import BACKENDS
+
+    assert KERNEL_CHOICES == BACKENDS

@@ -40,10 +40,3 @@ def test_light_commands_import_neither_torch_nor_matplotlib(argv: list[str]) -> 
     assert proc.returncode == 0, proc.stderr
     heavy = proc.stdout.strip().splitlines()[-1]
     assert heavy == "HEAVY=", f"mamlconv {' '.join(argv)} imported {heavy[6:]}"
-
-
-def test_parser_variant_choices_equal_the_numerics_variants() -> None:
-    from mamlconv.cli._args import VARIANT_CHOICES
-    from mamlconv.numerics.maml import VARIANTS
-
-    assert VARIANT_CHOICES == VARIANTS

@@ -51,8 +51,10 @@ DEFAULT_CHUNK_CUDA = 1024
 
 
 CNN_CHUNK_CPU = 1
-"""Few-shot CNNs on a CPU: one cell at a time. benchmarks/omniglot_bench.py measured batching 4
-cells at 0.29x the speed of one at a time there (vmapped convolutions lose their fast kernels)."""
+"""Few-shot CNNs on a CPU: one cell at a time. The CPU's backend, ``grouped``
+(experiments/engine/grouped.py), never mixes cells in one call, so a wider chunk gains nothing
+there; for the vmapped ``generic`` backend, benchmarks/omniglot_bench.py measured batching 4 cells
+at 0.29x the speed of one at a time (vmapped convolutions lose their fast kernels)."""
 
 
 FEWSHOT_PROBLEMS = ("omniglot", "miniimagenet")

@@ -28,14 +28,15 @@ import numpy as np
 
 from mamlconv.errors import OutputError
 from mamlconv.errors import UsageError as UsageError  # re-exported for the subcommands
+from mamlconv.numerics.variants import VARIANTS
 from mamlconv.util.devices import DEVICE_SPELLINGS, is_device_spec
 
 PROBLEM_CHOICES = ("sinusoid", "omniglot", "miniimagenet")
 """The task families that `sweep`, `advise` and the presets know by name."""
 
-VARIANT_CHOICES = ("exact", "first_order", "surrogate")
-"""``mamlconv.numerics.maml.VARIANTS`` (tested equal), kept here so that building the parser
-does not import torch (``mamlconv --help`` must start fast)."""
+VARIANT_CHOICES = VARIANTS
+"""The MAML objects by name, from the torch-free :mod:`mamlconv.numerics.variants` (building the
+parser must not import torch: ``mamlconv --help`` starts fast)."""
 
 
 PROBLEM_SPEC_HELP = (

@@ -29,6 +29,10 @@ from mamlconv.cli._args import (
     resolve_problem,
 )
 
+KERNEL_CHOICES = ("auto", "generic", "mlp", "grouped")
+"""The engine's step backends (``experiments.engine.loop.BACKENDS``, spelled out here so that
+the parser stays torch-free; tests/test_engine.py keeps the two equal)."""
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -153,9 +157,7 @@ def add_parser(subparsers: Any) -> None:
         "cores)",
     )
     # The compute kernel (library argument ``backend``): hidden, for benchmarks and tests.
-    p.add_argument(
-        "--kernel", choices=("auto", "generic", "mlp"), default="auto", help=argparse.SUPPRESS
-    )
+    p.add_argument("--kernel", choices=KERNEL_CHOICES, default="auto", help=argparse.SUPPRESS)
     p.add_argument(
         "--backend",
         choices=("local", "ray"),
