@@ -303,7 +303,7 @@ def in_words(claims: list[dict[str, Any]]) -> list[str]:
     wrong = "**Wrong:** " + (f"{no}; " if no else "")
     if fails:
         wrong += f"{len(fails)} FAILS: " + "; ".join(
-            f"{c['id']} ({c['finding']}): {one_line(c['reason'], 110)}" for c in fails
+            f"{c['id']} ({c['finding']}): {one_line(c['reason'], 200)}" for c in fails
         )
     else:
         wrong += "no claim FAILS as a whole"
@@ -320,7 +320,10 @@ def in_words(claims: list[dict[str, Any]]) -> list[str]:
     not_run = [c for c in claims if c["verdict"] == "NOT-RUN"]
     if not_run:
         undecided += f"; not run: {_ids(not_run)}"
-    return [f"- {right.strip()}", f"- {wrong.rstrip(' .…')}.", f"- {undecided}."]
+    wrong = (
+        wrong if wrong.endswith("…") else wrong.rstrip(" .") + "."
+    )  # a cut reason keeps its mark
+    return [f"- {right.strip()}", f"- {wrong}", f"- {undecided}."]
 
 
 def summary_table(claims: list[dict[str, Any]], anchor: Any, md: Any) -> list[str]:
