@@ -356,6 +356,8 @@ def local_stability(
     grad_rtol: float = GRAD_RTOL,
     measure_uncertified: bool = False,
     newton_start_rtol: float | None = None,
+    lbfgs_iters: int | None = None,
+    saddle_free: bool | None = None,
     log: Any = None,
 ) -> LocalStudy:
     """Per alpha: theta*(alpha) from ``init`` (float64), its certificate, every prediction and
@@ -368,6 +370,9 @@ def local_stability(
     like = {n_: v.detach().to(torch.float64) for n_, v in init.items()}
     theta0 = to_flat(like)
     governing = GOVERNING[variant]
+    smooth = bool(getattr(problem, "smooth", False))  # twice differentiable: L-BFGS + SFN
+    lbfgs_iters = (20000 if smooth else 0) if lbfgs_iters is None else int(lbfgs_iters)
+    saddle_free = smooth if saddle_free is None else bool(saddle_free)
     rows: list[LocalRow] = []
     for a in alphas:
         t0 = time.perf_counter()
@@ -379,6 +384,10 @@ def local_stability(
             newton_iters=newton_iters,
             flat_rtol=flat_rtol,
             newton_start_rtol=newton_start_rtol,
+            lbfgs_iters=lbfgs_iters,
+            saddle_free=saddle_free,
+            grad_rtol=grad_rtol,
+            log=log,
         )
         t1 = time.perf_counter()
         cert = certify(field_, point, flat_rtol=flat_rtol, grad_rtol=grad_rtol)
@@ -462,6 +471,8 @@ def local_stability(
         "grad_rtol": grad_rtol,
         "measure_uncertified": measure_uncertified,
         "newton_start_rtol": newton_start_rtol,
+        "lbfgs_iters": lbfgs_iters,
+        "saddle_free": saddle_free,
         "growth": GROWTH,
         "decay": DECAY,
         "n_params": int(theta0.numel()),
@@ -556,6 +567,7 @@ class SmoothSinusoid:
 
     base: Any
     name: str = "sinusoid-tanh"
+    smooth: bool = True
 
     def init_params(self, generator: torch.Generator, *, dtype: torch.dtype, device: Any) -> Params:
         return self.base.init_params(generator, dtype=dtype, device=device)
@@ -565,10 +577,14 @@ class SmoothSinusoid:
     ) -> TaskBatch:
         return self.base.sample_tasks(generator, n_tasks, dtype=dtype, device=device)
 
-    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def residuals(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Prediction minus target per point (the loss is their mean square)."""
         h = torch.tanh(x @ params["w1"] + params["b1"])
         h = torch.tanh(h @ params["w2"] + params["b2"])
-        return ((h @ params["w3"] + params["b3"] - y) ** 2).mean()
+        return h @ params["w3"] + params["b3"] - y
+
+    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (self.residuals(params, x, y) ** 2).mean()
 
 
 def smooth_sinusoid(**options: Any) -> SmoothSinusoid:

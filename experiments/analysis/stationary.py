@@ -267,6 +267,89 @@ def newton(
     return theta, it, history
 
 
+def lbfgs(field_: UpdateField, theta0: Tensor, *, iters: int, gtol: float) -> tuple[Tensor, int]:
+    """scipy's L-BFGS on exact MAML's meta-objective (F is its gradient), float64, until the
+    largest gradient component is under ``gtol`` or ``iters`` iterations; a smooth model only
+    (on a ReLU network the objective jumps at kinks and the line search stops early)."""
+    from scipy.optimize import minimize
+
+    dtype, device = theta0.dtype, theta0.device
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        t = torch.as_tensor(x, dtype=dtype, device=device).requires_grad_(True)
+        value = field_.objective(t)
+        (g,) = torch.autograd.grad(value, t)
+        return float(value.detach()), g.detach().cpu().double().numpy()
+
+    x0 = theta0.detach().cpu().double().numpy()
+    opts = {"maxiter": int(iters), "gtol": float(gtol), "ftol": 0.0, "maxcor": 50}
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", options=opts)
+    return torch.as_tensor(res.x, dtype=dtype, device=device), int(res.nit)
+
+
+def saddle_free_newton(
+    field_: UpdateField,
+    theta: Tensor,
+    *,
+    max_iter: int = 30,
+    flat_rtol: float = FLAT_RTOL,
+    target: float = 0.0,
+    max_rebuilds: int = 4,
+    reuse: int = 50,
+    log: Any = None,
+) -> tuple[Tensor, int, list[float]]:
+    """Newton on exact MAML's F = grad with the dense meta-Hessian's eigen-decomposition
+    H = Q diag(lam) Q^T and the step -Q diag(1 / (|lam| + mu)) Q^T F: a descent direction at a
+    saddle (negative curvature is followed downhill, not towards the saddle), plain Newton
+    at a minimum; eigen-directions with |lam| <= ``flat_rtol`` max|lam| (the flat set) get
+    no step. A step is kept when it lowers ||F||; mu (relative to max|lam|) grows after a
+    refused step and shrinks after a kept one; the Hessian (n products) is reused while its
+    steps work (chord, at most ``reuse`` kept steps) and rebuilt at most ``max_rebuilds``
+    times. Stops at ``target``, at
+    round-off (no step lowers ||F||) or ``max_iter`` steps."""
+    with torch.no_grad():
+        f = field_.direction(theta)
+        value = float(field_.objective(theta))
+    norm = float(torch.linalg.vector_norm(f))
+    history, it, rebuilds, eig, mu_rel, moved = [norm], 0, 0, None, 1e-10, 0
+    while it < max_iter and norm > target:
+        it += 1
+        if eig is None:
+            if rebuilds >= max_rebuilds or (rebuilds and not moved):
+                break
+            jac = field_.dense_jacobian(theta)
+            lam, q = np.linalg.eigh(0.5 * (jac + jac.T))
+            eig, rebuilds, moved = (lam, q, float(np.max(np.abs(lam)))), rebuilds + 1, 0
+            if log is not None:
+                log(f"  hessian {rebuilds}: lambda {lam[0]:.3e} .. {lam[-1]:.3e}")
+        lam, q, top = eig
+        keep = np.abs(lam) > flat_rtol * top
+        coef = np.where(keep, 1.0 / (np.abs(lam) + mu_rel * top), 0.0)
+        step = -(q @ (coef * (q.T @ f.detach().cpu().double().numpy())))
+        trial = theta + torch.as_tensor(step, dtype=theta.dtype, device=theta.device)
+        with torch.no_grad():
+            f_trial = field_.direction(trial)
+            v_trial = float(field_.objective(trial))
+        new = float(torch.linalg.vector_norm(f_trial))
+        # Kept when ||F|| falls, or (far out, where a descent step may raise ||F||) when the
+        # objective falls by more than round-off with ||F|| at most 10 times larger.
+        lower = v_trial < value - 1e-13 * abs(value) and new < 10 * norm
+        if math.isfinite(new) and (new < norm or lower):
+            theta, f, norm, value, moved = trial, f_trial, new, v_trial, moved + 1
+            mu_rel = max(mu_rel * 0.1, 1e-16)
+            history.append(norm)
+            if moved >= reuse:
+                eig = None
+            if log is not None:
+                log(f"  newton {it}: ||F|| {norm:.3e}, objective {value:.12g}, mu {mu_rel:.1e}")
+            continue
+        if mu_rel >= 1.0:  # this Hessian's steps no longer work: rebuild where the point is
+            eig, mu_rel = None, 1e-10
+        else:
+            mu_rel = min(mu_rel * 10.0, 1.0)
+    return theta, it, history
+
+
 def find_stationary(
     field_: UpdateField,
     theta0: Tensor,
@@ -275,28 +358,52 @@ def find_stationary(
     newton_iters: int = 300,
     flat_rtol: float = FLAT_RTOL,
     newton_start_rtol: float | None = None,
+    lbfgs_iters: int = 0,
+    lbfgs_gtol: float = 1e-9,
+    saddle_free: bool = False,
+    grad_rtol: float = GRAD_RTOL,
+    log: Any = None,
 ) -> StationaryPoint:
-    """theta*(alpha) from ``theta0`` (flat): Adam then Newton (module text)."""
+    """theta*(alpha) from ``theta0`` (flat): Adam; for exact MAML optionally L-BFGS on the
+    meta-objective; then Newton on F: saddle-free on the dense meta-Hessian (``saddle_free``,
+    exact MAML, a smooth model) or the damped least-squares Newton (module text)."""
     start = time.perf_counter()
     g0 = _norm(field_, theta0)
     theta, n_opt = theta0, 0
     if optimiser_iters > 0:
         theta, n_opt = adam(field_, theta0, iters=optimiser_iters)
     g_opt = _norm(field_, theta)
+    exact = field_.variant == "exact"
+    if exact and lbfgs_iters > 0:
+        theta, n_lbfgs = lbfgs(field_, theta, iters=lbfgs_iters, gtol=lbfgs_gtol)
+        n_opt += n_lbfgs
+        g_opt = _norm(field_, theta)
+        if log is not None:
+            log(f"  l-bfgs: {n_lbfgs} iterations, ||F|| {g_opt:.3e} (start {g0:.3e})")
     start_rtol = NEWTON_START_RTOL if newton_start_rtol is None else newton_start_rtol
-    if optimiser_iters == 0 or g_opt <= start_rtol * g0:
-        theta, n_newton, history = newton(field_, theta, max_iter=newton_iters, flat_rtol=flat_rtol)
+    history, g_adam = [g_opt], g_opt
+    g_opt, target = history[-1], 0.01 * grad_rtol * g0
+    if g_opt <= target:
+        n_newton = 0
+    elif exact and saddle_free and theta.numel() <= DENSE_LIMIT:
+        theta, n_newton, more = saddle_free_newton(
+            field_, theta, max_iter=newton_iters, flat_rtol=flat_rtol, target=target, log=log
+        )
+        history = history[:-1] + more
+    elif optimiser_iters == 0 or g_opt <= start_rtol * g0:
+        theta, n_newton, more = newton(field_, theta, max_iter=newton_iters, flat_rtol=flat_rtol)
+        history = history[:-1] + more
     else:
         # Farther out a Newton step is orders of magnitude longer than the distance to the
         # nearest ReLU kink (measured on the sinusoid MLP: ~5e-6 from the optimiser's point),
         # where the update's Jacobian jumps; no Newton step then lowers ||F||, and each try
         # costs a dense Jacobian. The point is reported as found (and not certified).
-        n_newton, history = 0, [g_opt]
+        n_newton = 0
     return StationaryPoint(
         theta=theta.detach(),
         grad_norm=history[-1],
         grad_norm_start=g0,
-        grad_norm_optimiser=g_opt,
+        grad_norm_optimiser=g_adam,
         optimiser_iters=n_opt,
         newton_iters=n_newton,
         seconds=time.perf_counter() - start,
