@@ -410,32 +410,52 @@ def _fmt(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def report(rows: list[dict]) -> dict:
-    rules = ("stop", "steepest", "min/10")
-    print(
-        f"{'case':32} {'alpha':>6} {'advisor':>7} "
-        + " ".join(f"{'rt100 ' + r:>13}" for r in rules)
+RULES = ("stop", "steepest", "min/10")
+"""The range-test suggestions (torch-lr-finder's stop point, steepest slope, minimum / 10)."""
+
+
+def _empty_errors() -> dict[str, list]:
+    return {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in RULES}}
+
+
+def _header(width: int, tail: str) -> str:
+    return (
+        f"{'case':{width}} {'alpha':>6} {'advisor':>7} "
+        + " ".join(f"{'rt100 ' + r:>13}" for r in RULES)
         + " "
-        + " ".join(f"{'rt= ' + r:>11}" for r in rules)
-        + f" {'cost':>6} {'grid%':>6}"
+        + " ".join(f"{'rt= ' + r:>11}" for r in RULES)
+        + tail
     )
-    errors = {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in rules}}
+
+
+def _add_edge(errors: dict[str, list], e: dict) -> str:
+    """Adds one edge's errors (advisor, range tests at 100 iterations and at equal cost) and
+    returns its range-test columns."""
+    rt_d, rt_e = e["range_test"]["default"], e["range_test"]["equal_cost"]
+    errors["advisor"].append(e["error_decades"])
+    for r in RULES:
+        errors[f"default:{r}"].append(rt_d["errors"][r])
+        errors[f"equal_cost:{r}"].append(rt_e["errors"][r])
+    return (
+        " ".join(f"{_fmt(rt_d['errors'][r]):>13}" for r in RULES)
+        + " "
+        + " ".join(f"{_fmt(rt_e['errors'][r]):>11}" for r in RULES)
+    )
+
+
+def report(rows: list[dict]) -> dict:
+    print(_header(32, f" {'cost':>6} {'grid%':>6}"))
+    errors = _empty_errors()
     misses = []
     for row in rows:
         cost = row["advisor"]["cost"]
         for e in row["edges"]:
-            rt_d, rt_e = e["range_test"]["default"], e["range_test"]["equal_cost"]
-            errors["advisor"].append(e["error_decades"])
-            for r in rules:
-                errors[f"default:{r}"].append(rt_d["errors"][r])
-                errors[f"equal_cost:{r}"].append(rt_e["errors"][r])
+            columns = _add_edge(errors, e)
             if not e["error_decades"] <= TOLERANCE:
                 misses.append(f"{row['case']} alpha {e['alpha']:g}: {e['error_decades']:.3f}")
             print(
                 f"{row['case']:32} {e['alpha']:6.3g} {_fmt(e['error_decades']):>7} "
-                + " ".join(f"{_fmt(rt_d['errors'][r]):>13}" for r in rules)
-                + " "
-                + " ".join(f"{_fmt(rt_e['errors'][r]):>11}" for r in rules)
+                + columns
                 + f" {cost['cell_iterations']:6d} {100 * cost['grid_fraction']:6.2f}"
             )
     n = len(errors["advisor"])
@@ -477,34 +497,25 @@ def report(rows: list[dict]) -> dict:
 def report_grid(rows: list[dict]) -> dict:
     """The cases with a reference grid of their own: per edge the advisor's and the range
     tests' errors, the grid's bracket width (its error bar) and the cost against the grid."""
-    rules = ("stop", "steepest", "min/10")
     print(
-        f"{'case':28} {'alpha':>6} {'advisor':>7} {'ref width':>9} "
-        + " ".join(f"{'rt100 ' + r:>13}" for r in rules)
-        + " "
-        + " ".join(f"{'rt= ' + r:>11}" for r in rules)
-        + f" {'cost':>6} {'% grid':>7} {'% spent':>7}"
+        _header(28, f" {'cost':>6} {'% grid':>7} {'% spent':>7}").replace(
+            f"{'advisor':>7} ", f"{'advisor':>7} {'ref width':>9} ", 1
+        )
     )
-    errors = {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in rules}}
+    errors = _empty_errors()
     for row in rows:
         cost = row["advisor"]["cost"]["cell_iterations"]
         spent = row["cost_fraction_of_grid_spent"]
         for e in row["edges"]:
-            rt_d, rt_e = e["range_test"]["default"], e["range_test"]["equal_cost"]
-            errors["advisor"].append(e["error_decades"])
-            for r in rules:
-                errors[f"default:{r}"].append(rt_d["errors"][r])
-                errors[f"equal_cost:{r}"].append(rt_e["errors"][r])
+            columns = _add_edge(errors, e)
             print(
                 f"{row['case']:28} {e['alpha']:6.3g} {_fmt(e['error_decades']):>7} "
                 f"{_fmt(e['reference_width_decades']):>9} "
-                + " ".join(f"{_fmt(rt_d['errors'][r]):>13}" for r in rules)
-                + " "
-                + " ".join(f"{_fmt(rt_e['errors'][r]):>11}" for r in rules)
+                + columns
                 + f" {cost:6d} {100 * row['cost_fraction_of_grid']:7.2f} "
                 f"{'-' if spent is None else f'{100 * spent:.2f}':>7}"
             )
-    fine = {"advisor": [], **{f"{k}:{r}": [] for k in ("default", "equal_cost") for r in rules}}
+    fine = _empty_errors()
     for row in rows:
         for e in row["edges"]:
             if "fine_grid" not in e:
@@ -512,7 +523,7 @@ def report_grid(rows: list[dict]) -> dict:
             f = e["fine_grid"]
             fine["advisor"].append(f["error_decades"])
             for k in ("default", "equal_cost"):
-                for r in rules:
+                for r in RULES:
                     fine[f"{k}:{r}"].append(f["range_test_errors"][k][r])
             print(
                 f"{row['case']:28} {e['alpha']:6.3g} fine grid {f['file']}: bracket "
@@ -546,7 +557,6 @@ def report_grid(rows: list[dict]) -> dict:
 
 def markdown(record: dict) -> str:
     """The committed note: the table and the summary the run printed, as Markdown."""
-    rules = ("stop", "steepest", "min/10")
     sm = record["summary"]
     lines = [
         "# Measured advice against reference runs and LR range tests",
@@ -560,9 +570,9 @@ def markdown(record: dict) -> str:
         "torch-lr-finder's default 100 iterations, `rt=` at the advisor's cost per edge.",
         "",
         "| case | alpha | measured | reference | advisor | "
-        + " | ".join(f"rt100 {r}" for r in rules)
+        + " | ".join(f"rt100 {r}" for r in RULES)
         + " | "
-        + " | ".join(f"rt= {r}" for r in rules)
+        + " | ".join(f"rt= {r}" for r in RULES)
         + " | cell-iterations | % of 20x20x500 |",
         "|" + " --- |" * 13,
     ]
@@ -581,9 +591,9 @@ def markdown(record: dict) -> str:
             lines.append(
                 f"| {row['case']} | {e['alpha']:g} | {br(e['measured'])} | {br(e['reference'])} "
                 f"| {_fmt(e['error_decades'])} | "
-                + " | ".join(_fmt(rt_d[r]) for r in rules)
+                + " | ".join(_fmt(rt_d[r]) for r in RULES)
                 + " | "
-                + " | ".join(_fmt(rt_e[r]) for r in rules)
+                + " | ".join(_fmt(rt_e[r]) for r in RULES)
                 + f" | {cost['cell_iterations']} | {100 * cost['grid_fraction']:.2f} |"
             )
     med = sm["median_error_decades"]
@@ -630,7 +640,6 @@ def _check_text(advice: dict) -> str:
 
 def grid_markdown(record: dict, br) -> list[str]:
     """The section on the cases with a reference grid of their own."""
-    rules = ("stop", "steepest", "min/10")
     sm = record["summary_grid_cases"]
     lines = [
         "## Own-model CNN and Omniglot (smoke size): against a full grid of the same problem",
@@ -645,9 +654,9 @@ def grid_markdown(record: dict, br) -> list[str]:
         "of what the grid spent (diverged cells stop early).",
         "",
         "| case | alpha | measured | grid bracket | ref width | advisor | "
-        + " | ".join(f"rt100 {r}" for r in rules)
+        + " | ".join(f"rt100 {r}" for r in RULES)
         + " | "
-        + " | ".join(f"rt= {r}" for r in rules)
+        + " | ".join(f"rt= {r}" for r in RULES)
         + " | cell-iterations | % of grid | % of grid spent |",
         "|" + " --- |" * 15,
     ]
@@ -661,9 +670,9 @@ def grid_markdown(record: dict, br) -> list[str]:
                 f"| {row['case']} | {e['alpha']:.4g} | {br(e['measured'])} | "
                 f"{br(e['reference'])} | {_fmt(e['reference_width_decades'])} | "
                 f"{_fmt(e['error_decades'])} | "
-                + " | ".join(_fmt(rt_d[r]) for r in rules)
+                + " | ".join(_fmt(rt_d[r]) for r in RULES)
                 + " | "
-                + " | ".join(_fmt(rt_e[r]) for r in rules)
+                + " | ".join(_fmt(rt_e[r]) for r in RULES)
                 + f" | {cost} | {100 * row['cost_fraction_of_grid']:.2f} | "
                 f"{'-' if spent is None else f'{100 * spent:.2f}'} |"
             )
@@ -698,9 +707,9 @@ def grid_markdown(record: dict, br) -> list[str]:
             "twice the beta resolution (the first grid's betas are every other one of it).",
             "",
             "| case | alpha | measured | fine grid bracket | ref width | advisor | "
-            + " | ".join(f"rt100 {r}" for r in rules)
+            + " | ".join(f"rt100 {r}" for r in RULES)
             + " | "
-            + " | ".join(f"rt= {r}" for r in rules)
+            + " | ".join(f"rt= {r}" for r in RULES)
             + " |",
             "|" + " --- |" * 12,
         ]
@@ -709,9 +718,9 @@ def grid_markdown(record: dict, br) -> list[str]:
             lines.append(
                 f"| {row['case']} | {e['alpha']:.4g} | {br(e['measured'])} | "
                 f"{br(f['bracket'])} | {_fmt(f['width_decades'])} | {_fmt(f['error_decades'])} | "
-                + " | ".join(_fmt(f["range_test_errors"]["default"][r]) for r in rules)
+                + " | ".join(_fmt(f["range_test_errors"]["default"][r]) for r in RULES)
                 + " | "
-                + " | ".join(_fmt(f["range_test_errors"]["equal_cost"][r]) for r in rules)
+                + " | ".join(_fmt(f["range_test_errors"]["equal_cost"][r]) for r in RULES)
                 + " |"
             )
         lines.append("")
