@@ -17,6 +17,9 @@ model of at most
 the step is a damped least-squares solve through its singular value decomposition; above the
 limit it is a Krylov solve (MINRES for the symmetric exact Jacobian, GMRES otherwise) on the
 products. The search stops when ||F|| stops falling (round-off) or reaches ``abs_floor``.
+For a twice-differentiable model (exact MAML) the optimiser may be L-BFGS on the meta-objective
+and the Newton stage saddle-free (:func:`saddle_free_newton`: |lambda| of the dense
+meta-Hessian, so that a step never heads for a saddle).
 
 Flat directions. Networks have directions along which the update does not change to first
 order: the ReLU rescaling symmetry at alpha = 0, dead units, and the scale invariance of a
