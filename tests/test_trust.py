@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -460,18 +461,32 @@ def test_a_record_with_a_broken_bisection_is_not_read_as_a_grid(tmp_path, capsys
 
 def test_the_estimate_probes_a_bounded_number_of_cells_of_a_huge_chunk():
     """Old: the estimate trained the whole first chunk (90,000 cells: an allocation of tens of
-    GB) before it could refuse the sweep as too large."""
-    from mamlconv.experiments.problems.registry import get_preset
-    from mamlconv.experiments.sweep.estimate import PROBE_CELLS, estimate_sweep
+    GB) before it could refuse the sweep as too large. Run in a fresh process, as the command
+    line runs it: the host-memory probe reads the growth of the resident set, which a long-lived
+    process (this test session) may already have reserved, and would then read too low."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from mamlconv.experiments.problems.registry import get_preset
+        from mamlconv.experiments.sweep.estimate import PROBE_CELLS, estimate_sweep
 
-    alphas = tuple(np.geomspace(1e-4, 0.5, 300))
-    betas = tuple(np.geomspace(1e-2, 9, 300))
-    config = get_preset("sinusoid", "smoke").replace(
-        alphas=alphas, betas=betas, chunk_size=90000, device="cpu"
+        config = get_preset("sinusoid", "smoke").replace(
+            alphas=tuple(np.geomspace(1e-4, 0.5, 300)),
+            betas=tuple(np.geomspace(1e-2, 9, 300)),
+            chunk_size=90000,
+            device="cpu",
+        )
+        est = estimate_sweep(config)
+        assert f"probe of {PROBE_CELLS} cells" in est.probe, est.probe
+        print(est.memory_bytes)
+        """
     )
-    est = estimate_sweep(config)
-    assert f"probe of {PROBE_CELLS} cells" in est.probe
-    assert est.memory_bytes > 4 * 2**30  # scaled up to the chunk: big enough to be refused
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    memory = float(proc.stdout.strip().splitlines()[-1])
+    assert memory > 4 * 2**30  # scaled up to the chunk: big enough to be refused
 
 
 def test_a_checksum_record_is_not_written_through_a_planted_link(tmp_path):
