@@ -191,3 +191,24 @@ def test_installed_claims_equal_docs_claims_md() -> None:
     for d, i in zip(doc, installed, strict=True):
         for column, a, b in zip(("where", "claim", "how"), d[1:], i[1:], strict=True):
             assert a == b, f"{d[0]} {column}:\n  docs/CLAIMS.md: {a}\n  claims.py:      {b}"
+
+
+def test_committed_results_name_no_machine_path() -> None:
+    """Result records travel with the repository: a path they record is relative to it, never
+    the absolute path of the machine that made them (``MACHINE_PATH``, or this checkout's root)."""
+    import numpy as np
+
+    results = REPO / "experiments" / "results"
+    found = []
+    for path in sorted(results.rglob("*")):
+        if path.suffix in (".json", ".md"):
+            texts = [path.read_text()]
+        elif path.suffix == ".npz":
+            with np.load(path) as z:
+                texts = [str(z[k]) for k in z.files if k.endswith("json")]
+        else:
+            continue
+        for text in texts:
+            if MACHINE_PATH.search(text) or str(REPO) in text:
+                found.append(str(path.relative_to(REPO)))
+    assert not found, "machine paths in committed results:\n" + "\n".join(found)
