@@ -244,3 +244,19 @@ def test_library_logging_is_quiet_until_the_cli_shows_it(capsys):
     capsys.readouterr()
     log.warning("after main()")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["mamlconv.experiments.sweep", "mamlconv.experiments.analysis", "mamlconv.experiments.figures"],
+)
+def test_every_lazily_exported_name_imports(package: str) -> None:
+    """A package's public names (its lazy map, util/lazy.py) each resolve to the object defined
+    in the module the map names, and ``__all__`` is exactly that map."""
+    import importlib
+
+    pkg = importlib.import_module(package)
+    assert sorted(pkg.__all__) == sorted(pkg._EXPORTS)
+    for name, where in pkg._EXPORTS.items():
+        module = importlib.import_module(where, package)
+        assert getattr(pkg, name) is getattr(module, name), f"{package}.{name}"

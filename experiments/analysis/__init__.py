@@ -54,42 +54,12 @@ _EXPORTS = {
     "predictions_from_json": ".comparison",
     "top_meta_curvatures": ".comparison",
     "boundary_summary": ".edges",
+    "Edge": ".measured_advice",
+    "MeasuredAdvice": ".measured_advice",
+    "measure": ".measured_advice",
 }
 """Where each public name lives; imported on first use (:mod:`mamlconv.util.lazy`), so that
 importing this package imports none of its modules' dependencies (torch among them)."""
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    # edges: read from a sweep result
-    "boundary_summary",
-    # comparison: the predictions of beta_c
-    "Prediction",
-    "PREDICTIONS",
-    "predictions_from_json",
-    "POINTS",
-    "LABELS",
-    "PointSpectra",
-    "hessian_extremes",
-    "top_meta_curvatures",
-    "point_spectra",
-    # comparison: measured against predicted
-    "Comparison",
-    "log10_error",
-    "compare",
-    "comparison_record",
-    "markdown_table",
-    # measured advice: the edges by short training runs
-    "Edge",
-    "MeasuredAdvice",
-    "measure",
-    # advisor: recommended rates and their verification
-    "ALPHA_FRACTIONS",
-    "SOURCES",
-    "GOVERNING",
-    "CAVEAT",
-    "Candidate",
-    "Verification",
-    "Advice",
-    "verify",
-    "advise",
-]
+__all__ = sorted(_EXPORTS)  # the public names are the lazy map's keys

@@ -65,41 +65,4 @@ _EXPORTS = {
 importing this package imports none of its modules' dependencies (torch among them)."""
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    # figure1: Fig. 1, gradient norms and inner products
-    "PAPER_ITERS",
-    "FIG1_DEFAULT_ITERS",
-    "FIG1_ALPHAS",
-    "FIG1_BETA",
-    "fig1_records",
-    "truncate_fig1",
-    "fig1_data",
-    "fig1",
-    # figure4: Fig. 4, one panel per sweep result
-    "loss_norm",
-    "draw_panel",
-    "colorbar",
-    "describe_run",
-    "panel_figure",
-    "fig4",
-    # figure5: Fig. 5, curvature along training
-    "FIG5_DEFAULT_ITERS",
-    "FIG5_ALPHA",
-    "FIG5_BETA",
-    "checkpoints",
-    "curvature_at",
-    "fig5_data",
-    "frobenius_panel",
-    "fig5_figure",
-    "redraw_fig5",
-    "fig5",
-    # comparison: measured against predicted, drawn
-    "prediction_curves",
-    "heatmap",
-    "draw_comparison",
-    "comparison_figure",
-    "write_comparison",
-    # reading_maps: the sinusoid reading matrix at a glance
-    "plot_reading_maps",
-    "reading_maps_figure",
-]
+__all__ = sorted(_EXPORTS)  # the public names are the lazy map's keys

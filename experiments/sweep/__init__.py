@@ -52,28 +52,4 @@ _EXPORTS = {
 importing this package imports none of its modules' dependencies (torch among them)."""
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    # chunks: the grid's cells, the chunk plan and size, one chunk trained
-    "grid_rows",
-    "sweep_cells",
-    "plan_chunks",
-    "CHUNK_TASK_BUDGET",
-    "DEFAULT_CHUNK_GENERIC",
-    "DEFAULT_CHUNK_CUDA",
-    "CNN_CHUNK_CPU",
-    "FEWSHOT_PROBLEMS",
-    "default_chunk_size",
-    "run_chunk",
-    "load_finished_chunks",
-    # run: the sweep, its local executor and its workers
-    "run_sweep",
-    "resume_chunk_size",
-    "POLL_S",
-    "PR_SET_PDEATHSIG",
-    "die_with_parent",
-    "start_worker",
-    # bisection: the edge without a full grid
-    "BisectSweep",
-    "bisect_sweep",
-    "recheck_boundary",
-]
+__all__ = sorted(_EXPORTS)  # the public names are the lazy map's keys
