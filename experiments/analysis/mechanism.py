@@ -149,6 +149,13 @@ def mechanism(
     reuse = {}
     if record is not None and variant == "exact":
         reuse = record.get("spectra", {}).get("init", {}).get("meta_lambda_max", {}) or {}
+
+    def curvature(params: Any, alpha: float) -> float:
+        """lambda_max of the governing operator at ``params`` on the fixed tasks."""
+        return governing_curvature(
+            problem, params, tasks, alpha=alpha, variant=variant, steps=steps, tol=tol
+        )
+
     rows: list[dict[str, Any]] = []
     cells_a, cells_b = [], []
     a0 = result.alpha0_boundary()
@@ -158,9 +165,7 @@ def mechanism(
         if i is not None and repr(a) in reuse and reuse[repr(a)] is not None:
             lam = float(reuse[repr(a)])
         else:
-            lam = governing_curvature(
-                problem, init, tasks, alpha=a, variant=variant, steps=steps, tol=tol
-            )
+            lam = curvature(init, a)
         b_gov = 2.0 / lam if lam > 0 else math.inf
         edge = (a0 if i is None else boundary).as_records()[0 if i is None else i]
         lo, hi = edge["beta_lo"], edge["beta_hi"]
@@ -199,15 +204,7 @@ def mechanism(
                 )
                 continue
             params = _as_params(run.final_params, c)
-            lam_end = governing_curvature(
-                problem,
-                params,
-                tasks,
-                alpha=float(alphas[i]),
-                variant=variant,
-                steps=steps,
-                tol=tol,
-            )
+            lam_end = curvature(params, float(alphas[i]))
             product = float(betas[j] * lam_end)
             cell = {
                 "alpha": float(alphas[i]),
@@ -249,15 +246,7 @@ def mechanism(
                         products.append(None)
                         continue
                     params = _as_params(run.final_params, 0)
-                lam_t = governing_curvature(
-                    problem,
-                    params,
-                    tasks,
-                    alpha=float(alphas[i]),
-                    variant=variant,
-                    steps=steps,
-                    tol=tol,
-                )
+                lam_t = curvature(params, float(alphas[i]))
                 products.append(float(betas[j] * lam_t))
             trajectories.append(
                 {
